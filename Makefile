@@ -1,0 +1,39 @@
+# One command each: `make demo` (set up and run the main job), `make test` (set up and pass the tests).
+PYTHON ?= python3.11
+VENV := .venv
+PY := $(VENV)/bin/python
+PIP := $(PY) -m pip
+STAMP := $(VENV)/.installed
+
+.PHONY: venv demo demo-data test test-all bench clean
+
+$(STAMP): setup.py
+	test -x $(PY) || $(PYTHON) -m venv $(VENV) || python3 -m venv $(VENV)
+	$(PIP) install -q --upgrade pip 'setuptools>=77' wheel cython numpy
+	# torch first (basicsr's build imports it); these versions install from local files here
+	$(PIP) install -q torch==2.14.1 torchvision==0.29.1
+	$(PIP) install -q --no-build-isolation basicsr==1.4.2
+	$(PIP) install -q --no-build-isolation -e '.[test]'
+	touch $(STAMP)
+
+venv: $(STAMP)
+
+demo-data: $(STAMP)
+	$(PY) scripts/data_preparation/make_demo_dataset.py
+
+demo: demo-data
+	$(VENV)/bin/basicsr train -opt options/train_edsr_demo.yml
+	$(VENV)/bin/basicsr test -opt options/test_edsr_demo.yml
+	@echo "Pictures: results/demo_EDSR_x2_f32b4/visualization/  Logs: experiments/demo_EDSR_x2_f32b4/"
+
+test: $(STAMP)
+	$(PY) -m pytest -q -m "not slow and not gpu" tests
+
+test-all: $(STAMP)
+	$(PY) -m pytest -q tests
+
+bench: $(STAMP)
+	$(PY) scripts/benchmark.py --output docs/benchmarks.md
+
+clean:
+	rm -rf $(VENV) experiments results tb_logger

@@ -1,0 +1,56 @@
+"""The ``basicsr`` (alias ``moesr``) command: ``basicsr train|test -opt FILE`` and the package's tools.
+
+``train`` and ``test`` register the plugin, then hand the rest of the command line to BasicSR's own
+``train_pipeline`` / ``test_pipeline`` (so ``--auto_resume``, ``--debug``, ``--launcher`` and
+``--force_yml`` work as in BasicSR), with the current directory as root: ``experiments/``,
+``results/`` and ``tb_logger/`` appear there.
+
+Further subcommands live in modules listed in :data:`TOOLS`; each defines ``add_arguments(parser)``
+and ``main(args)`` and a one-line module docstring used as its help.
+"""
+import argparse
+import importlib
+import os
+import sys
+
+# subcommand -> module with add_arguments(parser) and main(args)
+TOOLS = {}
+
+
+def run_pipeline(kind, argv, prog):
+    import moesr_arch  # noqa: F401  (shims and registration before BasicSR runs)
+    from basicsr.test import test_pipeline
+    from basicsr.train import train_pipeline
+    sys.argv = [prog] + list(argv)
+    pipeline = train_pipeline if kind == 'train' else test_pipeline
+    pipeline(os.getcwd())
+
+
+def build_parser(prog):
+    parser = argparse.ArgumentParser(prog=prog, description='Mixture-of-experts super-resolution on BasicSR.')
+    commands = parser.add_subparsers(dest='command', metavar='COMMAND', required=True)
+    for kind, text in (('train', 'train a model: BasicSR train_pipeline with the plugin registered'),
+                       ('test', 'test a model: BasicSR test_pipeline with the plugin registered')):
+        sub = commands.add_parser(kind, help=text, add_help=False,
+                                  usage=f'{prog} {kind} -opt FILE [--auto_resume] [--debug] '
+                                  '[--launcher none|pytorch|slurm] [--force_yml KEY=VALUE ...]')
+        sub.add_argument('-h', '--help', action='help', help='show this help message and exit')
+    for name, module_name in TOOLS.items():
+        module = importlib.import_module(module_name)
+        sub = commands.add_parser(name, help=(module.__doc__ or '').strip().splitlines()[0])
+        module.add_arguments(sub)
+        sub.set_defaults(tool=module)
+    return parser
+
+
+def main(argv=None):
+    argv = sys.argv[1:] if argv is None else list(argv)
+    prog = os.path.basename(sys.argv[0]) or 'basicsr'
+    if argv and argv[0] in ('train', 'test') and not {'-h', '--help'} & set(argv[1:]):
+        return run_pipeline(argv[0], argv[1:], f'{prog} {argv[0]}')
+    args = build_parser(prog).parse_args(argv)
+    return args.tool.main(args)
+
+
+if __name__ == '__main__':
+    sys.exit(main())

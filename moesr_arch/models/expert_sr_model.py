@@ -1,0 +1,123 @@
+from collections import OrderedDict
+
+import torch
+from basicsr.losses import build_loss
+from basicsr.models.sr_model import SRModel
+from basicsr.utils import get_root_logger
+from basicsr.utils.dist_util import master_only
+from basicsr.utils.registry import MODEL_REGISTRY
+
+from moesr_arch.utils.checkpoint import atomic_torch_save
+from moesr_arch.utils.ensemble import self_ensemble
+
+
+@MODEL_REGISTRY.register()
+class ExpertSRModel(SRModel):
+    """BasicSR's ``SRModel`` for single-network experts and baselines (EDSR, VDSR, SeemoRe), plus:
+
+    - every ``train.<name>_opt`` loss besides pixel/perceptual is applied to (output, gt) and logged as
+      ``l_<name>`` (e.g. SeemoRe's ``fft_opt``);
+    - a NaN or Inf loss stops training before the weights are touched, naming the iteration and term;
+    - checkpoints and training states are written atomically (a crash never leaves a truncated latest);
+    - ``val.self_ensemble: true`` tests with the x8 geometric self-ensemble (EDSR+);
+    - archs that count their routing decisions (``routing_statistics()`` / ``reset_routing_statistics()``)
+      have the counts of each validation logged to the log file and TensorBoard.
+    """
+
+    def init_training_settings(self):
+        super().init_training_settings()
+        builtin = ('pixel_opt', 'perceptual_opt')
+        self.extra_losses = OrderedDict(
+            (key[:-len('_opt')], build_loss(dict(value)).to(self.device))
+            for key, value in self.opt['train'].items()
+            if key.endswith('_opt') and key not in builtin and value is not None)
+
+    def compute_losses(self):
+        """Loss terms for the current ``self.output`` against ``self.gt``, by name."""
+        losses = OrderedDict()
+        if self.cri_pix:
+            losses['l_pix'] = self.cri_pix(self.output, self.gt)
+        if self.cri_perceptual:
+            l_percep, l_style = self.cri_perceptual(self.output, self.gt)
+            if l_percep is not None:
+                losses['l_percep'] = l_percep
+            if l_style is not None:
+                losses['l_style'] = l_style
+        for name, loss in self.extra_losses.items():
+            losses[f'l_{name}'] = loss(self.output, self.gt)
+        return losses
+
+    def optimize_parameters(self, current_iter):
+        self.optimizer_g.zero_grad(set_to_none=True)
+        self.output = self.net_g(self.lq)
+        losses = self.compute_losses()
+        check_finite_losses(losses, current_iter)
+        sum(losses.values()).backward()
+        self.optimizer_g.step()
+        self.log_dict = self.reduce_loss_dict(losses)
+        if self.ema_decay > 0:
+            self.model_ema(decay=self.ema_decay)
+
+    def test_network(self):
+        return self.net_g_ema if hasattr(self, 'net_g_ema') else self.net_g
+
+    def test(self):
+        net = self.test_network()
+        was_training = net.training
+        net.eval()
+        with torch.no_grad():
+            if self.opt.get('val', {}).get('self_ensemble', False):
+                self.output = self_ensemble(net, self.lq)
+            else:
+                self.output = net(self.lq)
+        net.train(was_training)
+
+    def nondist_validation(self, dataloader, current_iter, tb_logger, save_img):
+        net = self.get_bare_model(self.test_network())
+        counting = hasattr(net, 'routing_statistics')
+        if counting:
+            net.reset_routing_statistics()
+        super().nondist_validation(dataloader, current_iter, tb_logger, save_img)
+        if counting:
+            log_routing_statistics(net.routing_statistics(), dataloader.dataset.opt['name'], current_iter, tb_logger)
+
+    def save_network(self, net, net_label, current_iter, param_key='params'):
+        nets = net if isinstance(net, list) else [net]
+        keys = param_key if isinstance(param_key, list) else [param_key]
+        checkpoint = {}
+        for net_, key in zip(nets, keys):
+            state = self.get_bare_model(net_).state_dict()
+            checkpoint[key] = OrderedDict((k[7:] if k.startswith('module.') else k, v.cpu()) for k, v in state.items())
+        label = 'latest' if current_iter == -1 else current_iter
+        atomic_torch_save(checkpoint, f"{self.opt['path']['models']}/{net_label}_{label}.pth")
+
+    @master_only
+    def save_training_state(self, epoch, current_iter):
+        if current_iter == -1:
+            return
+        state = {
+            'epoch': epoch,
+            'iter': current_iter,
+            'optimizers': [o.state_dict() for o in self.optimizers],
+            'schedulers': [s.state_dict() for s in self.schedulers],
+        }
+        atomic_torch_save(state, f"{self.opt['path']['training_states']}/{current_iter}.state")
+
+
+def check_finite_losses(losses, current_iter):
+    for name, value in losses.items():
+        if not torch.isfinite(value).all():
+            raise FloatingPointError(
+                f'iteration {current_iter}: loss {name} is {value.item()}; training stopped before the weights '
+                'were updated (the last saved checkpoint is intact). Lower the learning rate or check the data.')
+
+
+def log_routing_statistics(statistics, dataset_name, current_iter, tb_logger):
+    if not statistics:
+        return
+    lines = [f'Routing on {dataset_name} (share of decisions per expert):']
+    for name, value in statistics.items():
+        lines.append(f'\t # {name}: {value:.4f}')
+        if tb_logger:
+            tb_logger.add_scalar(f'routing/{dataset_name}/{name}', value, current_iter)
+    get_root_logger().info('\n'.join(lines))

@@ -1,0 +1,7 @@
+"""``python -m moesr_arch.test -opt FILE``: BasicSR testing with the plugin registered."""
+import sys
+
+from moesr_arch.cli import run_pipeline
+
+if __name__ == '__main__':
+    run_pipeline('test', sys.argv[1:], 'moesr_arch.test')

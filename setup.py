@@ -1,0 +1,32 @@
+from setuptools import find_packages, setup
+
+setup(
+    name='moesr',
+    version='0.1.0',
+    description='Mixture-of-experts super-resolution (MoE-SR, SeemoRe, MoEISR) as a BasicSR plugin',
+    long_description=open('README.md', encoding='utf-8').read(),
+    long_description_content_type='text/markdown',
+    license='Apache-2.0',
+    python_requires='>=3.10,<3.13',
+    packages=find_packages(include=['moesr_arch', 'moesr_arch.*']),
+    install_requires=[
+        'torch>=2.1',
+        'torchvision>=0.16',
+        'basicsr==1.4.2',
+        'ultralytics>=8.1',
+        'opencv-python-headless',
+        'lmdb',
+        'pyyaml',
+        'scikit-image',
+        'numpy',
+        'scipy',
+        'pillow',
+        'tqdm',
+        'tensorboard',
+    ],
+    extras_require={
+        'test': ['pytest', 'pytest-timeout', 'spandrel', 'onnx', 'onnxruntime', 'safetensors'],
+        'export': ['onnx', 'onnxruntime', 'safetensors'],
+    },
+    entry_points={'console_scripts': ['basicsr=moesr_arch.cli:main', 'moesr=moesr_arch.cli:main']},
+)
