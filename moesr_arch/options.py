@@ -110,7 +110,7 @@ def check(value, spec, where, source):
                 errors.append(error)
         if len(arms) == 1:
             raise errors[0]
-        raise OptionError(f'{source}: {where} must be {_describe(spec)}, got {value!r}')
+        raise OptionError(f'{source}: {where} must be {_describe(spec)}, got {value!r}{_hint(value)}')
     if isinstance(spec, dict):
         if not isinstance(value, dict):
             raise OptionError(f'{source}: {where} must be a mapping, got {value!r}')
@@ -131,22 +131,22 @@ def check(value, spec, where, source):
             check(val, item, _join(where, key), source)
         return
     if not _matches(value, spec):
-        hint = ''
-        if isinstance(value, str) and _looks_like_float(value):
-            hint = f' (YAML reads {value} as text: write it with a dot, e.g. 1.0e-4, or as !!float {value})'
-        raise OptionError(f'{source}: {where} must be {_describe(spec)}, got {value!r}{hint}')
+        raise OptionError(f'{source}: {where} must be {_describe(spec)}, got {value!r}{_hint(value)}')
 
 
 def _join(where, key):
     return f'{where}.{key}' if where else str(key)
 
 
-def _looks_like_float(text):
+def _hint(value):
+    """Explain PyYAML's habit of reading ``2e-4`` (no dot) as a string."""
     try:
-        float(text)
-        return True
+        float(value) if isinstance(value, str) else None
     except ValueError:
-        return False
+        return ''
+    if isinstance(value, str):
+        return f' (YAML reads {value} as text: write it with a dot, e.g. 1.0e-4, or as !!float {value})'
+    return ''
 
 
 def _suggest(key, names):
@@ -165,7 +165,7 @@ def _type_of_default(default):
     if isinstance(default, bool):
         return bool
     if isinstance(default, (int, float)):
-        return Union[float, Literal['inf']] if isinstance(default, float) else int
+        return float if isinstance(default, float) else int
     if isinstance(default, str):
         return str
     if isinstance(default, (list, tuple)):
@@ -175,8 +175,12 @@ def _type_of_default(default):
     return Any
 
 
-def check_kwargs(callable_, kwargs, where, source, skip=('self', )):
-    """Check ``kwargs`` against the signature of ``callable_``: unknown, missing and mistyped arguments."""
+def check_kwargs(callable_, kwargs, where, source, skip=('self', ), loose_numbers=False):
+    """Check ``kwargs`` against the signature of ``callable_``: unknown, missing and mistyped arguments.
+
+    The type expected is that of the default value; ``loose_numbers`` accepts any number where the
+    default is an int (torch's optimizers write ``momentum=0`` for a float argument).
+    """
     signature = inspect.signature(callable_)
     params = {n: p for n, p in signature.parameters.items() if n not in skip}
     takes_any = any(p.kind is p.VAR_KEYWORD for p in params.values())
@@ -193,6 +197,8 @@ def check_kwargs(callable_, kwargs, where, source, skip=('self', )):
                 expected = List[Any]
             if expected is dict:
                 expected = Dict[str, Any]
+            if expected is int and loose_numbers:
+                expected = float
             check(val, expected, _join(where, key), source)
     for name, param in named.items():
         if param.default is inspect.Parameter.empty and name not in kwargs:
@@ -243,7 +249,7 @@ def check_optimizer(value, where, source):
     name = kwargs.pop('type')
     if name not in OPTIMIZERS:
         raise OptionError(f'{source}: {where}.type: unsupported optimizer {name!r}; supported: {", ".join(OPTIMIZERS)}')
-    check_kwargs(getattr(torch.optim, name), kwargs, where, source, skip=('self', 'params'))
+    check_kwargs(getattr(torch.optim, name), kwargs, where, source, skip=('self', 'params'), loose_numbers=True)
 
 
 def check_scheduler(value, where, source):
@@ -256,7 +262,7 @@ def check_scheduler(value, where, source):
                  'CosineAnnealingRestartLR': lr_scheduler.CosineAnnealingRestartLR}
     if name not in supported:
         raise OptionError(f'{source}: {where}.type: unsupported scheduler {name!r}; supported: {", ".join(supported)}')
-    check_kwargs(supported[name], kwargs, where, source, skip=('self', 'optimizer'))
+    check_kwargs(supported[name], kwargs, where, source, skip=('self', 'optimizer'), loose_numbers=True)
 
 
 def check_metric(value, where, source):
