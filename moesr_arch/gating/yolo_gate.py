@@ -53,14 +53,14 @@ CLASS_MAP_PRESETS = {
 }
 
 
-def prepare_ultralytics(config_dir=None):
-    """Make ultralytics offline and quiet; call before importing it. Returns the config folder used.
+def prepare_ultralytics(config_dir=None, verbose=False):
+    """Make ultralytics offline (and quiet unless ``verbose``); call before importing it. Returns its config folder.
 
     Existing ``YOLO_*`` environment variables are kept (a user may point the config elsewhere).
     """
     os.environ.setdefault('YOLO_OFFLINE', '1')
     os.environ.setdefault('YOLO_AUTOINSTALL', '0')
-    os.environ.setdefault('YOLO_VERBOSE', 'False')
+    os.environ.setdefault('YOLO_VERBOSE', str(bool(verbose)))
     if config_dir is None:
         config_dir = os.environ.get('YOLO_CONFIG_DIR') or os.path.join(tempfile.gettempdir(),
                                                                         f'moesr-ultralytics-{os.getuid()}')
