@@ -57,7 +57,8 @@ def parse_label_text(text, source, num_categories):
         except ValueError:
             raise LabelError(f'{where}: class id must be an integer, got {fields[0]!r}') from None
         if not 0 <= category < num_categories:
-            raise LabelError(f'{where}: unknown class id {category} (the categories file has ids 0..{num_categories - 1})')
+            raise LabelError(f'{where}: unknown class id {category} '
+                             f'(the categories file has ids 0..{num_categories - 1})')
         try:
             values = np.array([float(v) for v in fields[1:]], dtype=np.float64)
         except ValueError:

@@ -63,8 +63,11 @@ def write_dataset(output, categories, train_images, train_labels, val_images=Non
 
 
 def train(data_yaml, output, model='yolov8n-seg.yaml', weights=None, epochs=5, imgsz=320, batch=4, device='cpu',
-          workers=0, seed=0, patience=100):
-    """Train with ultralytics in ``output/train``; copy the best weights to ``output/gate.pt`` and return its path."""
+          workers=0, seed=0, patience=100, extra=None):
+    """Train with ultralytics in ``output/train``; copy the best weights to ``output/gate.pt`` and return its path.
+
+    ``extra`` holds further ultralytics training arguments (e.g. ``{'mosaic': 0.0}``).
+    """
     from moesr_arch.gating.yolo_gate import load_yolo, prepare_ultralytics
     output = Path(output).resolve()
     prepare_ultralytics(output / 'ultralytics', verbose=True)  # its progress bars
@@ -81,7 +84,7 @@ def train(data_yaml, output, model='yolov8n-seg.yaml', weights=None, epochs=5, i
                          '(e.g. yolov8n-seg.yaml or a *-seg.pt file)')
     yolo.train(data=str(data_yaml), epochs=epochs, imgsz=imgsz, batch=batch, device=device, workers=workers,
                project=str(output), name='train', exist_ok=True, plots=False, amp=False, seed=seed,
-               deterministic=True, patience=patience, pretrained=bool(weights))
+               deterministic=True, patience=patience, pretrained=bool(weights), **(extra or {}))
     run_dir = output / 'train' / 'weights'
     best = run_dir / 'best.pt' if (run_dir / 'best.pt').is_file() else run_dir / 'last.pt'
     if not best.is_file():
@@ -112,6 +115,25 @@ def add_arguments(parser):
     parser.add_argument('--device', default='cpu', help="'cpu' or a CUDA index such as 0 (default cpu)")
     parser.add_argument('--workers', type=int, default=0, help='data loader workers (default 0)')
     parser.add_argument('--seed', type=int, default=0)
+    parser.add_argument('--train-arg', action='append', default=[], metavar='KEY=VALUE',
+                        help='a further ultralytics training argument, e.g. --train-arg mosaic=0.0 (repeatable)')
+
+
+def parse_train_args(entries):
+    """``['mosaic=0.0', 'lr0=0.02']`` -> ``{'mosaic': 0.0, 'lr0': 0.02}`` (values read as YAML)."""
+    extra = {}
+    for entry in entries:
+        key, sep, value = entry.partition('=')
+        if not sep or not key.strip():
+            raise SystemExit(f'train-gate: --train-arg {entry!r}: expected KEY=VALUE')
+        if key.strip() in PROTECTED:
+            raise SystemExit(f'train-gate: --train-arg {key.strip()} is set by train-gate itself')
+        extra[key.strip()] = yaml.safe_load(value)
+    return extra
+
+
+# Arguments train-gate sets itself: offline safety (plots, amp) and its own output layout.
+PROTECTED = ('data', 'project', 'name', 'exist_ok', 'plots', 'amp', 'pretrained')
 
 
 def main(args):
@@ -128,10 +150,11 @@ def main(args):
     missing = [f'--{k.replace("_", "-")}' for k in ('train_images', 'train_labels', 'categories') if k not in paths]
     if missing:
         raise SystemExit(f'train-gate: give --dataset or {", ".join(missing)}')
+    extra = parse_train_args(args.train_arg)
     categories = load_categories(paths['categories'])
     data_yaml = write_dataset(args.output, categories, paths['train_images'], paths['train_labels'],
                               paths.get('val_images'), paths.get('val_labels'), args.labels_required)
     weights = train(data_yaml, args.output, args.model, args.weights, args.epochs, args.imgsz, args.batch,
-                    args.device, args.workers, args.seed)
+                    args.device, args.workers, args.seed, extra=extra)
     print(f'gate weights: {weights}')
     return 0

@@ -15,7 +15,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from moesr_arch.gating.base import Gate, GateError, combine_detections
+from moesr_arch.gating.base import Gate, combine_detections
 from moesr_arch.options import Number, OptionError, section
 
 # Detector class id -> candidate category names, first one present in the categories file wins.
