@@ -1,6 +1,6 @@
-"""Train a YOLO segmentation gate on category labels (offline; converts the labels to an ultralytics dataset).
+"""Train a YOLO segmentation gate for MoE-SR on category labels, offline.
 
-Writes ``<output>/data`` (images, YOLO segmentation labels, data.yaml), trains there with ultralytics
+Converts the labels to an ultralytics segmentation dataset, ``<output>/data`` (images, YOLO segmentation labels, data.yaml), trains there with ultralytics
 (``<output>/train``: its logs and checkpoints) and copies the best weights to ``<output>/gate.pt``, the file
 a ``YOLOGate`` reads (``weights: <output>/gate.pt``; its class names are the categories, so the default
 ``class_map: auto`` maps them). Nothing is downloaded: the model comes from a yaml (from scratch) or a
@@ -27,8 +27,12 @@ def _place(src, dest):
         shutil.copyfile(src, dest)
 
 
-def write_split(images_dir, labels_dir, categories, data_dir, split, labels_required=False):
-    """Write ``data_dir/{images,labels}/<split>`` from an image folder and its category labels; count images."""
+def write_split(images_dir, labels_dir, categories, data_dir, split, labels_required=False, repeat=1):
+    """Write ``data_dir/{images,labels}/<split>`` from an image folder and its category labels; count images.
+
+    ``repeat`` > 1 links every image that many times (``<stem>_rep<i>``): a tiny set then makes epochs of
+    several batches, so training spends its time on gradient steps rather than on per-epoch overhead.
+    """
     images_dir, data_dir = Path(images_dir), Path(data_dir)
     if not images_dir.is_dir():
         raise FileNotFoundError(f'no such image folder: {images_dir}')
@@ -40,19 +44,21 @@ def write_split(images_dir, labels_dir, categories, data_dir, split, labels_requ
     for name in names:
         stem = os.path.splitext(name)[0]
         regions = read_labels(Path(labels_dir) / f'{stem}.txt', len(categories), labels_required)
-        _place(images_dir / name, data_dir / 'images' / split / name)
         # ultralytics segmentation labels: class and polygon; our boxes are already 4-point polygons.
         lines = [f'{r.category} ' + ' '.join(f'{v:.6f}' for v in r.points.reshape(-1)) for r in regions]
-        (data_dir / 'labels' / split / f'{stem}.txt').write_text('\n'.join(lines) + ('\n' if lines else ''))
-    return len(names)
+        for copy in range(repeat):
+            out_stem = stem if repeat == 1 else f'{stem}_rep{copy}'
+            _place(images_dir / name, data_dir / 'images' / split / (out_stem + os.path.splitext(name)[1]))
+            (data_dir / 'labels' / split / f'{out_stem}.txt').write_text('\n'.join(lines) + ('\n' if lines else ''))
+    return len(names) * repeat
 
 
 def write_dataset(output, categories, train_images, train_labels, val_images=None, val_labels=None,
-                  labels_required=False):
+                  labels_required=False, repeat=1):
     """Convert category labels to an ultralytics segmentation dataset; return the data.yaml path."""
     data_dir = Path(output).resolve() / 'data'
     shutil.rmtree(data_dir, ignore_errors=True)
-    write_split(train_images, train_labels, categories, data_dir, 'train', labels_required)
+    write_split(train_images, train_labels, categories, data_dir, 'train', labels_required, repeat)
     if val_images is None:
         val_images, val_labels = train_images, train_labels
     write_split(val_images, val_labels, categories, data_dir, 'val', labels_required)
@@ -110,6 +116,8 @@ def add_arguments(parser):
                         '(default: yolov8n-seg.yaml)')
     parser.add_argument('--weights', help='a segmentation .pt file to fine-tune instead (no download)')
     parser.add_argument('--epochs', type=int, default=5)
+    parser.add_argument('--repeat', type=int, default=1, help='use every training image this many times per '
+                        'epoch (for tiny sets such as the demo; default 1)')
     parser.add_argument('--imgsz', type=int, default=320, help='training image size (default 320)')
     parser.add_argument('--batch', type=int, default=4)
     parser.add_argument('--device', default='cpu', help="'cpu' or a CUDA index such as 0 (default cpu)")
@@ -153,7 +161,7 @@ def main(args):
     extra = parse_train_args(args.train_arg)
     categories = load_categories(paths['categories'])
     data_yaml = write_dataset(args.output, categories, paths['train_images'], paths['train_labels'],
-                              paths.get('val_images'), paths.get('val_labels'), args.labels_required)
+                              paths.get('val_images'), paths.get('val_labels'), args.labels_required, args.repeat)
     weights = train(data_yaml, args.output, args.model, args.weights, args.epochs, args.imgsz, args.batch,
                     args.device, args.workers, args.seed, extra=extra)
     print(f'gate weights: {weights}')
