@@ -104,8 +104,10 @@ def test_bad_gate_options_name_the_key(opt, message):
 
 
 def test_missing_weights_file_fails_without_download(tmp_path):
-    with pytest.raises(FileNotFoundError, match='none.pt'):
+    with pytest.raises(OptionError, match=r'weights: no such file: .*none.pt'):
         build_gate({'type': 'YOLOGate', 'categories': CATEGORIES, 'weights': str(tmp_path / 'none.pt')})
+    with pytest.raises(FileNotFoundError, match='none.pt'):
+        YOLOGate(CATEGORIES, weights=str(tmp_path / 'none.pt'))
 
 
 # ------------------------------------------------------------------------------------------------
