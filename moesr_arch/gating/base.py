@@ -117,8 +117,8 @@ def combine_detections(masks, classes, confidences, num_categories):
         raise GateError(f'detection class outside 0..{num_categories - 1}: {classes.tolist()}')
     scores = torch.zeros(num_categories, h, w, device=device)
     scores.index_add_(0, classes, masks * confidences.view(-1, 1, 1))
-    coverage = masks.amax(dim=0)
     total = scores.sum(dim=0)
-    out[:num_categories] = torch.where(total > 0, coverage / total.clamp_min(1e-12), torch.zeros_like(total)) * scores
-    out[num_categories] = 1 - out[:num_categories].sum(dim=0)
+    coverage = torch.where(total > 0, masks.amax(dim=0), torch.zeros_like(total))
+    out[:num_categories] = scores * (coverage / total.clamp_min(1e-12))
+    out[num_categories] = 1 - coverage  # exactly non-negative, unlike 1 - sum of the category weights
     return out
