@@ -181,15 +181,16 @@ def test_random_scale_dataset_train_and_val_samples(tmp_path):
 
 
 def div2k_skeleton(root):
-    """Empty DIV2K folders and a dummy checkpoint, so that the DIV2K options' paths exist."""
+    """Empty DIV2K folders and dummy checkpoints, so that the paths of the options exist."""
     for sub in ('DIV2K_train_HR', 'DIV2K_valid_HR', *(f'DIV2K_valid_LR_bicubic/X{s}' for s in (2, 3, 4))):
         (root / 'datasets' / 'DIV2K' / sub).mkdir(parents=True, exist_ok=True)
-    checkpoint = root / 'experiments' / 'train_MoEISR_EDSR_baseline' / 'models' / 'net_g_latest.pth'
-    checkpoint.parent.mkdir(parents=True, exist_ok=True)
-    checkpoint.touch()
+    for run in ('train_MoEISR_EDSR_baseline', 'demo_MoEISR_f32b4'):
+        checkpoint = root / 'experiments' / run / 'models' / 'net_g_latest.pth'
+        checkpoint.parent.mkdir(parents=True, exist_ok=True)
+        checkpoint.touch()
 
 
-@pytest.mark.parametrize('name', ['train_moeisr_demo', 'train_moeisr_edsr_baseline',
+@pytest.mark.parametrize('name', ['train_moeisr_demo', 'train_moeisr_edsr_baseline', 'test_moeisr_demo',
                                   *(f'test_moeisr_x{s}' for s in (2, 3, 4, 6, 8, 12))])
 def test_option_files_validate(name, workdir, monkeypatch):
     div2k_skeleton(workdir)
@@ -246,3 +247,14 @@ def test_training_validates_at_several_scales_with_flops_and_expert_maps(workdir
         assert len(maps) == 3
         assert cv2.imread(str(maps[0])).shape[0] == 48 + 4 * 18 + 6  # the map above its colour key
     assert set(torch.load(run_dir / 'models' / 'net_g_latest.pth', weights_only=True)) == {'params', 'params_ema'}
+
+    # The test pipeline at a non-integer scale: SR images of round(3.5 x floor(48 / 3.5)) pixels, and maps.
+    options = write_options(
+        'options/test_moeisr_demo.yml', workdir / 'test.yml', name='tiny_moeisr_test',
+        datasets__test_1__dataroot_gt=str(val / 'HR'), network_g__num_feat=8, network_g__num_block=1,
+        network_g__hidden_dim=16, network_g__mapper_dim=8,
+        path__pretrain_network_g='experiments/tiny_moeisr/models/net_g_latest.pth')
+    run_cli(['test', '-opt', options], workdir)
+    out = workdir / 'results' / 'tiny_moeisr_test' / 'visualization' / 'demo_val'
+    assert cv2.imread(str(out / 'zidane_tiny_moeisr_test.png')).shape == (46, 46, 3)
+    assert (out / 'zidane_tiny_moeisr_test_experts.png').is_file()
