@@ -240,14 +240,18 @@ class MoEISR(nn.Module):
 
     def query(self, lq, feat, mapper_feat, coord, cell):
         """RGB in [0, 1] at ``coord`` (B, Q, 2) for pixels of size ``cell`` (B, Q, 2); see class docstring."""
-        inputs, weights = self._decoder_inputs(feat, coord, cell)  # (V, B, Q, D), (V, B, Q)
         num_experts = len(self.experts)
-        if num_experts == 1:
-            decoded = (self.experts[0](inputs) * weights.unsqueeze(-1)).sum(0)
-            choice = torch.zeros(coord.shape[:2], dtype=torch.long, device=coord.device)
-        else:
+        if num_experts > 1 and not self.training:
             logits = self.route_logits(mapper_feat, coord, cell)
-            if self.training:
+            choice = (logits - self.routing_bias * self.expert_cost).argmax(-1)
+            decoded = self._decode_sparse(feat, coord, cell, choice)
+        else:
+            inputs, weights = self._decoder_inputs(feat, coord, cell)  # (V, B, Q, D), (V, B, Q)
+            if num_experts == 1:
+                decoded = (self.experts[0](inputs) * weights.unsqueeze(-1)).sum(0)
+                choice = torch.zeros(coord.shape[:2], dtype=torch.long, device=coord.device)
+            else:
+                logits = self.route_logits(mapper_feat, coord, cell)
                 self.last_routing_probs = logits.softmax(-1)
                 # Straight-through hard sample: forward uses one expert, gradients reach the mapper.
                 gates = F.gumbel_softmax(logits, tau=self.temperature, hard=True, dim=-1)
@@ -255,26 +259,27 @@ class MoEISR(nn.Module):
                 for index, expert in enumerate(self.experts):
                     decoded = decoded + (expert(inputs) * weights.unsqueeze(-1)).sum(0) * gates[..., index:index + 1]
                 choice = gates.argmax(-1)
-            else:
-                choice = (logits - self.routing_bias * self.expert_cost).argmax(-1)
-                decoded = self._decode_sparse(inputs, weights, choice)
         if self.image_residual:
             base = _sample(lq, coord.clamp(-1, 1), mode='bicubic')
         else:
             base = 0.5
         return decoded * 0.5 + base, choice
 
-    def _decode_sparse(self, inputs, weights, choice):
-        """Each query pixel decoded by its chosen expert only (pixels gathered per expert)."""
-        num_shifts, b, q, dim = inputs.shape
-        flat_inputs = inputs.view(num_shifts, b * q, dim)
-        flat_choice = choice.view(-1)
-        out = inputs.new_zeros(num_shifts, b * q, self.num_out_ch)
-        for index, expert in enumerate(self.experts):
-            rows = (flat_choice == index).nonzero(as_tuple=True)[0]
-            if rows.numel():
-                out[:, rows] = expert(flat_inputs[:, rows])
-        return (out.view(num_shifts, b, q, -1) * weights.unsqueeze(-1)).sum(0)
+    def _decode_sparse(self, feat, coord, cell, choice):
+        """Each query pixel decoded by its chosen expert only.
+
+        The pixels of each expert are gathered first and only their decoder inputs are built, so neither
+        compute nor memory is spent on the (pixel, expert) pairs that were not chosen.
+        """
+        out = coord.new_zeros(*choice.shape, self.num_out_ch)
+        for image in range(choice.shape[0]):
+            for index, expert in enumerate(self.experts):
+                rows = (choice[image] == index).nonzero(as_tuple=True)[0]
+                if rows.numel():
+                    inputs, weights = self._decoder_inputs(feat[image:image + 1], coord[image:image + 1, rows],
+                                                           cell[image:image + 1, rows])
+                    out[image, rows] = (expert(inputs) * weights.unsqueeze(-1)).sum(0)[0]
+        return out
 
     def forward(self, lq, coord=None, cell=None):
         if coord is None:
