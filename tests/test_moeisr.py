@@ -180,6 +180,15 @@ def test_random_scale_dataset_train_and_val_samples(tmp_path):
         RandomScaleSRDataset({**opt, 'phase': 'val'})
 
 
+def test_random_scale_dataset_reads_lmdb(tmp_path):
+    from basicsr.utils.lmdb_util import make_lmdb_from_imgs
+    write_photo(tmp_path / 'HR', 'a.png', 40, 50)
+    make_lmdb_from_imgs(str(tmp_path / 'HR'), str(tmp_path / 'HR.lmdb'), ['a.png'], ['a'])
+    dataset = RandomScaleSRDataset({'name': 'rs', 'phase': 'train', 'dataroot_gt': str(tmp_path / 'HR.lmdb'),
+                                    'io_backend': {'type': 'lmdb'}, 'lq_size': 8, 'sample_q': 64})
+    assert len(dataset) == 1 and dataset[0]['lq'].shape == (3, 8, 8) and dataset[0]['gt'].shape == (64, 3)
+
+
 def div2k_skeleton(root):
     """Empty DIV2K folders and dummy checkpoints, so that the paths of the options exist."""
     for sub in ('DIV2K_train_HR', 'DIV2K_valid_HR', *(f'DIV2K_valid_LR_bicubic/X{s}' for s in (2, 3, 4))):
