@@ -134,7 +134,8 @@ class MoEISR(nn.Module):
         super().__init__()
         expert_depths = [int(d) for d in expert_depths]
         if not expert_depths or min(expert_depths) < 0:
-            raise ValueError(f'MoEISR expert_depths must be a non-empty list of hidden-layer counts, got {expert_depths}')
+            raise ValueError('MoEISR expert_depths must be a non-empty list of hidden-layer counts, '
+                             f'got {expert_depths}')
         if temperature <= 0:
             raise ValueError(f'MoEISR temperature must be positive, got {temperature}')
         if chunk_size < 1:

@@ -161,8 +161,8 @@ def main_table(results, iters):
          'Decoder FLOPs = 2 x multiply-accumulates of the decoders\' linear layers (4 evaluations per pixel, local '
          'ensemble) plus, for MoEISR, its mapper. CPU s = wall time of upscale() over the 3 photos (encoder '
          'included), 2-core CPU shared with other jobs: times are noisy.',
-         f'Inputs: the central {CROP}x{CROP} HR pixels of the 3 demo validation photos (LR by anti-aliased bicubic of the '
-         'whole photo, then cropped alike). PSNR: Y channel, border = scale.'])
+         f'Inputs: the central {CROP}x{CROP} HR pixels of the 3 demo validation photos (LR by anti-aliased bicubic '
+         'of the whole photo, then cropped alike). PSNR: Y channel, border = scale.'])
 
 
 def bias_table(results, moe_opt):
@@ -174,7 +174,8 @@ def bias_table(results, moe_opt):
             saving, delta = 1 - moe['flops'] / base['flops'], moe['psnr'] - base['psnr']
             ok &= saving >= GOAL_SAVING and delta >= -GOAL_PSNR
             row += [f'{saving:.1%}', round(delta, 3)]
-        time_ratio = sum(results[s, bias]['seconds'] for s in SCALES) / sum(results[s, 'liif']['seconds'] for s in SCALES)
+        seconds = sum(results[s, bias]['seconds'] for s in SCALES)
+        time_ratio = seconds / sum(results[s, 'liif']['seconds'] for s in SCALES)
         rows.append(row + [f'{time_ratio:.3f}', 'yes' if ok else 'no'])
         if ok:
             reached.append(bias)
