@@ -11,7 +11,6 @@ a single-image result:
 - Inputs smaller than the calibration branch's down-sampling (16x16 for ``recursive=2``) are padded
   inside and the output is cropped back, so every input size works.
 """
-import math
 
 import torch
 import torch.nn.functional as F
@@ -169,12 +168,12 @@ class MixtureOfRankExperts(nn.Module):
         out = x
         for index in chosen.unique().tolist():
             samples, slots = (chosen == index).nonzero(as_tuple=True)
-            weight = top_probs[samples.to(x.device), slots.to(x.device), None, None, None]
+            samples, slots = samples.to(x.device), slots.to(x.device)
+            weight = top_probs[samples, slots, None, None, None]
             expert = self.experts[index]
             if len(samples) == batch:  # the whole batch chose this expert: no gather/scatter needed
                 out = out + expert(x, k) * weight
             else:
-                samples = samples.to(x.device)
                 out = out.index_add(0, samples, expert(x[samples], k[samples]) * weight)
         return out
 
