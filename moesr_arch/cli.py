@@ -14,7 +14,11 @@ import os
 import sys
 
 # subcommand -> module with add_arguments(parser) and main(args)
-TOOLS = {}
+TOOLS = {
+    'prepare': 'moesr_arch.tools.prepare',
+    'infer': 'moesr_arch.tools.infer',
+    'export': 'moesr_arch.tools.export',
+}
 
 
 def run_pipeline(kind, argv, prog):
