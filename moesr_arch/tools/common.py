@@ -90,3 +90,20 @@ def error_text(path, error):
     """``error`` as a message that names ``path`` once."""
     text = str(error)
     return text if str(path) in text else f'{path}: {text}'
+
+
+def guarded(main, args):
+    """``main(args)``, turning a user error (bad folder, name or value) into one logged line and exit code 2."""
+    try:
+        return main(args)
+    except (OSError, ValueError) as error:
+        get_tool_logger().error(str(error))
+        return 2
+
+
+def standalone(doc, add_arguments, main, argv=None):
+    """Run a tool as its own script: parser from the module docstring, then :func:`guarded` ``main``."""
+    import argparse
+    parser = argparse.ArgumentParser(description=doc.strip(), formatter_class=argparse.RawDescriptionHelpFormatter)
+    add_arguments(parser)
+    return guarded(main, parser.parse_args(argv))

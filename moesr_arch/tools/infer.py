@@ -7,13 +7,12 @@ stays grey, alpha is upscaled separately with bicubic). Unreadable files are rep
 exit code is 1 if any image failed. See moesr_arch/inference.py for the plug-in protocol (MoE-SR's gate,
 MoEISR's ``--scale FLOAT``).
 """
-import argparse
 import time
 from pathlib import Path
 
 from tqdm import tqdm
 
-from moesr_arch.tools.common import error_text, get_tool_logger, is_image_file, write_png
+from moesr_arch.tools.common import standalone, error_text, get_tool_logger, is_image_file, write_png
 
 
 def input_files(path):
@@ -88,7 +87,4 @@ def main(args):
 
 
 def cli(argv=None):
-    parser = argparse.ArgumentParser(description=__doc__.strip(),
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
-    add_arguments(parser)
-    return main(parser.parse_args(argv))
+    return standalone(__doc__, add_arguments, main, argv)

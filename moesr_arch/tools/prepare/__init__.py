@@ -18,4 +18,5 @@ def add_arguments(parser):
 
 
 def main(args):
-    return args.prepare_module.main(args)
+    from moesr_arch.tools.common import guarded
+    return guarded(args.prepare_module.main, args)

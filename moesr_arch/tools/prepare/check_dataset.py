@@ -6,7 +6,6 @@ files; an HR LMDB's own ``labels.json`` is read automatically) every line must b
 4 box numbers or at least 3 polygon points, all in [0, 1], with ids from ``--categories``, and every
 label file must belong to an image. Prints each problem and exits non-zero if there is any.
 """
-import argparse
 from pathlib import Path
 
 import cv2
@@ -14,7 +13,7 @@ import numpy as np
 from tqdm import tqdm
 
 from moesr_arch.data.lmdb_util import read_lmdb_labels, read_meta_info
-from moesr_arch.tools.common import error_text, get_tool_logger, list_images, read_raw
+from moesr_arch.tools.common import standalone, error_text, get_tool_logger, is_image_file, read_raw
 from moesr_arch.tools.prepare.label_categories import load_categories
 
 
@@ -23,7 +22,9 @@ class FolderSource:
 
     def __init__(self, folder):
         self.name = str(folder)
-        self.paths = {p.stem: p for p in list_images(folder)}
+        if not Path(folder).is_dir():
+            raise FileNotFoundError(f'no such folder: {folder}')
+        self.paths = {p.stem: p for p in sorted(Path(folder).iterdir()) if p.is_file() and is_image_file(p.name)}
 
     def keys(self):
         return set(self.paths)
@@ -163,7 +164,4 @@ def main(args):
 
 
 def cli(argv=None):
-    parser = argparse.ArgumentParser(description=__doc__.strip(),
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
-    add_arguments(parser)
-    return main(parser.parse_args(argv))
+    return standalone(__doc__, add_arguments, main, argv)

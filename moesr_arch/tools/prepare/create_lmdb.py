@@ -8,7 +8,6 @@ files ``<stem>.txt`` are stored in ``<gt lmdb>/labels.json`` ({key: label text})
 copied to ``<gt lmdb>/categories.yml``. Every LMDB is written as ``<name>.lmdb.partial`` and renamed when
 complete, so an interrupted run never leaves a folder that passes for a finished LMDB.
 """
-import argparse
 import json
 import os
 import shutil
@@ -21,7 +20,7 @@ import numpy as np
 from tqdm import tqdm
 
 from moesr_arch.data.lmdb_util import CATEGORIES_FILE, LABELS_FILE
-from moesr_arch.tools.common import error_text, get_tool_logger, list_images, read_raw
+from moesr_arch.tools.common import standalone, error_text, get_tool_logger, list_images, read_raw
 
 PNG_SIGNATURE = b'\x89PNG\r\n\x1a\n'
 
@@ -243,7 +242,4 @@ def main(args):
 
 
 def cli(argv=None):
-    parser = argparse.ArgumentParser(description=__doc__.strip(),
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
-    add_arguments(parser)
-    return main(parser.parse_args(argv))
+    return standalone(__doc__, add_arguments, main, argv)

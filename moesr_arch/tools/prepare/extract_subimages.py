@@ -5,11 +5,10 @@ when the remainder exceeds ``thresh_size`` (BasicSR's rule). With ``--lq`` the L
 same places scaled down by ``--scale`` (crop and step must be divisible by it), so ``<name>_s001.png`` in
 the HR and LR outputs always show the same content. Images smaller than the crop are kept whole.
 """
-import argparse
 from functools import partial
 from pathlib import Path
 
-from moesr_arch.tools.common import error_text, get_tool_logger, list_images, read_raw, run_parallel, write_png
+from moesr_arch.tools.common import standalone, error_text, get_tool_logger, list_images, read_raw, run_parallel, write_png
 
 
 def crop_starts(length, crop, step, thresh):
@@ -112,7 +111,4 @@ def main(args):
 
 
 def cli(argv=None):
-    parser = argparse.ArgumentParser(description=__doc__.strip(),
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
-    add_arguments(parser)
-    return main(parser.parse_args(argv))
+    return standalone(__doc__, add_arguments, main, argv)

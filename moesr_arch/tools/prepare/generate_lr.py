@@ -6,13 +6,12 @@ For each scale ``s`` every HR image is first cropped (bottom/right) to a multipl
 ``<output>/LR_bicubic/X<s>/<name>.png``. Names are kept, so BasicSR's ``filename_tmpl: '{}'`` pairs them.
 Grey, RGBA and 16-bit images keep their channels and bit depth.
 """
-import argparse
 from functools import partial
 from pathlib import Path
 
 import numpy as np
 
-from moesr_arch.tools.common import error_text, get_tool_logger, list_images, read_raw, run_parallel, write_png
+from moesr_arch.tools.common import standalone, error_text, get_tool_logger, list_images, read_raw, run_parallel, write_png
 
 
 def mod_crop(image, scale):
@@ -77,7 +76,4 @@ def main(args):
 
 
 def cli(argv=None):
-    parser = argparse.ArgumentParser(description=__doc__.strip(),
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
-    add_arguments(parser)
-    return main(parser.parse_args(argv))
+    return standalone(__doc__, add_arguments, main, argv)

@@ -8,7 +8,6 @@ classes are mapped to the categories of ``--categories`` (``id: name`` YAML) by 
 a category name maps to it. Other classes are dropped; an image with no kept object gets an empty file
 (all background).
 """
-import argparse
 import os
 import tempfile
 from pathlib import Path
@@ -17,7 +16,7 @@ import numpy as np
 import yaml
 from tqdm import tqdm
 
-from moesr_arch.tools.common import error_text, get_tool_logger, list_images, read_raw
+from moesr_arch.tools.common import standalone, error_text, get_tool_logger, list_images, read_raw
 
 
 def offline_ultralytics():
@@ -143,7 +142,4 @@ def main(args):
 
 
 def cli(argv=None):
-    parser = argparse.ArgumentParser(description=__doc__.strip(),
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
-    add_arguments(parser)
-    return main(parser.parse_args(argv))
+    return standalone(__doc__, add_arguments, main, argv)
