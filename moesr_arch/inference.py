@@ -44,15 +44,22 @@ def tile_starts(length, tile, overlap):
     return starts + [length - tile]
 
 
-def blend_ramp(length, ramp_before, ramp_after):
-    """1-D blending weights: linear ramps of the given lengths at the two ends, 1 elsewhere, never 0."""
+def blend_ramp(length, ramp_before, ramp_after, floor=1e-3):
+    """1-D blending weights of a tile side: 1 inside, falling towards an end shared with a neighbour.
+
+    Over an overlap of ``r`` pixels the weight is ``floor`` on the outer quarter (where the network saw
+    zero padding instead of the neighbour's pixels), rises linearly across the middle half and is 1 on the
+    inner quarter, so two neighbours' weights cross smoothly. It is never 0, and an image border
+    (``ramp = 0``) keeps full weight.
+    """
     weight = np.ones(length, np.float32)
-    if ramp_before > 0:
-        n = min(ramp_before, length)
-        weight[:n] = np.minimum(weight[:n], (np.arange(n, dtype=np.float32) + 0.5) / ramp_before)
-    if ramp_after > 0:
-        n = min(ramp_after, length)
-        weight[length - n:] = np.minimum(weight[length - n:], (np.arange(n, 0, -1, dtype=np.float32) - 0.5) / ramp_after)
+    for ramp, side in ((ramp_before, slice(None)), (ramp_after, slice(None, None, -1))):
+        if ramp <= 0:
+            continue
+        margin = ramp // 4
+        position = np.arange(length, dtype=np.float32)
+        rise = np.clip((position - margin + 0.5) / max(ramp - 2 * margin, 1), floor, 1)
+        weight = np.minimum(weight, rise[side])
     return weight
 
 
