@@ -110,7 +110,7 @@ def check(value, spec, where, source):
                 errors.append(error)
         if len(arms) == 1:
             raise errors[0]
-        raise OptionError(f'{source}: {where} must be {_describe(spec)}, got {value!r}')
+        raise OptionError(f'{source}: {where} must be {_describe(spec)}, got {value!r}{_hint(value)}')
     if isinstance(spec, dict):
         if not isinstance(value, dict):
             raise OptionError(f'{source}: {where} must be a mapping, got {value!r}')
@@ -131,22 +131,22 @@ def check(value, spec, where, source):
             check(val, item, _join(where, key), source)
         return
     if not _matches(value, spec):
-        hint = ''
-        if isinstance(value, str) and _looks_like_float(value):
-            hint = f' (YAML reads {value} as text: write it with a dot, e.g. 1.0e-4, or as !!float {value})'
-        raise OptionError(f'{source}: {where} must be {_describe(spec)}, got {value!r}{hint}')
+        raise OptionError(f'{source}: {where} must be {_describe(spec)}, got {value!r}{_hint(value)}')
 
 
 def _join(where, key):
     return f'{where}.{key}' if where else str(key)
 
 
-def _looks_like_float(text):
+def _hint(value):
+    """Explain PyYAML's habit of reading ``2e-4`` (no dot) as a string."""
     try:
-        float(text)
-        return True
+        float(value) if isinstance(value, str) else None
     except ValueError:
-        return False
+        return ''
+    if isinstance(value, str):
+        return f' (YAML reads {value} as text: write it with a dot, e.g. 1.0e-4, or as !!float {value})'
+    return ''
 
 
 def _suggest(key, names):
@@ -165,7 +165,7 @@ def _type_of_default(default):
     if isinstance(default, bool):
         return bool
     if isinstance(default, (int, float)):
-        return Union[float, Literal['inf']] if isinstance(default, float) else int
+        return float if isinstance(default, float) else int
     if isinstance(default, str):
         return str
     if isinstance(default, (list, tuple)):
@@ -175,8 +175,12 @@ def _type_of_default(default):
     return Any
 
 
-def check_kwargs(callable_, kwargs, where, source, skip=('self', )):
-    """Check ``kwargs`` against the signature of ``callable_``: unknown, missing and mistyped arguments."""
+def check_kwargs(callable_, kwargs, where, source, skip=('self', ), loose_numbers=False):
+    """Check ``kwargs`` against the signature of ``callable_``: unknown, missing and mistyped arguments.
+
+    The type expected is that of the default value; ``loose_numbers`` accepts any number where the
+    default is an int (torch's optimizers write ``momentum=0`` for a float argument).
+    """
     signature = inspect.signature(callable_)
     params = {n: p for n, p in signature.parameters.items() if n not in skip}
     takes_any = any(p.kind is p.VAR_KEYWORD for p in params.values())
@@ -193,6 +197,8 @@ def check_kwargs(callable_, kwargs, where, source, skip=('self', )):
                 expected = List[Any]
             if expected is dict:
                 expected = Dict[str, Any]
+            if expected is int and loose_numbers:
+                expected = float
             check(val, expected, _join(where, key), source)
     for name, param in named.items():
         if param.default is inspect.Parameter.empty and name not in kwargs:
@@ -243,7 +249,7 @@ def check_optimizer(value, where, source):
     name = kwargs.pop('type')
     if name not in OPTIMIZERS:
         raise OptionError(f'{source}: {where}.type: unsupported optimizer {name!r}; supported: {", ".join(OPTIMIZERS)}')
-    check_kwargs(getattr(torch.optim, name), kwargs, where, source, skip=('self', 'params'))
+    check_kwargs(getattr(torch.optim, name), kwargs, where, source, skip=('self', 'params'), loose_numbers=True)
 
 
 def check_scheduler(value, where, source):
@@ -256,7 +262,7 @@ def check_scheduler(value, where, source):
                  'CosineAnnealingRestartLR': lr_scheduler.CosineAnnealingRestartLR}
     if name not in supported:
         raise OptionError(f'{source}: {where}.type: unsupported scheduler {name!r}; supported: {", ".join(supported)}')
-    check_kwargs(supported[name], kwargs, where, source, skip=('self', 'optimizer'))
+    check_kwargs(supported[name], kwargs, where, source, skip=('self', 'optimizer'), loose_numbers=True)
 
 
 def check_metric(value, where, source):
@@ -314,7 +320,7 @@ BASICSR_DATASETS = {
 PATH_KEYS = ('dataroot_gt', 'dataroot_lq', 'meta_info_file', 'dataroot', 'dataroot_labels', 'categories_file')
 
 
-def check_dataset(value, where, source, is_train):
+def check_dataset(value, where, source, is_train, check_paths=True):
     from basicsr.utils.registry import DATASET_REGISTRY
     if not isinstance(value, dict) or 'type' not in value:
         raise OptionError(f'{source}: {where} must be a mapping with a type, got {value!r}')
@@ -332,20 +338,20 @@ def check_dataset(value, where, source, is_train):
         for key in ('batch_size_per_gpu', 'num_worker_per_gpu'):
             if key not in value:
                 raise OptionError(f'{source}: {_join(where, key)} is required for the training set')
-    for key in PATH_KEYS:
+    for key in PATH_KEYS if check_paths else ():
         path = value.get(key)
         if isinstance(path, str) and not os.path.exists(os.path.expanduser(path)):
             raise OptionError(f'{source}: {_join(where, key)}: no such file or folder: {path}')
 
 
-def check_datasets(value, where, source, is_train):
+def check_datasets(value, where, source, is_train, check_paths=True):
     if not isinstance(value, dict) or not value:
         raise OptionError(f'{source}: {where} must name at least one dataset')
     for phase, dataset in value.items():
         kind = str(phase).split('_')[0]
         if kind not in ('train', 'val', 'test'):
             raise OptionError(f'{source}: {_join(where, phase)}: dataset keys start with train, val or test')
-        check_dataset(dataset, _join(where, phase), source, is_train)
+        check_dataset(dataset, _join(where, phase), source, is_train, check_paths)
 
 
 # ----------------------------------------------------------------------------------------------
@@ -410,8 +416,11 @@ def _loss_keys(key, value, where, source):
     check_loss(value, where, source)
 
 
-def validate_options(opt, source, is_train=True):
-    """Raise :class:`OptionError` on the first problem of ``opt`` (a dict read from ``source``)."""
+def validate_options(opt, source, is_train=True, check_paths=True):
+    """Raise :class:`OptionError` on the first problem of ``opt`` (a dict read from ``source``).
+
+    ``check_paths=False`` checks everything but the existence of data folders and weight files.
+    """
     from basicsr.utils.registry import MODEL_REGISTRY
     if not isinstance(opt, dict):
         raise OptionError(f'{source}: an option file is a mapping of keys, got {type(opt).__name__}')
@@ -426,12 +435,12 @@ def validate_options(opt, source, is_train=True):
                            required=('optim_g', 'total_iter') if is_train else (), extra=_loss_keys)
     top['val'] = section({**VAL_SECTION, **getattr(model_cls, 'VAL_OPTIONS', {})})
     top['logger'] = section(LOGGER_SECTION)
-    top['datasets'] = Checker(lambda v, w, s: check_datasets(v, w, s, is_train))
+    top['datasets'] = Checker(lambda v, w, s: check_datasets(v, w, s, is_train, check_paths))
     required = ('name', 'model_type', 'num_gpu', 'datasets', 'network_g')
     if is_train:
         required += ('train', 'logger')
     check(opt, section(top, required=required), '', source)
-    for key in ('pretrain_network_g', 'resume_state'):
+    for key in ('pretrain_network_g', 'resume_state') if check_paths else ():
         path = (opt.get('path') or {}).get(key)
         if isinstance(path, str) and not os.path.exists(os.path.expanduser(path)):
             raise OptionError(f'{source}: path.{key}: no such file: {path}')

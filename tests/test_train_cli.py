@@ -7,11 +7,10 @@ from conftest import run_cli, write_options
 
 
 def tiny_edsr_options(workdir, total_iter=4, **extra):
-    return write_options(
-        'options/train_edsr_demo.yml', workdir / 'train.yml', name='tiny_edsr', train__total_iter=total_iter,
-        datasets__train__batch_size_per_gpu=2, datasets__train__gt_size=32, network_g__num_feat=8,
-        network_g__num_block=1, val__val_freq=2, logger__print_freq=1, logger__save_checkpoint_freq=2,
-        train__scheduler__milestones=[100], **extra)
+    overrides = dict(name='tiny_edsr', train__total_iter=total_iter, datasets__train__batch_size_per_gpu=2,
+                     datasets__train__gt_size=32, network_g__num_feat=8, network_g__num_block=1, val__val_freq=2,
+                     logger__print_freq=1, logger__save_checkpoint_freq=2, train__scheduler__milestones=[100])
+    return write_options('options/train_edsr_demo.yml', workdir / 'train.yml', **{**overrides, **extra})
 
 
 def test_train_validates_saves_and_resumes_on_cpu(workdir):
@@ -43,3 +42,17 @@ def test_test_command_writes_images_and_metrics(workdir):
     assert images == ['chelsea_right_tiny_edsr.png', 'motorcycle_right_tiny_edsr.png', 'zidane_tiny_edsr.png']
     log = next((workdir / 'results' / 'tiny_edsr').glob('test_*.log')).read_text()
     assert re.search(r'# psnr: \d+\.\d+', log)
+
+
+def test_non_finite_loss_stops_training_naming_iteration_and_term(workdir):
+    options = tiny_edsr_options(workdir, total_iter=6, train__optim_g__lr=1e30, logger__save_checkpoint_freq=1)
+    proc = run_cli(['train', '-opt', options], workdir, check=False)
+    assert proc.returncode != 0
+    match = re.search(r'iteration (\d+): loss l_pix is (nan|inf)', proc.stderr)
+    assert match, proc.stderr[-2000:]
+    bad_iter = int(match.group(1))
+    models = workdir / 'experiments' / 'tiny_edsr' / 'models'
+    assert not (models / f'net_g_{bad_iter}.pth').exists()
+    for path in models.glob('net_g_*.pth'):  # everything saved before the blow-up is finite
+        params = torch.load(path, weights_only=True)['params']
+        assert all(torch.isfinite(v).all() for v in params.values())
