@@ -35,13 +35,23 @@ class InferenceError(RuntimeError):
     """A problem that stops inference (bad options, missing weights, an image too large for memory)."""
 
 
-def tile_starts(length, tile, overlap):
-    """Tile start offsets covering ``length``: a step of ``tile - overlap``, the last tile flush with the end."""
+def tile_spans(length, tile, overlap, align=1):
+    """``[(start, end)]`` of tiles covering ``length``: a step of ``tile - overlap``, the last tile ending at
+    ``length``. Starts are multiples of ``align`` (the last tile grows by less than ``align`` for it)."""
     if tile <= 0 or length <= tile:
-        return [0]
+        return [(0, length)]
     step = max(tile - overlap, 1)
-    starts = list(range(0, length - tile, step))
-    return starts + [length - tile]
+    starts = list(range(0, length - tile, step)) + [length - tile]
+    starts = sorted({start - start % align for start in starts})
+    return [(start, min(start + tile, length)) for start in starts[:-1]] + [(starts[-1], length)]
+
+
+def scale_alignment(scale):
+    """Smallest ``q`` with ``q * scale`` an integer (up to 64; else 1): tiles starting at multiples of ``q``
+    sample the same output grid as the whole image does, also for float scales like 2.5."""
+    from fractions import Fraction
+    fraction = Fraction(float(scale)).limit_denominator(64)
+    return fraction.denominator if abs(float(fraction) - float(scale)) < 1e-9 else 1
 
 
 def blend_ramp(length, ramp_before, ramp_after, floor=1e-3):
@@ -131,21 +141,20 @@ class Tiler:
     def blend(self, fn, h, w, scale, get_tile, finish_rows):
         """Core loop: ``get_tile(y0, y1, x0, x1)`` gives a (1, C, th, tw) CPU float tensor; finished output
         rows go to ``finish_rows(row0, rows)`` as float32 (rows, W, C) arrays, in order."""
-        ys, xs = tile_starts(h, self.tile, self.overlap), tile_starts(w, self.tile, self.overlap)
+        align = scale_alignment(scale)
+        ys, xs = tile_spans(h, self.tile, self.overlap, align), tile_spans(w, self.tile, self.overlap, align)
         out_h, out_w = out_size(h, scale), out_size(w, scale)
-        tile_h = min(h, self.tile) if self.tile else h
-        tile_w = min(w, self.tile) if self.tile else w
         ramp = out_size(self.overlap, scale)
         acc = weights = None
         top = 0  # output row held at acc[0]
         bar = tqdm(total=len(ys) * len(xs), desc='tiles', unit='tile', leave=False,
                    disable=not self.progress or len(ys) * len(xs) == 1)
-        for iy, y0 in enumerate(ys):
-            oy0, oy1 = out_size(y0, scale), out_size(y0 + tile_h, scale)
+        for iy, (y0, y1) in enumerate(ys):
+            oy0, oy1 = out_size(y0, scale), out_size(y1, scale)
             wy = blend_ramp(oy1 - oy0, ramp if iy > 0 else 0, ramp if iy < len(ys) - 1 else 0)
-            for ix, x0 in enumerate(xs):
-                ox0, ox1 = out_size(x0, scale), out_size(x0 + tile_w, scale)
-                result = self.run_tile(fn, get_tile(y0, y0 + tile_h, x0, x0 + tile_w), (oy1 - oy0, ox1 - ox0))
+            for ix, (x0, x1) in enumerate(xs):
+                ox0, ox1 = out_size(x0, scale), out_size(x1, scale)
+                result = self.run_tile(fn, get_tile(y0, y1, x0, x1), (oy1 - oy0, ox1 - ox0))
                 result = result[0].permute(1, 2, 0).numpy()
                 if acc is None:
                     acc = np.zeros((0, out_w, result.shape[2]), np.float32)
@@ -159,7 +168,7 @@ class Tiler:
                 acc[oy0 - top:oy1 - top, ox0:ox1] += result * weight[:, :, None]
                 weights[oy0 - top:oy1 - top, ox0:ox1] += weight
                 bar.update()
-            done = out_size(ys[iy + 1], scale) if iy + 1 < len(ys) else out_h
+            done = out_size(ys[iy + 1][0], scale) if iy + 1 < len(ys) else out_h
             if done > top:  # rows above the next tile row get no more contributions
                 n = done - top
                 finish_rows(top, acc[:n] / weights[:n, :, None])
