@@ -127,7 +127,7 @@ class Tiler:
         return torch.autocast(self.device.type, dtype=self.dtype)
 
     def run_tile(self, fn, tile, size):
-        """``fn`` on one CPU tile tensor; the CPU float32 result, resized to ``size`` if a float scale left it off by a pixel."""
+        """``fn`` on one CPU tile; the CPU float32 result (resized to ``size`` when a float scale is off by a pixel)."""
         with torch.inference_mode(), self.autocast():
             tile = tile.to(self.device)
             result = self_ensemble(fn, tile) if self.ensemble else fn(tile)

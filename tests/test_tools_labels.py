@@ -38,7 +38,8 @@ def test_labels_are_written_mapped_and_valid(tmp_path, person_detector):
     lines = [line.split() for text in texts for line in text.splitlines()]
     assert lines and {line[0] for line in lines} == {'1'}  # YOLO 'person' -> category 'people' (id 1)
     assert all(len(line) >= 7 and len(line) % 2 == 1 for line in lines)  # polygons from the seg masks
-    assert check_dataset.check_dataset(tmp_path / 'HR', labels=tmp_path / 'labels', categories=tmp_path / 'cats.yml') == []
+    assert check_dataset.check_dataset(tmp_path / 'HR', labels=tmp_path / 'labels',
+                                       categories=tmp_path / 'cats.yml') == []
 
 
 def test_class_map_by_name_id_or_default_and_errors():

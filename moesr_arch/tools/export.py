@@ -12,7 +12,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from moesr_arch.tools.common import standalone, get_tool_logger
+from moesr_arch.tools.common import get_tool_logger, standalone
 
 
 class ExportError(RuntimeError):

@@ -12,7 +12,7 @@ from pathlib import Path
 
 from tqdm import tqdm
 
-from moesr_arch.tools.common import standalone, error_text, get_tool_logger, is_image_file, write_png
+from moesr_arch.tools.common import error_text, get_tool_logger, is_image_file, standalone, write_png
 
 
 def input_files(path):

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import numpy as np
 
-from moesr_arch.tools.common import standalone, get_tool_logger, list_images, read_raw
+from moesr_arch.tools.common import get_tool_logger, list_images, read_raw, standalone
 
 
 def to_255(image):

@@ -13,7 +13,7 @@ import numpy as np
 from tqdm import tqdm
 
 from moesr_arch.data.lmdb_util import read_lmdb_labels, read_meta_info
-from moesr_arch.tools.common import standalone, error_text, get_tool_logger, is_image_file, read_raw
+from moesr_arch.tools.common import error_text, get_tool_logger, is_image_file, read_raw, standalone
 from moesr_arch.tools.prepare.label_categories import load_categories
 
 

@@ -16,11 +16,10 @@ from pathlib import Path
 
 import cv2
 import lmdb
-import numpy as np
 from tqdm import tqdm
 
 from moesr_arch.data.lmdb_util import CATEGORIES_FILE, LABELS_FILE
-from moesr_arch.tools.common import standalone, error_text, get_tool_logger, list_images, read_raw
+from moesr_arch.tools.common import error_text, get_tool_logger, list_images, read_raw, standalone
 
 PNG_SIGNATURE = b'\x89PNG\r\n\x1a\n'
 
@@ -173,6 +172,10 @@ def read_labels(label_folder, keys):
     return labels, warnings
 
 
+def _few(names, count=5):
+    return str(names[:count]) + (f' and {len(names) - count} more' if len(names) > count else '')
+
+
 def create_lmdb(gt, gt_lmdb, lq=(), lq_lmdb=(), labels=None, categories=None, n_thread=1, compress_level=1,
                 batch=1000):
     """Create the GT LMDB and one LMDB per LR folder with identical keys; return error messages."""
@@ -185,8 +188,8 @@ def create_lmdb(gt, gt_lmdb, lq=(), lq_lmdb=(), labels=None, categories=None, n_
         keys = image_keys(folder)
         if set(keys) != set(gt_keys):
             missing, extra = sorted(set(gt_keys) - set(keys)), sorted(set(keys) - set(gt_keys))
-            raise ValueError(f'{folder} and {gt} must hold the same names: missing in {folder}: {missing[:5]}'
-                             f'{" ..." if len(missing) > 5 else ""}; extra: {extra[:5]}{" ..." if len(extra) > 5 else ""}')
+            raise ValueError(f'{folder} and {gt} must hold the same names: missing in {folder}: {_few(missing)}; '
+                             f'extra: {_few(extra)}')
         jobs.append((folder, out, keys))
     for _, out, _ in jobs:
         if Path(out).exists():

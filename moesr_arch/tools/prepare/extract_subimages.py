@@ -8,7 +8,8 @@ the HR and LR outputs always show the same content. Images smaller than the crop
 from functools import partial
 from pathlib import Path
 
-from moesr_arch.tools.common import standalone, error_text, get_tool_logger, list_images, read_raw, run_parallel, write_png
+from moesr_arch.tools.common import (error_text, get_tool_logger, list_images, read_raw, run_parallel, standalone,
+                                      write_png)
 
 
 def crop_starts(length, crop, step, thresh):

@@ -11,7 +11,8 @@ from pathlib import Path
 
 import numpy as np
 
-from moesr_arch.tools.common import standalone, error_text, get_tool_logger, list_images, read_raw, run_parallel, write_png
+from moesr_arch.tools.common import (error_text, get_tool_logger, list_images, read_raw, run_parallel, standalone,
+                                      write_png)
 
 
 def mod_crop(image, scale):

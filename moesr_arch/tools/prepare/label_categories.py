@@ -16,7 +16,7 @@ import numpy as np
 import yaml
 from tqdm import tqdm
 
-from moesr_arch.tools.common import standalone, error_text, get_tool_logger, list_images, read_raw
+from moesr_arch.tools.common import error_text, get_tool_logger, list_images, read_raw, standalone
 
 
 def offline_ultralytics():
