@@ -5,7 +5,7 @@ engine as ``basicsr infer`` on one demo validation image and writes ``docs/image
 with the Y-PSNR of each crop in its caption.
 
 Usage: ``python scripts/make_readme_figures.py [-opt options/test_edsr_demo.yml] [--model_path CKPT]
-[--image zidane] [--crop Y X SIZE]``
+[--image motorcycle_right] [--crop Y X SIZE]``
 """
 import argparse
 import sys
@@ -39,6 +39,8 @@ def make_before_after(opt, model_path, image, crop, output, zoom=2, data_root='d
     sr, _ = Upscaler(network, scale, 'cpu', tile=256, tile_overlap=16, progress=False).upscale_array(lr, 255.)
     bicubic = np.clip(np.round(imresize(lr / 255., scale) * 255), 0, 255).astype(np.uint8)
     y, x, size = crop
+    if y < 0 or x < 0 or y + size > hr.shape[0] or x + size > hr.shape[1]:
+        raise ValueError(f'--crop {y} {x} {size} leaves the {hr.shape[1]}x{hr.shape[0]} image {image}')
     tiles = []
     for name, picture in (('bicubic', bicubic), ('SR', sr), ('HR', hr)):
         piece = picture[y:y + size, x:x + size]
@@ -57,9 +59,9 @@ def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.strip().splitlines()[0])
     parser.add_argument('-opt', default='options/test_edsr_demo.yml', help='test option file of the network')
     parser.add_argument('--model_path', help='weights instead of path.pretrain_network_g')
-    parser.add_argument('--image', default='zidane', help='demo validation image (default: zidane)')
-    parser.add_argument('--crop', type=int, nargs=3, default=(40, 380, 120), metavar=('Y', 'X', 'SIZE'),
-                        help='HR crop (default: 40 380 120)')
+    parser.add_argument('--image', default='motorcycle_right', help='demo validation image (default: motorcycle_right)')
+    parser.add_argument('--crop', type=int, nargs=3, default=(100, 100, 120), metavar=('Y', 'X', 'SIZE'),
+                        help='HR crop (default: 100 100 120)')
     parser.add_argument('-o', '--output', default='docs/images/before_after.png')
     args = parser.parse_args(argv)
     print(make_before_after(args.opt, args.model_path, args.image, args.crop, args.output))
