@@ -5,6 +5,8 @@
 - Resuming works on CPU (BasicSR maps states onto ``torch.cuda.current_device()``), ``--auto_resume``
   looks in this run's own ``experiments/<name>/training_states`` (BasicSR looks relative to the current
   directory) and skips unreadable states, so a state cut short by a crash never blocks a resume.
+- ``--launcher pytorch`` (torchrun) works without GPUs: gloo on CPU, NCCL on CUDA with the device
+  chosen by LOCAL_RANK (BasicSR always asks for NCCL and picks the device by global rank).
 - A resumed run continues the interrupted epoch where it stopped (BasicSR restarts the epoch, so the
   resumed run would see other batches than an uninterrupted one); with the random generators restored
   by the model, resumed training retraces the uninterrupted run.
@@ -17,6 +19,8 @@ import sys
 import torch
 from basicsr import test as basicsr_test
 from basicsr import train as basicsr_train
+from basicsr.utils import options as basicsr_options
+from basicsr.utils.dist_util import init_dist as basicsr_init_dist
 from basicsr.data.data_sampler import EnlargedSampler
 from basicsr.utils import check_resume
 from basicsr.utils.registry import Registry
@@ -59,6 +63,17 @@ def parse_options(root_path, is_train=True):
         raise SystemExit(f'{args.opt}: num_gpu is {opt["num_gpu"]} but CUDA is not available; '
                          'set num_gpu: 0 to run on the CPU')
     return opt, args
+
+
+def init_dist(launcher, backend='nccl', **kwargs):
+    if launcher != 'pytorch':
+        return basicsr_init_dist(launcher, backend, **kwargs)
+    import torch.distributed as dist
+    if torch.cuda.is_available():
+        torch.cuda.set_device(int(os.environ.get('LOCAL_RANK', 0)))
+        dist.init_process_group(backend='nccl')
+    else:
+        dist.init_process_group(backend='gloo')
 
 
 def _state_files(folder):
@@ -131,6 +146,7 @@ def create_train_val_dataloader(opt, logger):
 def apply():
     Registry.get = registry_get
     basicsr_train.parse_options = parse_options
+    basicsr_options.init_dist = init_dist
     basicsr_test.parse_options = parse_options_test
     basicsr_train.load_resume_state = load_resume_state
     basicsr_train.EnlargedSampler = ResumableEnlargedSampler

@@ -15,6 +15,7 @@ import sys
 
 # subcommand -> module with add_arguments(parser) and main(args)
 TOOLS = {
+    'train-gate': 'moesr_arch.gating.train_gate',
     'prepare': 'moesr_arch.tools.prepare',
     'infer': 'moesr_arch.tools.infer',
     'export': 'moesr_arch.tools.export',

@@ -9,6 +9,7 @@ from basicsr.models.sr_model import SRModel
 from basicsr.utils import get_root_logger
 from basicsr.utils.dist_util import master_only
 from basicsr.utils.registry import MODEL_REGISTRY
+from torch.nn.parallel import DistributedDataParallel
 
 from moesr_arch.utils.checkpoint import atomic_torch_save
 from moesr_arch.utils.ensemble import self_ensemble
@@ -24,6 +25,8 @@ class ExpertSRModel(SRModel):
     - checkpoints and training states are written atomically (a crash never leaves a truncated latest);
     - ``train.grad_clip_norm`` clips the gradient norm (VDSR's recipe);
     - training states carry the random number generators, so a resumed run continues exactly;
+    - distributed training runs on CPU (gloo) too, and every checkpoint checks that all replicas hold
+      the same weights;
     - ``val.self_ensemble: true`` tests with the x8 geometric self-ensemble (EDSR+);
     - archs that count their routing decisions (``routing_statistics()`` / ``reset_routing_statistics()``)
       have the counts of each validation logged to the log file and TensorBoard.
@@ -38,6 +41,12 @@ class ExpertSRModel(SRModel):
             (key[:-len('_opt')], build_loss(dict(value)).to(self.device))
             for key, value in self.opt['train'].items()
             if key.endswith('_opt') and key not in builtin and value is not None)
+
+    def model_to_device(self, net):
+        if self.opt['dist'] and self.device.type == 'cpu':
+            net = net.to(self.device)
+            return DistributedDataParallel(net, find_unused_parameters=self.opt.get('find_unused_parameters', False))
+        return super().model_to_device(net)
 
     def compute_losses(self):
         """Loss terms for the current ``self.output`` against ``self.gt``, by name."""
@@ -91,6 +100,12 @@ class ExpertSRModel(SRModel):
         if counting:
             log_routing_statistics(net.routing_statistics(), dataloader.dataset.opt['name'], current_iter, tb_logger)
 
+    def save(self, epoch, current_iter):
+        if self.opt['dist']:
+            check_replicas_agree(self.get_bare_model(self.net_g), current_iter)
+        super().save(epoch, current_iter)
+
+    @master_only
     def save_network(self, net, net_label, current_iter, param_key='params'):
         nets = net if isinstance(net, list) else [net]
         keys = param_key if isinstance(param_key, list) else [param_key]
@@ -137,6 +152,23 @@ def check_finite_losses(losses, current_iter):
             raise FloatingPointError(
                 f'iteration {current_iter}: loss {name} is {value.item()}; training stopped before the weights '
                 'were updated (the last saved checkpoint is intact). Lower the learning rate or check the data.')
+
+
+def check_replicas_agree(net, current_iter):
+    """Compare a fingerprint of the weights across DDP ranks; diverged replicas are a bug, not noise."""
+    import torch.distributed as dist
+    params = [p.detach().double() for p in net.parameters()]
+    fingerprint = torch.stack([torch.stack([p.sum(), p.abs().sum()]) for p in params]).flatten()
+    if dist.get_backend() == 'nccl':
+        fingerprint = fingerprint.to(params[0].device)
+    gathered = [torch.empty_like(fingerprint) for _ in range(dist.get_world_size())]
+    dist.all_gather(gathered, fingerprint)
+    difference = max((g - gathered[0]).abs().max().item() for g in gathered)
+    if difference > 1e-6 * max(1.0, gathered[0].abs().max().item()):
+        raise RuntimeError(f'iteration {current_iter}: DDP replicas hold different weights (max difference '
+                           f'{difference:.3g} in the weight fingerprints)')
+    get_root_logger().info(f'DDP replicas agree at iteration {current_iter} (world size '
+                           f'{dist.get_world_size()}, max fingerprint difference {difference:.3g})')
 
 
 def log_routing_statistics(statistics, dataset_name, current_iter, tb_logger):

@@ -1,0 +1,74 @@
+"""Run every benchmark section in ``scripts/bench/`` and write the report (``make bench``).
+
+Usage: ``python scripts/benchmark.py [--only archs,seemore] [--quick] [--output docs/benchmarks.md]``
+
+Each section prints its tables as it finishes; the report names the machine and the commands used.
+``--quick`` shrinks every input to smoke-test the script itself (its figures mean nothing).
+"""
+import argparse
+import datetime
+import importlib
+import os
+import platform
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path[:0] = [str(ROOT), str(ROOT / 'scripts')]
+
+
+def machine_description():
+    import torch
+    cpu = platform.processor() or platform.machine()
+    try:
+        for line in open('/proc/cpuinfo'):
+            if line.startswith('model name'):
+                cpu = line.split(':', 1)[1].strip()
+                break
+    except OSError:
+        pass
+    lines = [f'- CPU: {cpu}, {os.cpu_count()} cores visible, torch {torch.__version__} '
+             f'({torch.get_num_threads()} threads), Python {platform.python_version()}']
+    if torch.cuda.is_available():
+        lines.append(f'- GPU: {torch.cuda.get_device_name(0)}')
+    else:
+        lines.append('- GPU: none on this machine (CPU figures only)')
+    return '\n'.join(lines)
+
+
+def sections():
+    return sorted(p.stem for p in (ROOT / 'scripts' / 'bench').glob('*.py') if p.stem != '__init__')
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.split('\n\n')[0])
+    parser.add_argument('--only', help='comma-separated sections (default: all of ' + ', '.join(sections()) + ')')
+    parser.add_argument('--quick', action='store_true', help='tiny inputs: checks the script, not the speed')
+    parser.add_argument('--output', help='write the markdown report here (e.g. docs/benchmarks.md)')
+    args = parser.parse_args(argv)
+    import moesr_arch  # noqa: F401  (registers the archs the sections build)
+    chosen = args.only.split(',') if args.only else sections()
+    unknown = set(chosen) - set(sections())
+    if unknown:
+        parser.error(f'unknown section(s) {", ".join(sorted(unknown))}; known: {", ".join(sections())}')
+    report = ['# Benchmarks', '', f'Generated {datetime.date.today()} by `python scripts/benchmark.py'
+              + (f' --only {args.only}' if args.only else '') + (' --quick' if args.quick else '') + '`.', '',
+              machine_description(), '']
+    for name in chosen:
+        started = time.perf_counter()
+        module = importlib.import_module(f'bench.{name}')
+        report.append(f'## {name}\n')
+        for table in module.run(args.quick):
+            text = table.markdown()
+            print(text, flush=True)
+            report.append(text)
+        report.append(f'_Section `{name}` took {time.perf_counter() - started:.0f} s._\n')
+    if args.output:
+        Path(args.output).parent.mkdir(parents=True, exist_ok=True)
+        Path(args.output).write_text('\n'.join(report))
+        print(f'report written to {args.output}')
+
+
+if __name__ == '__main__':
+    main()
