@@ -6,15 +6,15 @@ import numpy as np
 import pytest
 import torch
 
+from moesr_arch.gating.yolo_gate import load_yolo
 from moesr_arch.tools.prepare import check_dataset, label_categories
 
 
 @pytest.fixture(scope='module')
 def person_detector(tmp_path_factory):
     """A YOLOv8n-seg built offline from its yaml whose class head always fires for 'person' (no download)."""
-    label_categories.offline_ultralytics()
-    from ultralytics import YOLO
-    model = YOLO('yolov8n-seg.yaml')
+    torch.manual_seed(0)  # random head weights: fixed so the boxes are the same every run
+    model = load_yolo(model='yolov8n-seg.yaml')
     head = model.model.model[-1]
     for branch in head.cv3:
         branch[-1].bias.data.fill_(-5.)
@@ -42,16 +42,19 @@ def test_labels_are_written_mapped_and_valid(tmp_path, person_detector):
                                        categories=tmp_path / 'cats.yml') == []
 
 
-def test_class_map_by_name_id_or_default_and_errors():
-    names = {0: 'person', 1: 'cat', 2: 'car'}
-    categories = {0: 'people', 1: 'cat', 2: 'vehicle'}
+def test_class_map_by_name_id_preset_or_default_and_errors():
+    names = {0: 'person', 1: 'cat', 2: 'car', 15: 'kitten'}
+    categories = ['people', 'cat', 'vehicle']
     assert label_categories.build_class_map([], names, categories) == {1: 1}  # same names only
-    assert label_categories.build_class_map(['person:people', '2:2'], names, categories) == {0: 0, 2: 2}
+    assert label_categories.build_class_map(['person:people', '2:vehicle'], names, categories) == {0: 0, 2: 2}
+    assert label_categories.build_class_map(['coco'], names, categories)[15] == 1  # COCO 15 is cat
     with pytest.raises(ValueError, match="the model has no class 'dog'"):
         label_categories.build_class_map(['dog:people'], names, categories)
     with pytest.raises(ValueError, match="no category 'plane'"):
         label_categories.build_class_map(['car:plane'], names, categories)
-    with pytest.raises(FileNotFoundError, match='downloads are off'):
+    with pytest.raises(ValueError, match="expected auto, coco, oiv7"):
+        label_categories.build_class_map(['imagenet'], names, categories)
+    with pytest.raises(FileNotFoundError, match='nothing is downloaded'):
         label_categories.label_categories('HR', 'labels', 'yolov8n-seg.pt', 'cats.yml')
 
 

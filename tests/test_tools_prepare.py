@@ -181,7 +181,10 @@ def test_check_dataset_finds_every_kind_of_problem(tmp_path):
     write(tmp_path / 'LR' / 'orphan.png', photo(8, 8))
     write(tmp_path / 'LR' / 'wrong_size.png', photo(9, 10))
     (tmp_path / 'HR' / 'corrupt.png').write_bytes((tmp_path / 'HR' / 'corrupt.png').read_bytes()[:60])
-    (tmp_path / 'labels' / 'good.txt').write_text('7 0.5 0.5 0.2 0.2\n0 0.1 0.2 0.3 0.4 0.5\n0 0.5 0.5 1.5 0.2\nx\n')
+    (tmp_path / 'labels' / 'good.txt').write_text('0 0.5 0.5 0.2 0.2\n7 0.5 0.5 0.2 0.2\n')
+    (tmp_path / 'labels' / 'lonely.txt').write_text('0 0.1 0.2 0.3 0.4 0.5\n')
+    (tmp_path / 'labels' / 'wrong_size.txt').write_text('1 0.5 0.5 0.2 0.2\n0 0.5 0.5 1.5 0.2\n')
+    (tmp_path / 'labels' / 'corrupt.txt').write_text('x 0.5 0.5 0.2 0.2\n')
     (tmp_path / 'labels' / 'ghost.txt').write_text('0 0.5 0.5 0.2 0.2\n')
     problems = check_dataset.check_dataset(tmp_path / 'HR', [tmp_path / 'LR'], [2], tmp_path / 'labels',
                                            tmp_path / 'cats.yml')
@@ -190,10 +193,10 @@ def test_check_dataset_finds_every_kind_of_problem(tmp_path):
     assert 'lonely.png: no LR partner lonely' in text
     assert 'wrong_size.png: size mismatch at x2: LR is 10x9 but HR is 20x20 (expected 10x10)' in text
     assert 'corrupt.png: not a readable image' in text
-    assert 'good.txt:1: category id 7 is not in the categories file' in text
-    assert 'good.txt:2: 5 coordinates' in text
-    assert 'good.txt:3: coordinates must be normalised' in text
-    assert 'good.txt:4: not numbers' in text
+    assert 'good.txt:2: unknown class id 7 (the categories file has ids 0..1)' in text
+    assert 'lonely.txt:1: odd number of coordinates (5)' in text
+    assert 'wrong_size.txt:2: coordinates must be normalised to [0, 1]' in text
+    assert 'corrupt.txt:1: class id must be an integer' in text
     assert 'ghost.txt: label file without an HR image ghost' in text
     assert len(problems) == 9
     assert check_dataset.main(check_args(tmp_path)) == 1
@@ -208,7 +211,7 @@ def test_check_dataset_reads_lmdbs_and_their_labels(tmp_path):
     (tmp_path / 'cats.yml').write_text('0: people\n')
     problems = check_dataset.check_dataset(tmp_path / 'hr.lmdb', [tmp_path / 'lr.lmdb'], [2],
                                            categories=tmp_path / 'cats.yml')
-    assert len(problems) == 1 and 'labels.json[one]:1: category id 3' in problems[0]
+    assert len(problems) == 1 and 'labels.json[one]:1: unknown class id 3' in problems[0]
 
 
 def test_prepare_command_line_end_to_end(tmp_path):
@@ -224,3 +227,22 @@ def test_prepare_command_line_end_to_end(tmp_path):
     proc = run_cli(['prepare', 'check_dataset', '--gt', 'gen/HR_mod/X2', '--lq', 'gen/LR_bicubic/X2', '-s', '2'],
                    tmp_path, check=False)
     assert proc.returncode == 1 and 'no LR partner pic' in proc.stderr
+
+
+def test_category_dataset_reads_labels_from_the_lmdb(tmp_path):
+    make_pairs(tmp_path, {'cat.photo.v2': (32, 32), 'empty': (32, 32)})
+    (tmp_path / 'labels').mkdir()
+    (tmp_path / 'labels' / 'cat.photo.v2.txt').write_text('1 0 0 0.5 0 0.5 0.5 0 0.5\n')  # top-left quarter
+    (tmp_path / 'cats.yml').write_text('0: people\n1: cat\n')
+    assert create_lmdb.create_lmdb(tmp_path / 'HR', tmp_path / 'hr.lmdb', [tmp_path / 'LR'], [tmp_path / 'lr.lmdb'],
+                                   labels=tmp_path / 'labels', categories=tmp_path / 'cats.yml') == []
+    from moesr_arch.data.category_paired_image_dataset import CategoryPairedImageDataset
+    dataset = CategoryPairedImageDataset({
+        'name': 'lmdb', 'type': 'CategoryPairedImageDataset', 'phase': 'val', 'scale': 2,
+        'dataroot_gt': str(tmp_path / 'hr.lmdb'), 'dataroot_lq': str(tmp_path / 'lr.lmdb'),
+        'io_backend': {'type': 'lmdb'}, 'categories_file': str(tmp_path / 'hr.lmdb' / 'categories.yml')})
+    item = dataset[0]
+    assert item['gt_path'] == 'cat.photo.v2'
+    category_map = item['category_map'].numpy()
+    assert (category_map[:8, :8] == 1).all() and (category_map[8:, 8:] == 2).all()  # cat, background
+    assert dataset[1]['category_map'].eq(2).all()

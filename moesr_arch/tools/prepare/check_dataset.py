@@ -2,19 +2,21 @@
 
 Every HR image must decode and have an LR partner (same stem, or ``--filename_tmpl``) of exactly
 ``floor(HR / scale)`` pixels, and no LR image may lack its HR. With ``--labels`` (a folder of YOLO label
-files; an HR LMDB's own ``labels.json`` is read automatically) every line must be ``<category id>`` plus
-4 box numbers or at least 3 polygon points, all in [0, 1], with ids from ``--categories``, and every
-label file must belong to an image. Prints each problem and exits non-zero if there is any.
+files; an HR LMDB's own ``labels.json`` is read automatically) every label file must parse the way the
+datasets read it (``<category id>`` plus 4 box numbers or at least 3 polygon points, all in [0, 1], ids
+from ``--categories``; the first bad line of a file is reported) and belong to an image. Prints each problem and exits non-zero if there is any.
 """
+import sys
 from pathlib import Path
 
 import cv2
 import numpy as np
 from tqdm import tqdm
 
+from moesr_arch.data.categories import load_categories
+from moesr_arch.data.category_labels import LabelError, parse_label_text
 from moesr_arch.data.lmdb_util import read_lmdb_labels, read_meta_info
 from moesr_arch.tools.common import error_text, get_tool_logger, is_image_file, read_raw, standalone
-from moesr_arch.tools.prepare.label_categories import load_categories
 
 
 class FolderSource:
@@ -71,27 +73,13 @@ def open_source(path):
     return LmdbSource(path) if str(path).rstrip('/').endswith('.lmdb') else FolderSource(path)
 
 
-def check_label_text(text, where, categories):
-    """Problems (strings) of one YOLO label text."""
-    problems = []
-    for number, line in enumerate(text.splitlines(), 1):
-        fields = line.split()
-        if not fields:
-            continue
-        place = f'{where}:{number}'
-        try:
-            class_id = int(fields[0])
-            values = [float(v) for v in fields[1:]]
-        except ValueError:
-            problems.append(f'{place}: not numbers: {line.strip()!r}')
-            continue
-        if categories is not None and class_id not in categories:
-            problems.append(f'{place}: category id {class_id} is not in the categories file ({sorted(categories)})')
-        if len(values) != 4 and (len(values) < 6 or len(values) % 2):
-            problems.append(f'{place}: {len(values)} coordinates; expected 4 (box) or an even number >= 6 (polygon)')
-        if any(not 0 <= v <= 1 for v in values):
-            problems.append(f'{place}: coordinates must be normalised to [0, 1]')
-    return problems
+def check_label_text(text, where, num_categories):
+    """Problems of one YOLO label text, by the rules the datasets apply (the first bad line is reported)."""
+    try:
+        parse_label_text(text, where, num_categories or sys.maxsize)
+    except LabelError as error:
+        return [str(error)]
+    return []
 
 
 def check_dataset(gt, lq=(), scales=(), labels=None, categories=None, filename_tmpl='{}'):
@@ -101,7 +89,7 @@ def check_dataset(gt, lq=(), scales=(), labels=None, categories=None, filename_t
     problems = []
     gt_source = open_source(gt)
     lq_sources = [(open_source(folder), int(scale)) for folder, scale in zip(lq, scales)]
-    cats = load_categories(categories) if categories else None
+    num_categories = len(load_categories(categories)) if categories else None
     gt_keys = gt_source.keys()
     for source, _ in lq_sources:
         expected = {filename_tmpl.format(k) for k in gt_keys}
@@ -138,7 +126,7 @@ def check_dataset(gt, lq=(), scales=(), labels=None, categories=None, filename_t
     for key, (where, text) in sorted(label_texts.items()):
         if key not in gt_keys:
             problems.append(f'{where}: label file without an HR image {key}')
-        problems += check_label_text(text, where, cats)
+        problems += check_label_text(text, where, num_categories)
     return problems
 
 

@@ -1,51 +1,32 @@
 """Label the objects of an HR folder with a YOLO model: one YOLO label file per image, for the MoE-SR gate.
 
-Runs an ultralytics model (local weights only; nothing is downloaded) on every image and writes
-``<output>/<stem>.txt`` with one line per kept object: ``<category id> x1 y1 x2 y2 ...`` (normalised
-polygon) for segmentation models, ``<category id> cx cy w h`` (normalised box) for detection models. YOLO
-classes are mapped to the categories of ``--categories`` (``id: name`` YAML) by ``--class_map`` entries
-``SRC:CATEGORY`` (YOLO class id or name : category name or id); by default a YOLO class whose name equals
-a category name maps to it. Other classes are dropped; an image with no kept object gets an empty file
-(all background).
+Runs an ultralytics model (local weights only; nothing is downloaded) through the gate package's offline
+loader (:func:`moesr_arch.gating.yolo_gate.load_yolo`) on every image and writes ``<output>/<stem>.txt``
+with one line per kept object: ``<category id> x1 y1 x2 y2 ...`` (normalised polygon) for segmentation
+models, ``<category id> cx cy w h`` (normalised box) for detection models. YOLO classes are mapped to the
+categories of ``--categories`` like the YOLOGate's ``class_map``: ``auto`` (a YOLO class named like a
+category), a preset (``coco``, ``oiv7``), or ``SRC:CATEGORY`` entries (YOLO class id or name : category
+name). Other classes are dropped; an image with no kept object gets an empty file (all background).
 """
-import os
-import tempfile
 from pathlib import Path
 
 import numpy as np
-import yaml
 from tqdm import tqdm
 
+from moesr_arch.data.categories import load_categories
+from moesr_arch.gating.yolo_gate import CLASS_MAP_PRESETS, load_yolo, resolve_class_map
 from moesr_arch.tools.common import error_text, get_tool_logger, list_images, read_raw, standalone
 
 
-def offline_ultralytics():
-    """Import ultralytics with its network access (checks, downloads, fonts) switched off."""
-    os.environ.setdefault('YOLO_OFFLINE', '1')
-    os.environ.setdefault('YOLO_AUTOINSTALL', '0')
-    os.environ.setdefault('YOLO_CONFIG_DIR', os.path.join(tempfile.gettempdir(), 'moesr-ultralytics'))
-    import ultralytics
-    return ultralytics
-
-
-def load_categories(path):
-    """``{id: name}`` from a categories YAML file (``0: people``)."""
-    with open(path, encoding='utf-8') as f:
-        data = yaml.safe_load(f)
-    if not isinstance(data, dict) or not all(isinstance(k, int) and isinstance(v, str) for k, v in data.items()):
-        raise ValueError(f'{path}: expected "id: name" lines, e.g. "0: people"')
-    return data
-
-
 def build_class_map(entries, yolo_names, categories):
-    """``{yolo class id: category id}`` from ``SRC:CATEGORY`` entries (or same-name matching when none)."""
+    """``{yolo class id: category id}`` from ``--class_map`` (``auto``, a preset name or SRC:CATEGORY entries)."""
+    entries = list(entries) or ['auto']
+    if len(entries) == 1 and ':' not in entries[0]:
+        if entries[0] != 'auto' and entries[0] not in CLASS_MAP_PRESETS:
+            raise ValueError(f'--class_map {entries[0]!r}: expected auto, {", ".join(CLASS_MAP_PRESETS)} or '
+                             'SRC:CATEGORY entries')
+        return resolve_class_map(entries[0], yolo_names, categories)
     by_name = {name: i for i, name in yolo_names.items()}
-    category_ids = {name: i for i, name in categories.items()}
-    if not entries:
-        mapping = {by_name[name]: cid for name, cid in category_ids.items() if name in by_name}
-        if not mapping:
-            raise ValueError(f'no YOLO class is named like a category ({", ".join(category_ids)}); give --class_map')
-        return mapping
     mapping = {}
     for entry in entries:
         source, sep, target = entry.rpartition(':')
@@ -57,13 +38,10 @@ def build_class_map(entries, yolo_names, categories):
             yolo_id = by_name[source]
         else:
             raise ValueError(f'--class_map {entry!r}: the model has no class {source!r}')
-        if target.isdigit() and int(target) in categories:
-            mapping[yolo_id] = int(target)
-        elif target in category_ids:
-            mapping[yolo_id] = category_ids[target]
-        else:
+        if target not in categories:
             raise ValueError(f'--class_map {entry!r}: no category {target!r} (categories: {categories})')
-    return mapping
+        mapping[yolo_id] = target
+    return resolve_class_map(mapping, yolo_names, categories)
 
 
 def to_bgr8(image):
@@ -98,11 +76,7 @@ def label_lines(result, class_map):
 def label_categories(input_folder, output, weights, categories, class_map=(), conf=0.25, imgsz=640,
                      device='cpu'):
     """Write ``<output>/<stem>.txt`` for every image of ``input_folder``; return error messages."""
-    if not Path(weights).is_file():
-        raise FileNotFoundError(f'{weights}: no such YOLO weights file (downloads are off; give a local .pt)')
-    offline_ultralytics()
-    from ultralytics import YOLO
-    model = YOLO(str(weights))
+    model = load_yolo(weights=str(weights))
     mapping = build_class_map(class_map, dict(model.names), load_categories(categories))
     paths = list_images(input_folder)
     Path(output).mkdir(parents=True, exist_ok=True)
@@ -124,8 +98,9 @@ def add_arguments(parser):
     parser.add_argument('-o', '--output', required=True, help='folder for the label files <name>.txt')
     parser.add_argument('--weights', required=True, help='local ultralytics weights (.pt; -seg models give polygons)')
     parser.add_argument('--categories', required=True, help='categories file, e.g. datasets/demo/categories.yml')
-    parser.add_argument('--class_map', nargs='*', default=[],
-                        help='SRC:CATEGORY entries, e.g. person:people car:vehicle (default: same names)')
+    parser.add_argument('--class_map', nargs='*', default=['auto'],
+                        help='auto (same names), coco, oiv7, or SRC:CATEGORY entries such as person:people '
+                        'car:vehicle (default: auto)')
     parser.add_argument('--conf', type=float, default=0.25, help='detection confidence threshold (default: 0.25)')
     parser.add_argument('--imgsz', type=int, default=640, help='YOLO input size (default: 640)')
     parser.add_argument('--device', default='cpu', help="'cpu', 'cuda' or a CUDA index (default: cpu)")
