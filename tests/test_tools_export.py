@@ -1,5 +1,8 @@
 """`basicsr export`: ONNX with dynamic height/width matching PyTorch, safetensors weights."""
+import re
+
 import numpy as np
+import onnx
 import onnxruntime
 import pytest
 import torch
@@ -12,6 +15,7 @@ NETWORKS = {
     'EDSR': {'type': 'EDSR', 'num_in_ch': 3, 'num_out_ch': 3, 'num_feat': 8, 'num_block': 2, 'upscale': 2,
              'res_scale': 1, 'img_range': 255., 'rgb_mean': [0.4488, 0.4371, 0.4040]},
     'VDSR': {'type': 'VDSR', 'num_feat': 8, 'num_layer': 4, 'upscale': 2},
+    'SeemoRe': {'type': 'SeemoRe', 'variant': 'T', 'scale': 2, 'num_layers': 2, 'embedding_dim': 16},
 }
 
 
@@ -42,6 +46,9 @@ def test_onnx_has_dynamic_size_and_matches_pytorch(tmp_path, arch):
             expected = network(x).numpy()
         assert got.shape == expected.shape == (shape[0], 3, shape[2] * 2, shape[3] * 2)
         assert np.abs(got - expected).max() < 1e-4
+    if arch == 'SeemoRe':  # routing is traced data-independently: every expert is in the graph, not only
+        names = [t.name for t in onnx.load(str(tmp_path / 'net.onnx')).graph.initializer]  # the traced one's
+        assert {m for n in names for m in re.findall(r'moe_layer\.experts\.(\d+)\.', n)} == {'0', '1', '2'}
     # The safetensors weights load back through --model_path into the same network.
     reloaded = build_from_options(options, str(tmp_path / 'net.safetensors'))[0]
     for key, value in network.state_dict().items():

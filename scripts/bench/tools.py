@@ -1,10 +1,8 @@
 """Benchmarks of the tools: tiled inference of a 4K photo on the CPU, LMDB creation rate vs BasicSR.
 
 Inference runs the real ``basicsr infer`` command in a subprocess; its peak memory is the child's
-``ru_maxrss`` (``os.wait4``, the getrusage of that one child). The network is an EDSR x4 with 32 features and
-4 blocks (the demo expert's shape; 0.28 M multiply-adds per LR pixel, SeemoRe-T x4 about 0.2 M) with
-random weights (speed and memory do not depend on the values): SeemoRe was not on the branch when this
-section was written; set ``NETWORK`` to SeemoRe-T's options once it is merged.
+``ru_maxrss`` (``os.wait4``, the getrusage of that one child). The network is SeemoRe-T x4 with random weights
+(speed and memory do not depend on the values).
 """
 import os
 import subprocess
@@ -20,10 +18,9 @@ from scripts.bench import Table
 
 ROOT = Path(__file__).resolve().parents[2]
 MACHINE = '2-core shared CPU, no GPU'
-NETWORK = {'type': 'EDSR', 'num_in_ch': 3, 'num_out_ch': 3, 'num_feat': 32, 'num_block': 4, 'upscale': 4,
-           'res_scale': 1, 'img_range': 255., 'rgb_mean': [0.4488, 0.4371, 0.4040]}
-NETWORK_NAME = 'EDSR f32b4 x4 (stand-in for SeemoRe-T)'
-QUICK_NETWORK = dict(NETWORK, num_feat=8, num_block=1)
+NETWORK = {'type': 'SeemoRe', 'variant': 'T', 'scale': 4}
+NETWORK_NAME = 'SeemoRe-T x4'
+QUICK_NETWORK = dict(NETWORK, num_layers=1, embedding_dim=8)
 
 
 def photo_like(h, w, seed=0):
@@ -73,7 +70,7 @@ def bench_inference(quick):
         title='Tiled inference on the CPU (basicsr infer)',
         headers=['network', 'input', 'output', 'tile / overlap', 'time (s)', 'peak RSS (GiB)', 'limit (GiB)',
                  'RSS / limit'],
-        rows=[[NETWORK_NAME if not quick else 'tiny EDSR x4 (quick)', f'{size[1]}x{size[0]}', f'{out_w}x{out_h}',
+        rows=[[NETWORK_NAME if not quick else 'tiny SeemoRe x4 (quick)', f'{size[1]}x{size[0]}', f'{out_w}x{out_h}',
                '512 / 32', seconds, gib, 8, gib / 8]],
         notes=[f'Machine: {MACHINE}; fp32, torch threads = cores.',
                'Peak RSS is the whole `basicsr infer` process (Python, torch, the input, the finished uint8 output '
