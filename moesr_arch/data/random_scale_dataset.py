@@ -1,0 +1,140 @@
+import math
+import os
+import random
+from typing import Optional
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from basicsr.data.data_util import paths_from_lmdb
+from basicsr.data.transforms import augment
+from basicsr.utils import FileClient, img2tensor
+from basicsr.utils.registry import DATASET_REGISTRY
+from torch.utils import data
+
+from moesr_arch.archs.moeisr_arch import make_coord
+from moesr_arch.data.image_io import decode_image
+from moesr_arch.data.paired_image_dataset import is_image_file
+from moesr_arch.options import IO_BACKEND, Number, section
+
+
+def bicubic_resize(image, size):
+    """Anti-aliased bicubic resize of a CHW tensor in [0, 1] to ``size`` (h, w) (like LIIF's PIL resize)."""
+    out = F.interpolate(image[None], size=size, mode='bicubic', align_corners=False, antialias=True)
+    return out[0].clamp(0, 1)
+
+
+def hr_paths(opt):
+    """Keys of the HR images: an LMDB's keys, the names of a meta_info file, or the images of a folder."""
+    folder = opt['dataroot_gt']
+    if opt['io_backend']['type'] == 'lmdb':
+        return paths_from_lmdb(folder)
+    if opt.get('meta_info_file'):
+        with open(opt['meta_info_file'], encoding='utf-8') as f:
+            names = [line.split(' ')[0].strip() for line in f if line.strip()]
+        return [os.path.join(folder, name) for name in names]
+    if not os.path.isdir(folder):
+        raise FileNotFoundError(f'no such data folder: {folder}')
+    return [os.path.join(folder, name) for name in sorted(os.listdir(folder)) if is_image_file(name)]
+
+
+@DATASET_REGISTRY.register()
+class RandomScaleSRDataset(data.Dataset):
+    """HR images cut into arbitrary-scale SR samples (LIIF's ``sr-implicit-downsampled`` protocol).
+
+    Training (``phase: train``): a scale ``s ~ U[scale_min, scale_max]`` per sample, a random HR crop of
+    ``round(lq_size * s)`` pixels square, flipped/rotated, made ``lq_size`` square by anti-aliased bicubic
+    resizing; ``sample_q`` HR pixels are drawn at random as queries.
+    Returns ``lq`` (C, lq_size, lq_size), ``coord`` (sample_q, 2) pixel centres in [-1, 1] (row, column),
+    ``cell`` (sample_q, 2) pixel sizes, ``gt`` (sample_q, C) their RGB values, ``scale``.
+
+    Validation/test: the whole image at the fixed ``scale`` (any number, e.g. 6 or 2.5): LR is
+    ``floor(H / scale)`` by ``floor(W / scale)``, made from the HR image cropped to ``round(scale x LR)``.
+    Returns ``lq``, ``gt`` (C, H', W'), ``lq_path`` and ``gt_path`` (both the HR file), ``scale``.
+    Paired sets with official LR files (DIV2K x2-x4) use ``CheckedPairedImageDataset`` instead.
+
+    Options: dataroot_gt (folder or .lmdb), io_backend {type: disk|lmdb}, meta_info_file, lq_size (48),
+    scale_min (1), scale_max (4), sample_q (2304), use_hflip (true), use_rot (true), scale (val/test).
+    """
+
+    OPTIONS = section({
+        'dataroot_gt': str,
+        'meta_info_file': Optional[str],
+        'io_backend': IO_BACKEND,
+        'lq_size': int,
+        'scale_min': Number,
+        'scale_max': Number,
+        'sample_q': int,
+        'use_hflip': bool,
+        'use_rot': bool,
+    }, required=('dataroot_gt', 'io_backend'))
+
+    def __init__(self, opt):
+        super().__init__()
+        self.opt = opt
+        self.train = opt.get('phase', 'train') == 'train'
+        self.io_backend_opt = dict(opt['io_backend'])
+        self.file_client = None
+        self.lq_size = int(opt.get('lq_size', 48))
+        self.scale_min, self.scale_max = float(opt.get('scale_min', 1)), float(opt.get('scale_max', 4))
+        self.sample_q = int(opt.get('sample_q', 2304))
+        if self.io_backend_opt['type'] == 'lmdb':
+            self.io_backend_opt['db_paths'] = [opt['dataroot_gt']]
+            self.io_backend_opt['client_keys'] = ['gt']
+        self.paths = hr_paths(opt)
+        if not self.paths:
+            raise ValueError(f'{opt["dataroot_gt"]}: the dataset {opt.get("name")} has no image')
+        name = opt.get('name')
+        if self.train:
+            if not 1 <= self.scale_min <= self.scale_max:
+                raise ValueError(f'dataset {name}: need 1 <= scale_min <= scale_max, got {self.scale_min}, '
+                                 f'{self.scale_max}')
+            if self.sample_q > self.lq_size**2 * self.scale_min**2:
+                raise ValueError(f'dataset {name}: sample_q {self.sample_q} exceeds the HR pixels of a crop at '
+                                 f'scale_min ({round(self.lq_size * self.scale_min)}^2); lower sample_q or raise '
+                                 'lq_size')
+        elif not isinstance(opt.get('scale'), (int, float)) or opt['scale'] <= 0:
+            raise ValueError(f'dataset {name}: a validation/test RandomScaleSRDataset needs a positive scale, '
+                             f'got {opt.get("scale")!r}')
+
+    def read(self, index):
+        if self.file_client is None:
+            backend = dict(self.io_backend_opt)
+            self.file_client = FileClient(backend.pop('type'), **backend)
+        path = self.paths[index]
+        return decode_image(self.file_client.get(path, 'gt'), path), path
+
+    def __getitem__(self, index):
+        image, path = self.read(index)
+        return self.train_sample(image, path) if self.train else self.test_sample(image, path)
+
+    def train_sample(self, image, path):
+        scale = random.uniform(self.scale_min, self.scale_max)
+        size = round(self.lq_size * scale)
+        h, w = image.shape[:2]
+        if h < size or w < size:
+            raise ValueError(f'{path}: {w}x{h} is smaller than the {size}x{size} HR crop of lq_size '
+                             f'{self.lq_size} at scale {scale:.2f}')
+        top, left = random.randint(0, h - size), random.randint(0, w - size)
+        crop = augment(image[top:top + size, left:left + size], self.opt.get('use_hflip', True),
+                       self.opt.get('use_rot', True))
+        hr = img2tensor(np.ascontiguousarray(crop), bgr2rgb=True, float32=True)
+        lq = bicubic_resize(hr, (self.lq_size, self.lq_size))
+        coord = make_coord((size, size))
+        picked = torch.from_numpy(np.random.choice(size * size, self.sample_q, replace=False))
+        cell = torch.tensor([2 / size, 2 / size]).expand(self.sample_q, 2).clone()
+        gt = hr.reshape(hr.shape[0], -1)[:, picked].t().contiguous()
+        return {'lq': lq, 'coord': coord[picked], 'cell': cell, 'gt': gt, 'scale': scale, 'gt_path': path}
+
+    def test_sample(self, image, path):
+        scale = float(self.opt['scale'])
+        h, w = image.shape[:2]
+        h_lq, w_lq = math.floor(h / scale + 1e-9), math.floor(w / scale + 1e-9)
+        if h_lq < 1 or w_lq < 1:
+            raise ValueError(f'{path}: {w}x{h} is too small for scale {scale}')
+        hr = img2tensor(image[:round(h_lq * scale), :round(w_lq * scale)], bgr2rgb=True, float32=True)
+        lq = bicubic_resize(hr, (h_lq, w_lq))
+        return {'lq': lq, 'gt': hr, 'lq_path': path, 'gt_path': path, 'scale': scale}
+
+    def __len__(self):
+        return len(self.paths)

@@ -1,0 +1,119 @@
+import os.path as osp
+
+from basicsr.utils import get_root_logger, imwrite
+from basicsr.utils.registry import MODEL_REGISTRY
+
+from moesr_arch.archs.moeisr_arch import describe_flops
+from moesr_arch.losses.expert_balance_loss import ExpertBalanceLoss
+from moesr_arch.models.expert_sr_model import ExpertSRModel, check_finite_losses
+from moesr_arch.options import OptionError
+from moesr_arch.utils.expert_map import expert_map_image
+
+
+@MODEL_REGISTRY.register()
+class MoEISRModel(ExpertSRModel):
+    """Arbitrary-scale SR with :class:`~moesr_arch.archs.moeisr_arch.MoEISR`.
+
+    Training batches (``RandomScaleSRDataset``) carry query ``coord``/``cell`` and the ``gt`` values there;
+    the loss is ``pixel_opt`` on those values plus any ``ExpertBalanceLoss`` (e.g. ``balance_opt``) on the
+    mapper's routing probabilities. Each validation set is decoded at its own ``scale`` (leave the top-level
+    ``scale`` out to validate at several scales in one run), so PSNR is logged per scale. For every
+    validation image the decoder FLOPs spent are logged beside those of the deepest decoder alone (the
+    LIIF baseline), and with ``save_img`` an expert map (``*_experts.png``) is saved beside the SR image
+    unless ``val.expert_maps`` is false.
+    """
+
+    VAL_OPTIONS = {'expert_maps': bool}
+
+    @staticmethod
+    def validate_options(opt, source, is_train):
+        top_scale = opt.get('scale')
+        for key, dataset in (opt.get('datasets') or {}).items():
+            if str(key).startswith('train'):
+                continue
+            own = dataset.get('scale')
+            if own is None and top_scale is None:
+                raise OptionError(f'{source}: datasets.{key}.scale is required (the scale this set is decoded at)')
+            if own is not None and top_scale is not None and own != top_scale:
+                raise OptionError(f'{source}: datasets.{key}.scale is {own} but the top-level scale {top_scale} '
+                                  'overrides it (BasicSR copies it into every dataset); remove the top-level scale '
+                                  'to validate at several scales')
+
+    def feed_data(self, data):
+        super().feed_data(data)
+        self.lq_path = data.get('lq_path')
+        self.coord = data['coord'].to(self.device) if 'coord' in data else None
+        self.cell = data['cell'].to(self.device) if 'cell' in data else None
+
+    def optimize_parameters(self, current_iter):
+        self.optimizer_g.zero_grad(set_to_none=True)
+        self.output = self.net_g(self.lq, self.coord, self.cell)
+        losses = self.compute_losses()
+        check_finite_losses(losses, current_iter)
+        sum(losses.values()).backward()
+        self.optimizer_g.step()
+        self.log_dict = self.reduce_loss_dict(losses)
+        if self.ema_decay > 0:
+            self.model_ema(decay=self.ema_decay)
+
+    def compute_losses(self):
+        balance = {name: loss for name, loss in self.extra_losses.items() if isinstance(loss, ExpertBalanceLoss)}
+        others = self.extra_losses
+        self.extra_losses = {name: loss for name, loss in others.items() if name not in balance}
+        try:
+            losses = super().compute_losses()
+        finally:
+            self.extra_losses = others
+        probs = self.get_bare_model(self.net_g).last_routing_probs
+        if probs is not None:  # a single decoder has no routing to balance
+            for name, loss in balance.items():
+                losses[f'l_{name}'] = loss(probs)
+        return losses
+
+    def nondist_validation(self, dataloader, current_iter, tb_logger, save_img):
+        dataset_opt = dataloader.dataset.opt
+        scale = dataset_opt.get('scale', self.opt.get('scale'))
+        for net in (self.net_g, getattr(self, 'net_g_ema', None)):
+            if net is not None:
+                self.get_bare_model(net).scale = scale
+        self._val_context = {'dataset': dataset_opt['name'], 'iter': current_iter, 'save_img': save_img}
+        visualization = self.opt['path']['visualization']
+        if self.opt['is_train']:
+            # BasicSR names training pictures after the image only; several scales of one image would collide.
+            self.opt['path']['visualization'] = osp.join(visualization, dataset_opt['name'])
+        try:
+            super().nondist_validation(dataloader, current_iter, tb_logger, save_img)
+        finally:
+            self.opt['path']['visualization'] = visualization
+            self._val_context = None
+
+    def test(self):
+        super().test()
+        context = getattr(self, '_val_context', None)
+        net = self.get_bare_model(self.test_network())
+        if context is None or net.last_decode is None:
+            return
+        decode = net.last_decode
+        img_name = osp.splitext(osp.basename(self.lq_path[0]))[0] if self.lq_path else 'image'
+        total = sum(decode['pixels_per_expert'])
+        shares = [n / max(total, 1) for n in decode['pixels_per_expert']]
+        saving = 1 - decode['flops'] / decode['flops_deepest']
+        height, width = decode['expert_map'].shape[-2:]
+        get_root_logger().info(
+            f"{context['dataset']} {img_name} x{net.scale:g} ({width}x{height}): decoder "
+            f"{describe_flops(decode['flops'])}FLOPs vs {describe_flops(decode['flops_deepest'])}FLOPs with the "
+            f"deepest decoder alone ({saving:.1%} fewer); pixels per expert (hidden layers): " +
+            ', '.join(f'{d}: {s:.1%}' for d, s in zip(net.expert_depths, shares)))
+        if context['save_img'] and self.opt['val'].get('expert_maps', True):
+            labels = [f'{d} hidden layer{"s" if d != 1 else ""}, {s:.1%} of pixels'
+                      for d, s in zip(net.expert_depths, shares)]
+            picture = expert_map_image(decode['expert_map'][0].cpu().numpy(), labels)
+            imwrite(picture, self.expert_map_path(img_name, context))
+
+    def expert_map_path(self, img_name, context):
+        """Beside BasicSR's SR picture of the same image, with an ``_experts`` suffix."""
+        folder = self.opt['path']['visualization']
+        if self.opt['is_train']:
+            return osp.join(folder, img_name, f"{img_name}_{context['iter']}_experts.png")
+        suffix = self.opt['val'].get('suffix') or self.opt['name']
+        return osp.join(folder, context['dataset'], f'{img_name}_{suffix}_experts.png')
