@@ -15,6 +15,9 @@ Plug-in protocol for networks built from ``network_g`` (checked in this order):
   [0, 1], or ``(sr, maps)`` with ``maps`` a dict ``{name: uint8 RGB array (H, W, 3)}`` saved beside the
   output as ``<stem>_<name>.png``.
 - ``upscale(lr, scale)``: arbitrary-scale networks (MoEISR); used for ``--scale FLOAT`` through the tiled loop.
+  If such a network has ``experts`` and leaves ``last_decode['expert_map']`` (B, H, W expert indices) after
+  each call, ``--save_maps`` assembles the map over the tiles (one-hot channels blended like the image, the
+  strongest expert per pixel) and saves it as ``<stem>_experts.png`` (labelled by ``expert_depths``).
 - otherwise ``forward(lr)`` at the option file's integer ``scale`` through the tiled loop.
 """
 import contextlib
@@ -24,6 +27,7 @@ import os
 import cv2
 import numpy as np
 import torch
+import torch.nn.functional as F
 from tqdm import tqdm
 
 from moesr_arch.utils.ensemble import self_ensemble
@@ -135,7 +139,7 @@ class Tiler:
         if tuple(result.shape[-2:]) != size:
             if max(abs(a - b) for a, b in zip(result.shape[-2:], size)) > 2:
                 raise InferenceError(f'the network returned a {tuple(result.shape[-2:])} tile for an expected {size}')
-            result = torch.nn.functional.interpolate(result, size=size, mode='bicubic', align_corners=False)
+            result = F.interpolate(result, size=size, mode='bicubic', align_corners=False)
         return result.cpu()
 
     def blend(self, fn, h, w, scale, get_tile, finish_rows):
@@ -293,6 +297,27 @@ class Upscaler:
             return (lambda x: self.network.upscale(x, scale)), scale
         return self.network, self.scale
 
+    def map_experts(self):
+        """Number of experts whose per-pixel choice ``--save_maps`` records (0: none)."""
+        if not self.want_maps or not hasattr(self.network, 'upscale') or not hasattr(self.network, 'last_decode'):
+            return 0
+        return len(getattr(self.network, 'experts', ()))
+
+    def with_expert_map(self, fn, experts):
+        """``fn`` returning the SR tile with one one-hot channel per expert appended (blended like the image)."""
+        def run(x):
+            sr = fn(x)
+            expert_map = self.network.last_decode['expert_map'].long()
+            return torch.cat([sr, F.one_hot(expert_map, experts).permute(0, 3, 1, 2).to(sr.dtype)], 1)
+        return run
+
+    def expert_map_picture(self, expert_map, experts):
+        from moesr_arch.utils.expert_map import expert_map_image
+        shares = np.bincount(expert_map.ravel(), minlength=experts) / expert_map.size
+        depths = getattr(self.network, 'expert_depths', list(range(experts)))
+        labels = [f'{d} hidden layer{"s" if d != 1 else ""}, {share:.1%} of pixels' for d, share in zip(depths, shares)]
+        return expert_map_image(expert_map, labels)[:, :, ::-1]  # maps are RGB
+
     def memory_check(self, h, w, peak):
         scale = float(self.out_scale or self.scale)
         tile = self.tiler.tile
@@ -319,16 +344,22 @@ class Upscaler:
         self.memory_check(h, w, peak)
         fn, scale = self.forward_fn()
         output = np.empty((out_size(h, scale), out_size(w, scale), 3), bgr.dtype)
+        experts = self.map_experts()
+        expert_map = np.zeros(output.shape[:2], np.uint8) if experts else None
+        if experts:
+            fn = self.with_expert_map(fn, experts)
 
         def get_tile(y0, y1, x0, x1):
             rgb = bgr[y0:y1, x0:x1, ::-1].astype(np.float32) / peak
             return torch.from_numpy(rgb).permute(2, 0, 1)[None]
 
         def finish_rows(row, rows):
-            output[row:row + rows.shape[0]] = np.round(np.clip(rows[:, :, ::-1], 0, 1) * peak)
+            output[row:row + rows.shape[0]] = np.round(np.clip(rows[:, :, 2::-1], 0, 1) * peak)
+            if experts:
+                expert_map[row:row + rows.shape[0]] = rows[:, :, 3:].argmax(axis=2)
 
         self.tiler.blend(fn, h, w, scale, get_tile, finish_rows)
-        return output, {}
+        return output, ({'experts': self.expert_map_picture(expert_map, experts)} if experts else {})
 
     def upscale_file(self, path):
         """``(image to save, maps)``: grey stays grey, alpha is upscaled separately (bicubic), 16-bit stays 16-bit."""

@@ -206,3 +206,18 @@ def test_clear_errors_for_bad_setups(tmp_path):
         inference.build_from_options(options, tmp_path / 'x4.pth')
     with pytest.raises(InferenceError, match='tile_overlap < tile'):
         Tiler(torch.device('cpu'), tile=16, overlap=16)
+
+
+def test_moeisr_any_scale_tiles_and_expert_map(tmp_path):
+    torch.manual_seed(0)
+    network = {'type': 'MoEISR', 'num_feat': 8, 'num_block': 1, 'expert_depths': [1, 2], 'hidden_dim': 16,
+               'mapper_dim': 8, 'image_residual': True}
+    built = inference.build_from_options(write_options(tmp_path, network, scale=4), require_weights=False)[0]
+    image = smooth_image(30, 36)
+    whole, _ = Upscaler(built, 4, 'cpu', tile=0, out_scale=2.5, progress=False).upscale_array(image, 255.)
+    tiled, maps = Upscaler(built, 4, 'cpu', tile=20, tile_overlap=8, out_scale=2.5, want_maps=True,
+                           progress=False).upscale_array(image, 255.)
+    assert whole.shape == tiled.shape == (75, 90, 3)
+    assert np.abs(whole.astype(int) - tiled).max() <= 1
+    picture = maps['experts']
+    assert picture.shape[0] > 75 and picture.shape[1] >= 90 and picture.dtype == np.uint8  # map + colour key

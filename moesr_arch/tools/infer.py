@@ -64,8 +64,8 @@ def main(args):
     except (InferenceError, FileNotFoundError, ValueError) as error:
         logger.error(str(error))
         return 2
-    if args.save_maps and not hasattr(network, 'infer_image'):
-        logger.warning(f'--save_maps: {type(network).__name__} makes no maps (only networks with infer_image do)')
+    if args.save_maps and not hasattr(network, 'infer_image') and not upscaler.map_experts():
+        logger.warning(f'--save_maps: {type(network).__name__} makes no maps (see moesr_arch/inference.py)')
     failures = []
     for path in tqdm(files, desc='images', unit='img', disable=len(files) == 1):
         start = time.time()
