@@ -14,7 +14,12 @@ import os
 import sys
 
 # subcommand -> module with add_arguments(parser) and main(args)
-TOOLS = {'train-gate': 'moesr_arch.gating.train_gate'}
+TOOLS = {
+    'train-gate': 'moesr_arch.gating.train_gate',
+    'prepare': 'moesr_arch.tools.prepare',
+    'infer': 'moesr_arch.tools.infer',
+    'export': 'moesr_arch.tools.export',
+}
 
 
 def run_pipeline(kind, argv, prog):

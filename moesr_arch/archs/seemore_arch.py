@@ -136,7 +136,7 @@ class Router(nn.Module):
 class MixtureOfRankExperts(nn.Module):
     """Top-k mixture of low-rank experts with an identity path (the official ``MoELayer``).
 
-    Training computes every expert and weights the top-k by their softmax probability (the paper's
+    Training and ONNX export compute every expert and weight the top-k by their softmax probability (the paper's
     dense formulation; the others get weight zero). Inference runs, for each expert, only the samples
     that selected it. The number of samples per expert is counted while not training.
     """
@@ -153,7 +153,7 @@ class MixtureOfRankExperts(nn.Module):
     def forward(self, x, k):
         probs = F.softmax(self.gate(x), dim=1, dtype=torch.float).to(x.dtype)
         top_probs, top_experts = torch.topk(probs, self.topk, dim=1)
-        if self.training:
+        if self.training or torch.onnx.is_in_onnx_export():  # traced graphs need the data-independent path
             weights = torch.zeros_like(probs).scatter_(1, top_experts, top_probs)
             out = x
             for i, expert in enumerate(self.experts):

@@ -1,12 +1,13 @@
 import os
 
-from basicsr.data.data_util import paired_paths_from_lmdb, paired_paths_from_meta_info_file
+from basicsr.data.data_util import paired_paths_from_meta_info_file
 from basicsr.data.transforms import augment, paired_random_crop
 from basicsr.utils import FileClient, img2tensor
 from basicsr.utils.registry import DATASET_REGISTRY
 from torch.utils import data
 
 from moesr_arch.data.image_io import decode_image
+from moesr_arch.data.lmdb_util import paired_paths_from_lmdb
 from moesr_arch.options import PAIRED_IMAGE_OPTIONS, section
 
 IMAGE_EXTENSIONS = ('.png', '.jpg', '.jpeg', '.bmp', '.tif', '.tiff', '.webp', '.ppm', '.pgm')
@@ -75,7 +76,8 @@ class CheckedPairedImageDataset(data.Dataset):
         if self.io_backend_opt['type'] == 'lmdb':
             self.io_backend_opt['db_paths'] = [self.lq_folder, self.gt_folder]
             self.io_backend_opt['client_keys'] = ['lq', 'gt']
-            self.paths = paired_paths_from_lmdb([self.lq_folder, self.gt_folder], ['lq', 'gt'])
+            # Our own key parsing: BasicSR's cuts keys at the first dot ('a.b.png' -> 'a').
+            self.paths = paired_paths_from_lmdb(self.gt_folder, self.lq_folder)
         elif opt.get('meta_info_file'):
             self.paths = paired_paths_from_meta_info_file([self.lq_folder, self.gt_folder], ['lq', 'gt'],
                                                           opt['meta_info_file'], self.filename_tmpl)

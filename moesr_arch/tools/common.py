@@ -1,0 +1,109 @@
+"""Small helpers shared by the tools: listing images, reading and writing them losslessly, logging."""
+import logging
+import os
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+from moesr_arch.data.image_io import ImageReadError, _apply_exif_orientation
+from moesr_arch.data.paired_image_dataset import IMAGE_EXTENSIONS, is_image_file
+
+__all__ = ['IMAGE_EXTENSIONS', 'ImageReadError', 'is_image_file', 'list_images', 'read_raw', 'write_png',
+           'get_tool_logger']
+
+
+def get_tool_logger():
+    """A console logger for the tools (BasicSR's own logger writes to run folders; tools have none)."""
+    logger = logging.getLogger('moesr.tools')
+    if not logger.handlers:
+        handler = logging.StreamHandler()
+        handler.setFormatter(logging.Formatter('%(levelname)s: %(message)s'))
+        logger.addHandler(handler)
+        logger.setLevel(logging.INFO)
+        logger.propagate = False
+    return logger
+
+
+def list_images(folder):
+    """Sorted image files directly inside ``folder`` (other files are ignored); a clear error if none."""
+    folder = Path(folder)
+    if not folder.is_dir():
+        raise FileNotFoundError(f'no such folder: {folder}')
+    paths = sorted(p for p in folder.iterdir() if p.is_file() and is_image_file(p.name))
+    if not paths:
+        raise ValueError(f'{folder}: no image files (looked for {", ".join(IMAGE_EXTENSIONS)})')
+    return paths
+
+
+def read_raw(path, exif=True):
+    """The pixels of ``path`` as stored (uint8 or uint16, 1, 3 or 4 channels, BGR order), EXIF-rotated.
+
+    Raises :class:`ImageReadError` naming the file when it can't be read or decoded.
+    """
+    try:
+        content = np.fromfile(str(path), np.uint8)
+    except OSError as error:
+        raise ImageReadError(f'{path}: cannot read: {error.strerror}') from error
+    if content.size == 0:
+        raise ImageReadError(f'{path}: empty file (0 bytes)')
+    image = cv2.imdecode(content, cv2.IMREAD_UNCHANGED)
+    if image is None:
+        raise ImageReadError(f'{path}: not a readable image (truncated, corrupt or not an image)')
+    if image.dtype not in (np.uint8, np.uint16):
+        raise ImageReadError(f'{path}: unsupported sample type {image.dtype} (8- or 16-bit images only)')
+    return _apply_exif_orientation(image, content) if exif else image
+
+
+def write_png(path, image, compression=3):
+    """Write ``image`` (uint8 or uint16) as PNG, creating the folder; raise naming the file on failure."""
+    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+    if not cv2.imwrite(str(path), image, [cv2.IMWRITE_PNG_COMPRESSION, int(compression)]):
+        raise OSError(f'{path}: could not write the image')
+
+
+def run_parallel(work, items, n_thread, desc, unit='img'):
+    """``[work(item) for item in items]`` with a progress bar, in ``n_thread`` processes when > 1.
+
+    Results come back in the order of ``items``.
+    """
+    from multiprocessing import Pool
+
+    from tqdm import tqdm
+    items = list(items)
+    with tqdm(total=len(items), desc=desc, unit=unit) as progress:
+        if n_thread <= 1 or len(items) <= 1:
+            results = []
+            for item in items:
+                results.append(work(item))
+                progress.update()
+            return results
+        with Pool(min(n_thread, len(items))) as pool:
+            results = []
+            for result in pool.imap(work, items):
+                results.append(result)
+                progress.update()
+            return results
+
+
+def error_text(path, error):
+    """``error`` as a message that names ``path`` once."""
+    text = str(error)
+    return text if str(path) in text else f'{path}: {text}'
+
+
+def guarded(main, args):
+    """``main(args)``, turning a user error (bad folder, name or value) into one logged line and exit code 2."""
+    try:
+        return main(args)
+    except (OSError, ValueError) as error:
+        get_tool_logger().error(str(error))
+        return 2
+
+
+def standalone(doc, add_arguments, main, argv=None):
+    """Run a tool as its own script: parser from the module docstring, then :func:`guarded` ``main``."""
+    import argparse
+    parser = argparse.ArgumentParser(description=doc.strip(), formatter_class=argparse.RawDescriptionHelpFormatter)
+    add_arguments(parser)
+    return guarded(main, parser.parse_args(argv))

@@ -1,0 +1,90 @@
+"""Super-resolve image files with a trained network: tiled, any size, grey/RGBA/16-bit/EXIF handled.
+
+The option file names the network (``network_g``), its scale and weights (``path.pretrain_network_g``,
+``path.param_key_g``); ``--model_path`` overrides the weights. INPUT is an image file or a folder (non-image
+files are ignored). Outputs are PNG: ``OUTDIR/<stem>[_<suffix>].png`` (16-bit inputs give 16-bit PNGs, grey
+stays grey, alpha is upscaled separately with bicubic). Unreadable files are reported and skipped; the
+exit code is 1 if any image failed. See moesr_arch/inference.py for the plug-in protocol (MoE-SR's gate,
+MoEISR's ``--scale FLOAT``).
+"""
+import time
+from pathlib import Path
+
+from tqdm import tqdm
+
+from moesr_arch.tools.common import error_text, get_tool_logger, is_image_file, standalone, write_png
+
+
+def input_files(path):
+    path = Path(path)
+    if path.is_file():
+        return [path]
+    if path.is_dir():
+        files = sorted(p for p in path.iterdir() if p.is_file() and is_image_file(p.name))
+        if not files:
+            raise FileNotFoundError(f'{path}: no image files')
+        return files
+    raise FileNotFoundError(f'no such file or folder: {path}')
+
+
+def output_path(outdir, source, suffix):
+    name = source.stem + (f'_{suffix}' if suffix else '') + '.png'
+    target = Path(outdir) / name
+    if target.resolve() == source.resolve():
+        raise ValueError(f'{source}: the output would overwrite the input; give another -o or a --suffix')
+    return target
+
+
+def add_arguments(parser):
+    parser.add_argument('-opt', required=True, help='option file naming network_g, scale and the weights')
+    parser.add_argument('-i', '--input', required=True, help='image file or folder')
+    parser.add_argument('-o', '--output', required=True, help='output folder')
+    parser.add_argument('--model_path', help='weights (.pth or .safetensors) instead of path.pretrain_network_g')
+    parser.add_argument('--tile', type=int, default=512, help='tile size in LR pixels, 0 = whole image (default: 512)')
+    parser.add_argument('--tile_overlap', type=int, default=32, help='tile overlap in LR pixels (default: 32)')
+    parser.add_argument('--precision', choices=('auto', 'fp32', 'bf16', 'fp16'), default='auto',
+                        help='auto = fp32 on CPU, bf16 (or fp16) on CUDA (default: auto)')
+    parser.add_argument('--device', default='auto', help="'auto', 'cpu' or 'cuda[:i]' (default: auto)")
+    parser.add_argument('--ensemble', action='store_true', help='x8 geometric self-ensemble (8x slower)')
+    parser.add_argument('--scale', type=float, help='output scale for arbitrary-scale networks (e.g. MoEISR: 3.5)')
+    parser.add_argument('--save_maps', action='store_true',
+                        help='also write the network\'s maps (gate overlay, expert map) as <stem>_<map>.png')
+    parser.add_argument('--suffix', default='', help='add _<suffix> to output names (default: none)')
+
+
+def main(args):
+    import moesr_arch  # noqa: F401  (registers the package's archs)
+    from moesr_arch.inference import InferenceError, Upscaler, build_from_options
+    logger = get_tool_logger()
+    try:
+        files = input_files(args.input)
+        network, scale, _ = build_from_options(args.opt, args.model_path)
+        upscaler = Upscaler(network, scale, args.device, args.precision, args.tile, args.tile_overlap, args.ensemble,
+                            args.scale, args.save_maps)
+    except (InferenceError, FileNotFoundError, ValueError) as error:
+        logger.error(str(error))
+        return 2
+    if args.save_maps and not hasattr(network, 'infer_image') and not upscaler.map_experts():
+        logger.warning(f'--save_maps: {type(network).__name__} makes no maps (see moesr_arch/inference.py)')
+    failures = []
+    for path in tqdm(files, desc='images', unit='img', disable=len(files) == 1):
+        start = time.time()
+        try:
+            target = output_path(args.output, path, args.suffix)
+            image, maps = upscaler.upscale_file(path)
+            write_png(target, image)
+            for name, picture in maps.items():
+                write_png(target.with_name(f'{target.stem}_{name}.png'), picture[:, :, ::-1])
+            tqdm.write(f'{path.name} -> {target} ({image.shape[1]}x{image.shape[0]}, {time.time() - start:.1f}s)')
+        except (InferenceError, ValueError, OSError) as error:  # unreadable image, unwritable output: skip it
+            failures.append(error_text(path, error))
+    for failure in failures:
+        logger.error(failure)
+    if failures:
+        logger.error(f'{len(failures)} of {len(files)} image(s) failed')
+        return 1
+    return 0
+
+
+def cli(argv=None):
+    return standalone(__doc__, add_arguments, main, argv)

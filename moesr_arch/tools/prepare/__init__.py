@@ -1,0 +1,22 @@
+"""Prepare datasets: generate_lr, extract_subimages, create_lmdb, label_categories, check_dataset."""
+import argparse
+import importlib
+
+# tool name -> module in this package; each has add_arguments(parser), main(args) and cli(argv)
+PREPARE_TOOLS = ('generate_lr', 'extract_subimages', 'create_lmdb', 'label_categories', 'check_dataset')
+
+
+def add_arguments(parser):
+    tools = parser.add_subparsers(dest='prepare_tool', metavar='TOOL', required=True)
+    for name in PREPARE_TOOLS:
+        module = importlib.import_module(f'{__name__}.{name}')
+        doc = module.__doc__.strip()
+        sub = tools.add_parser(name, help=doc.splitlines()[0], description=doc,
+                               formatter_class=argparse.RawDescriptionHelpFormatter)
+        module.add_arguments(sub)
+        sub.set_defaults(prepare_module=module)
+
+
+def main(args):
+    from moesr_arch.tools.common import guarded
+    return guarded(args.prepare_module.main, args)

@@ -1,0 +1,80 @@
+"""Make bicubic LR images (MATLAB-style) from an HR folder for one or more scales.
+
+For each scale ``s`` every HR image is first cropped (bottom/right) to a multiple of ``s``, written as
+``<output>/HR_mod/X<s>/<name>.png`` (the "mod" HR that pairs exactly with the LR), and downscaled with
+``basicsr.utils.matlab_functions.imresize`` (MATLAB ``imresize(img, 1/s, 'bicubic')``, antialiased) to
+``<output>/LR_bicubic/X<s>/<name>.png``. Names are kept, so BasicSR's ``filename_tmpl: '{}'`` pairs them.
+Grey, RGBA and 16-bit images keep their channels and bit depth.
+"""
+from functools import partial
+from pathlib import Path
+
+import numpy as np
+
+from moesr_arch.tools.common import (error_text, get_tool_logger, list_images, read_raw, run_parallel, standalone,
+                                      write_png)
+
+
+def mod_crop(image, scale):
+    """``image`` cropped at the bottom/right to a multiple of ``scale`` in both directions."""
+    h, w = image.shape[:2]
+    return image[:h - h % scale, :w - w % scale]
+
+
+def bicubic_downscale(image, scale):
+    """MATLAB-style bicubic downscale by integer ``scale`` of a uint8/uint16 image, same dtype back."""
+    from basicsr.utils.matlab_functions import imresize
+    peak = 65535. if image.dtype == np.uint16 else 255.
+    low = imresize(image.astype(np.float64) / peak, 1 / scale)
+    return np.clip(np.round(low * peak), 0, peak).astype(image.dtype)
+
+
+def process_one(path, output, scales, compression):
+    """Write the mod-cropped HR and the LR of ``path`` for every scale; return ``(name, error)``."""
+    try:
+        image = read_raw(path)
+        for scale in scales:
+            hr = mod_crop(image, scale)
+            if hr.shape[0] == 0 or hr.shape[1] == 0:
+                raise ValueError(f'{path}: {image.shape[1]}x{image.shape[0]} is smaller than the scale {scale}')
+            name = Path(path).stem + '.png'
+            write_png(Path(output) / 'HR_mod' / f'X{scale}' / name, hr, compression)
+            write_png(Path(output) / 'LR_bicubic' / f'X{scale}' / name, bicubic_downscale(hr, scale), compression)
+    except Exception as error:  # one bad file must not stop the others; reported at the end
+        return str(path), error_text(path, error)
+    return str(path), None
+
+
+def generate_lr(input_folder, output, scales=(2, 3, 4), n_thread=1, compression=3):
+    """Generate ``HR_mod/X<s>`` and ``LR_bicubic/X<s>`` under ``output``; return error messages of failed images."""
+    scales = [int(s) for s in scales]
+    if any(s < 1 for s in scales):
+        raise ValueError(f'scales must be positive integers, got {scales}')
+    paths = list_images(input_folder)
+    work = partial(process_one, output=output, scales=scales, compression=compression)
+    return [error for _, error in run_parallel(work, paths, n_thread, 'generate_lr') if error]
+
+
+def add_arguments(parser):
+    parser.add_argument('-i', '--input', required=True, help='folder of HR images')
+    parser.add_argument('-o', '--output', required=True,
+                        help='output root: writes LR_bicubic/X<s>/ and HR_mod/X<s>/ under it')
+    parser.add_argument('-s', '--scale', type=int, nargs='+', default=[2, 3, 4], help='scales (default: 2 3 4)')
+    parser.add_argument('--n_thread', type=int, default=1, help='worker processes (default: 1)')
+    parser.add_argument('--compression_level', type=int, default=3, help='PNG compression 0-9 (default: 3)')
+
+
+def main(args):
+    failures = generate_lr(args.input, args.output, args.scale, args.n_thread, args.compression_level)
+    logger = get_tool_logger()
+    for error in failures:
+        logger.error(error)
+    if failures:
+        logger.error(f'{len(failures)} image(s) failed; the others were written to {args.output}')
+        return 1
+    logger.info(f'LR images in {Path(args.output) / "LR_bicubic"}, mod-cropped HR in {Path(args.output) / "HR_mod"}')
+    return 0
+
+
+def cli(argv=None):
+    return standalone(__doc__, add_arguments, main, argv)

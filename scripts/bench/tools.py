@@ -1,0 +1,122 @@
+"""Benchmarks of the tools: tiled inference of a 4K photo on the CPU, LMDB creation rate vs BasicSR.
+
+Inference runs the real ``basicsr infer`` command in a subprocess; its peak memory is the child's
+``ru_maxrss`` (``os.wait4``, the getrusage of that one child). The network is SeemoRe-T x4 with random weights
+(speed and memory do not depend on the values).
+"""
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+from scripts.bench import Table
+
+ROOT = Path(__file__).resolve().parents[2]
+MACHINE = '2-core shared CPU, no GPU'
+NETWORK = {'type': 'SeemoRe', 'variant': 'T', 'scale': 4}
+NETWORK_NAME = 'SeemoRe-T x4'
+QUICK_NETWORK = dict(NETWORK, num_layers=1, embedding_dim=8)
+
+
+def photo_like(h, w, seed=0):
+    """A smooth random picture with some texture, uint8 BGR."""
+    rng = np.random.RandomState(seed)
+    image = cv2.resize(rng.rand(max(h // 16, 2), max(w // 16, 2), 3), (w, h), interpolation=cv2.INTER_CUBIC)
+    image = image + 0.05 * rng.randn(h, w, 3)
+    return (image.clip(0, 1) * 255).round().astype(np.uint8)
+
+
+def _env(folder):
+    path = os.pathsep.join([str(ROOT), os.environ.get('PYTHONPATH', '')])
+    return dict(os.environ, CUDA_VISIBLE_DEVICES='', PYTHONPATH=path, YOLO_OFFLINE='1',
+                YOLO_CONFIG_DIR=str(Path(folder) / 'ultralytics'))
+
+
+def bench_inference(quick):
+    import torch
+    import yaml
+
+    import moesr_arch  # noqa: F401
+    from basicsr.archs import build_network
+    size = (180, 320) if quick else (2160, 3840)
+    network = QUICK_NETWORK if quick else NETWORK
+    with tempfile.TemporaryDirectory() as folder:
+        folder = Path(folder)
+        cv2.imwrite(str(folder / 'photo.png'), photo_like(*size))
+        net = build_network(dict(network))
+        torch.save({'params': net.state_dict()}, folder / 'net.pth')
+        (folder / 'infer.yml').write_text(yaml.safe_dump({'name': 'bench', 'scale': 4, 'network_g': network,
+                                                          'path': {'pretrain_network_g': str(folder / 'net.pth')}}))
+        command = [sys.executable, '-m', 'moesr_arch', 'infer', '-opt', str(folder / 'infer.yml'), '-i',
+                   str(folder / 'photo.png'), '-o', str(folder / 'out'), '--tile', '512', '--tile_overlap', '32',
+                   '--device', 'cpu']
+        start = time.time()
+        child = subprocess.Popen(command, cwd=folder, env=_env(folder), stdout=subprocess.DEVNULL,
+                                 stderr=subprocess.PIPE)
+        stderr = child.stderr.read()
+        _, status, usage = os.wait4(child.pid, 0)  # this child's own rusage, not all children's
+        seconds = time.time() - start
+        if os.waitstatus_to_exitcode(status) != 0:
+            raise RuntimeError(f'basicsr infer failed: {stderr.decode()[-2000:]}')
+        peak_kib = usage.ru_maxrss
+        out_h, out_w = cv2.imread(str(folder / 'out' / 'photo.png')).shape[:2]
+    gib = peak_kib / (1 << 20)
+    return Table(
+        title='Tiled inference on the CPU (basicsr infer)',
+        headers=['network', 'input', 'output', 'tile / overlap', 'time (s)', 'peak RSS (GiB)', 'limit (GiB)',
+                 'RSS / limit'],
+        rows=[[NETWORK_NAME if not quick else 'tiny SeemoRe x4 (quick)', f'{size[1]}x{size[0]}', f'{out_w}x{out_h}',
+               '512 / 32', seconds, gib, 8, gib / 8]],
+        notes=[f'Machine: {MACHINE}; fp32, torch threads = cores.',
+               'Peak RSS is the whole `basicsr infer` process (Python, torch, the input, the finished uint8 output '
+               'and one strip of float accumulators), the child\'s ru_maxrss from os.wait4 (getrusage).',
+               'Time includes start-up (about 10 s of imports on this machine).'])
+
+
+def bench_lmdb(quick):
+    import moesr_arch  # noqa: F401
+    from basicsr.utils.lmdb_util import make_lmdb_from_imgs
+
+    from moesr_arch.tools.prepare.create_lmdb import make_lmdb
+    count, side = (12, 64) if quick else (200, 480)
+    rows = []
+    with tempfile.TemporaryDirectory() as folder:
+        folder = Path(folder)
+        (folder / 'HR').mkdir()
+        for index in range(count):
+            cv2.imwrite(str(folder / 'HR' / f'{index:04d}.png'), photo_like(side, side, seed=index))
+        names = sorted(p.name for p in (folder / 'HR').iterdir())
+        start = time.time()
+        errors, _ = make_lmdb(folder / 'HR', folder / 'ours.lmdb')
+        ours = time.time() - start
+        assert not errors
+        start = time.time()
+        make_lmdb_from_imgs(str(folder / 'HR'), str(folder / 'basicsr.lmdb'), names, [n[:-4] for n in names])
+        theirs = time.time() - start
+        size = {name: sum(f.stat().st_blocks * 512 for f in (folder / name).iterdir())  # on disk (data.mdb is sparse)
+                for name in ('ours.lmdb', 'basicsr.lmdb')}
+    rows.append(['basicsr prepare create_lmdb (1 process)', count, ours, count / ours, theirs / ours,
+                 size['ours.lmdb'] / 2**20])
+    rows.append(['BasicSR make_lmdb_from_imgs (1 process)', count, theirs, count / theirs, 1.0,
+                 size['basicsr.lmdb'] / 2**20])
+    return Table(
+        title='LMDB creation rate',
+        headers=['tool', 'images', 'time (s)', 'images/s', 'speed-up vs BasicSR', 'on disk (MiB)'],
+        rows=rows,
+        notes=[f'Machine: {MACHINE}. {count} PNG images of {side}x{side} (DIV2K sub-image size when not quick).',
+               'Ours stores PNG files byte-for-byte after a decode check; BasicSR decodes and re-encodes every '
+               'image (compress level 1).'])
+
+
+def run(quick):
+    return [bench_inference(quick), bench_lmdb(quick)]
+
+
+if __name__ == '__main__':  # python -m scripts.bench.tools [--quick]
+    for table in run('--quick' in sys.argv):
+        print(table.markdown())

@@ -1,0 +1,223 @@
+"""`basicsr infer`: tiled inference, blending, precision, ensemble, odd image formats, the plug-in protocol."""
+from argparse import Namespace
+
+import cv2
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+import yaml
+from basicsr.archs.edsr_arch import EDSR
+from basicsr.utils.registry import ARCH_REGISTRY
+from PIL import Image
+from torch import nn
+
+from conftest import run_cli
+from moesr_arch import inference
+from moesr_arch.inference import (InferenceError, Tiler, Upscaler, blend_ramp, estimate_memory, scale_alignment,
+                                  tile_spans)
+from moesr_arch.tools import infer
+from moesr_arch.utils.ensemble import self_ensemble
+
+GIB = 1 << 30
+
+
+def tiny_edsr(scale=2):
+    torch.manual_seed(0)
+    return EDSR(3, 3, num_feat=8, num_block=1, upscale=scale).eval()
+
+
+def smooth_image(h, w, seed=0, dtype=np.uint8):
+    small = np.random.RandomState(seed).rand(max(h // 6, 2), max(w // 6, 2), 3)
+    image = cv2.resize(small, (w, h), interpolation=cv2.INTER_CUBIC).clip(0, 1)
+    peak = 65535 if dtype == np.uint16 else 255
+    return (image * peak).round().astype(dtype)
+
+
+def write_options(folder, network, weights=None, scale=2):
+    opt = {'name': 'infer_test', 'scale': scale, 'network_g': network,
+           'path': {'pretrain_network_g': str(weights) if weights else None, 'param_key_g': 'params_ema'}}
+    path = folder / 'infer.yml'
+    path.write_text(yaml.safe_dump(opt))
+    return path
+
+
+def test_tiles_cover_the_image_and_blend_weights_never_vanish():
+    assert tile_spans(100, 40, 10) == [(0, 40), (30, 70), (60, 100)]
+    assert tile_spans(30, 40, 10) == [(0, 30)] and tile_spans(100, 0, 10) == [(0, 100)]
+    assert scale_alignment(2.5) == 2 and scale_alignment(4) == 1
+    assert tile_spans(101, 40, 10, align=2) == [(0, 40), (30, 70), (60, 101)]  # starts on the x2.5 grid
+    weight = blend_ramp(20, 8, 8)
+    assert weight.min() > 0 and weight[6:14].tolist() == [1.0] * 8 and weight[0] == weight[1] == 1e-3
+    assert weight[2] < weight[3] < weight[5] and np.allclose(weight, weight[::-1])
+    border = blend_ramp(20, 0, 8)  # image border side keeps full weight
+    assert border[0] == 1.0
+
+
+def test_tiled_matches_untiled_within_one_level():
+    net, image = tiny_edsr(), smooth_image(70, 90)
+    whole, _ = Upscaler(net, 2, 'cpu', tile=0, progress=False).upscale_array(image, 255.)
+    tiled, _ = Upscaler(net, 2, 'cpu', tile=32, tile_overlap=12, progress=False).upscale_array(image, 255.)
+    assert whole.shape == tiled.shape == (140, 180, 3)
+    assert np.abs(whole.astype(int) - tiled).max() <= 1
+    with torch.no_grad():
+        direct = net(torch.from_numpy(image[:, :, ::-1] / 255.).permute(2, 0, 1)[None].float())
+    direct = (direct[0].clamp(0, 1).permute(1, 2, 0).numpy()[:, :, ::-1] * 255).round()
+    assert np.abs(whole.astype(int) - direct).max() <= 1
+
+
+def test_ensemble_and_precision():
+    net, image = tiny_edsr(), smooth_image(24, 20)
+    ensembled, _ = Upscaler(net, 2, 'cpu', tile=0, ensemble=True, progress=False).upscale_array(image, 255.)
+    x = torch.from_numpy(image[:, :, ::-1] / 255.).permute(2, 0, 1)[None].float()
+    with torch.no_grad():
+        expected = self_ensemble(net, x)[0].clamp(0, 1).permute(1, 2, 0).numpy()[:, :, ::-1] * 255
+    assert np.abs(ensembled - expected).max() <= 0.51
+    assert inference.precision_dtype('auto', torch.device('cpu')) is None  # fp32 on CPU
+    assert inference.precision_dtype('bf16', torch.device('cpu')) is torch.bfloat16
+    bf16, _ = Upscaler(net, 2, 'cpu', precision='bf16', tile=0, progress=False).upscale_array(image, 255.)
+    fp32, _ = Upscaler(net, 2, 'cpu', precision='fp32', tile=0, progress=False).upscale_array(image, 255.)
+    assert bf16.dtype == np.uint8 and np.abs(bf16.astype(int) - fp32).mean() < 3
+
+
+def test_a_huge_request_is_tiled_within_memory_or_refused_clearly(monkeypatch):
+    # 3840x2160 at x4, tiles of 512: well under 8 GiB although the float output alone would be 1.6 GB.
+    assert estimate_memory(2160, 3840, 4, 512) < 2 * GIB
+    tiled, whole = estimate_memory(10000, 10000, 4, 512), estimate_memory(10000, 10000, 4, 0)
+    assert tiled < 8 * GIB < whole
+    upscaler = Upscaler(tiny_edsr(4), 4, 'cpu', tile=512, progress=False)
+    monkeypatch.setattr(inference, 'available_memory', lambda: 64 * GIB)
+    assert upscaler.memory_check(10000, 10000, 255.) == tiled
+    monkeypatch.setattr(inference, 'available_memory', lambda: 4 * GIB)
+    with pytest.raises(InferenceError, match=r'10000x10000 image at x4 gives a 40000x40000 output that needs about '
+                                             r'\d+\.\d GiB .* only 4\.0 GiB is available'):
+        upscaler.memory_check(10000, 10000, 255.)
+
+
+class ArbitraryScale(nn.Module):
+    """A stand-in for MoEISR: ``upscale(lr, scale)`` at any float scale."""
+
+    scale_seen = None
+
+    def forward(self, x):
+        return self.upscale(x, 2)
+
+    def upscale(self, x, scale):
+        ArbitraryScale.scale_seen = scale
+        h, w = x.shape[-2:]
+        return F.interpolate(x, size=(round(h * scale), round(w * scale)), mode='bilinear', align_corners=False)
+
+
+def test_float_scale_goes_through_upscale_and_tiles():
+    image = smooth_image(50, 64)
+    whole, _ = Upscaler(ArbitraryScale(), 2, 'cpu', tile=0, out_scale=2.5, progress=False).upscale_array(image, 255.)
+    tiled, _ = Upscaler(ArbitraryScale(), 2, 'cpu', tile=24, tile_overlap=8, out_scale=2.5,
+                        progress=False).upscale_array(image, 255.)
+    assert ArbitraryScale.scale_seen == 2.5
+    assert whole.shape == tiled.shape == (125, 160, 3)
+    assert np.abs(whole.astype(int) - tiled).max() <= 1  # tiles on the x2.5 grid sample like the whole image
+    with pytest.raises(InferenceError, match='only upscales x2; --scale 2.5 needs an arbitrary-scale network'):
+        Upscaler(tiny_edsr(), 2, 'cpu', out_scale=2.5)
+
+
+@ARCH_REGISTRY.register()
+class ToolsTestGatedNet(nn.Module):
+    """A stand-in for MoE-SR: runs a whole image through ``infer_image`` and returns a map.
+
+    Args:
+        upscale (int): Scale. Default: 2.
+    """
+
+    def __init__(self, upscale=2):
+        super().__init__()
+        self.upscale_factor = upscale
+        self.expert = nn.Conv2d(3, 3 * upscale * upscale, 3, 1, 1)
+        self.shuffle = nn.PixelShuffle(upscale)
+
+    def forward(self, x):
+        return self.shuffle(self.expert(x))
+
+    def infer_image(self, lq, *, tiler, device, scale, want_maps):
+        sr = tiler(self.forward, lq, self.upscale_factor)  # the gate would see the whole image here
+        maps = {'gate': np.full(sr.shape[-2:] + (3, ), (255, 0, 0), np.uint8)} if want_maps else {}
+        return sr.clamp(0, 1), maps
+
+
+def test_infer_image_protocol_and_save_maps(tmp_path):
+    torch.manual_seed(0)
+    weights = tmp_path / 'net.pth'
+    torch.save({'params_ema': ToolsTestGatedNet().state_dict()}, weights)
+    options = write_options(tmp_path, {'type': 'ToolsTestGatedNet', 'upscale': 2}, weights)
+    cv2.imwrite(str(tmp_path / 'in.png'), smooth_image(20, 30))
+    args = Namespace(opt=str(options), input=str(tmp_path / 'in.png'), output=str(tmp_path / 'out'), model_path=None,
+                     tile=16, tile_overlap=4, precision='auto', device='cpu', ensemble=False, scale=None,
+                     save_maps=True, suffix='sr')
+    assert infer.main(args) == 0
+    assert cv2.imread(str(tmp_path / 'out' / 'in_sr.png')).shape == (40, 60, 3)
+    gate = cv2.imread(str(tmp_path / 'out' / 'in_sr_gate.png'))
+    assert gate.shape == (40, 60, 3) and tuple(gate[0, 0]) == (0, 0, 255)  # RGB red saved as BGR
+
+
+def test_infer_command_on_real_file_formats(tmp_path):
+    net = tiny_edsr()
+    torch.save({'params_ema': net.state_dict(), 'params': net.state_dict()}, tmp_path / 'edsr.pth')
+    options = write_options(tmp_path, {'type': 'EDSR', 'num_in_ch': 3, 'num_out_ch': 3, 'num_feat': 8, 'num_block': 1,
+                                       'upscale': 2}, tmp_path / 'edsr.pth')
+    folder = tmp_path / 'in'
+    folder.mkdir()
+    rgb = smooth_image(20, 24)
+    cv2.imwrite(str(folder / 'rgb.png'), rgb)
+    cv2.imwrite(str(folder / 'grey.png'), rgb[:, :, 1])
+    rgba = np.dstack([rgb, np.linspace(0, 255, 24, dtype=np.uint8)[None].repeat(20, 0)])
+    cv2.imwrite(str(folder / 'rgba.png'), rgba)
+    cv2.imwrite(str(folder / 'deep.png'), smooth_image(20, 24, dtype=np.uint16))
+    exif = Image.Exif()
+    exif[0x0112] = 6  # stored landscape, shown rotated 90 degrees clockwise
+    Image.fromarray(rgb[:, :, ::-1]).save(folder / 'rotated.jpg', exif=exif.tobytes(), quality=95)
+    (folder / 'broken.png').write_bytes(b'\x89PNG\r\n\x1a\n' + b'\0' * 20)
+    (folder / 'readme.txt').write_text('not an image')
+    proc = run_cli(['infer', '-opt', options, '-i', folder, '-o', tmp_path / 'out', '--tile', '16',
+                    '--tile_overlap', '4'], tmp_path, check=False)
+    assert proc.returncode == 1, proc.stderr[-2000:]
+    assert 'broken.png: not a readable image' in proc.stderr and '1 of 6 image(s) failed' in proc.stderr
+    out = {p.name: cv2.imread(str(p), cv2.IMREAD_UNCHANGED) for p in (tmp_path / 'out').iterdir()}
+    assert sorted(out) == ['deep.png', 'grey.png', 'rgb.png', 'rgba.png', 'rotated.png']
+    assert out['rgb.png'].shape == (40, 48, 3) and out['rgb.png'].dtype == np.uint8
+    assert out['grey.png'].shape == (40, 48)
+    assert out['rgba.png'].shape == (40, 48, 4)
+    alpha = cv2.resize(rgba[:, :, 3], (48, 40), interpolation=cv2.INTER_CUBIC)
+    np.testing.assert_array_equal(out['rgba.png'][:, :, 3], alpha)
+    assert out['deep.png'].dtype == np.uint16 and out['deep.png'].max() > 255
+    assert out['rotated.png'].shape == (48, 40, 3)  # EXIF orientation applied
+    # The same pixels as the in-process engine, i.e. the command adds nothing of its own.
+    expected, _ = Upscaler(net, 2, 'cpu', tile=16, tile_overlap=4, progress=False).upscale_array(rgb, 255.)
+    np.testing.assert_array_equal(out['rgb.png'], expected)
+
+
+def test_clear_errors_for_bad_setups(tmp_path):
+    options = write_options(tmp_path, {'type': 'EDSR', 'num_in_ch': 3, 'num_out_ch': 3, 'num_feat': 8, 'num_block': 1,
+                                       'upscale': 2})
+    with pytest.raises(InferenceError, match='no weights; set path.pretrain_network_g or pass --model_path'):
+        inference.build_from_options(options)
+    with pytest.raises(InferenceError, match='weights file not found: missing.pth'):
+        inference.build_from_options(options, 'missing.pth')
+    torch.save({'params': tiny_edsr(4).state_dict()}, tmp_path / 'x4.pth')
+    with pytest.raises(InferenceError, match='do not fit network_g'):
+        inference.build_from_options(options, tmp_path / 'x4.pth')
+    with pytest.raises(InferenceError, match='tile_overlap < tile'):
+        Tiler(torch.device('cpu'), tile=16, overlap=16)
+
+
+def test_moeisr_any_scale_tiles_and_expert_map(tmp_path):
+    torch.manual_seed(0)
+    network = {'type': 'MoEISR', 'num_feat': 8, 'num_block': 1, 'expert_depths': [1, 2], 'hidden_dim': 16,
+               'mapper_dim': 8, 'image_residual': True}
+    built = inference.build_from_options(write_options(tmp_path, network, scale=4), require_weights=False)[0]
+    image = smooth_image(30, 36)
+    whole, _ = Upscaler(built, 4, 'cpu', tile=0, out_scale=2.5, progress=False).upscale_array(image, 255.)
+    tiled, maps = Upscaler(built, 4, 'cpu', tile=20, tile_overlap=8, out_scale=2.5, want_maps=True,
+                           progress=False).upscale_array(image, 255.)
+    assert whole.shape == tiled.shape == (75, 90, 3)
+    assert np.abs(whole.astype(int) - tiled).max() <= 1
+    picture = maps['experts']
+    assert picture.shape[0] > 75 and picture.shape[1] >= 90 and picture.dtype == np.uint8  # map + colour key
