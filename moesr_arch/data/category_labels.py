@@ -1,0 +1,140 @@
+"""Category labels in YOLO text format: parsing, checking and rasterising to category maps.
+
+One text file per HR image, same stem as the image. Each non-empty line is one region::
+
+    <class> x1 y1 x2 y2 x3 y3 ...     polygon, >= 3 points, coordinates normalised to the HR image
+    <class> cx cy w h                 box (centre, width, height), normalised
+
+``<class>`` is an id of the categories file (:mod:`moesr_arch.data.categories`). Blank lines and
+lines starting with ``#`` are ignored. Every pixel outside all regions is background.
+
+Rasterising (:func:`rasterize_category_map`) puts a pixel into a region when its centre lies inside
+the polygon. Where regions of different categories overlap, the **smaller region wins** (smaller
+polygon area; equal areas: the lower class id), so a person in front of a car stays a person whatever
+the order of the lines. The map holds ``0..K-1`` for categories and ``K`` for background.
+
+Bad labels raise :class:`LabelError` naming the file and line.
+"""
+import os
+from dataclasses import dataclass
+
+import cv2
+import numpy as np
+
+# Rasterise with 8 fractional bits so sub-pixel polygon corners land where they belong at any size.
+_SHIFT = 8
+# Coordinates written as 1.0000001 by float rounding are fine; anything further out is an error.
+_TOLERANCE = 1e-6
+
+
+class LabelError(ValueError):
+    """A label file or line that is missing or malformed."""
+
+
+@dataclass(frozen=True)
+class Region:
+    """One labelled region: its class id, polygon (N x 2, normalised x, y), and where it came from."""
+    category: int
+    points: np.ndarray
+    source: str
+    line: int
+
+    @property
+    def area(self):
+        """Polygon area in normalised units (shoelace formula)."""
+        x, y = self.points[:, 0], self.points[:, 1]
+        return 0.5 * abs(float(np.dot(x, np.roll(y, -1)) - np.dot(y, np.roll(x, -1))))
+
+
+def parse_label_text(text, source, num_categories):
+    """Parse the contents of one label file; ``source`` names it in errors. Returns a list of :class:`Region`."""
+    regions = []
+    for number, raw in enumerate(text.splitlines(), start=1):
+        line = raw.strip().lstrip('\ufeff')
+        if not line or line.startswith('#'):
+            continue
+        where = f'{source}:{number}'
+        fields = line.split()
+        try:
+            category = int(fields[0])
+        except ValueError:
+            raise LabelError(f'{where}: class id must be an integer, got {fields[0]!r}') from None
+        if not 0 <= category < num_categories:
+            raise LabelError(f'{where}: unknown class id {category} (the categories file has ids 0..{num_categories - 1})')
+        try:
+            values = np.array([float(v) for v in fields[1:]], dtype=np.float64)
+        except ValueError:
+            raise LabelError(f'{where}: coordinates must be numbers: {line!r}') from None
+        if not np.all(np.isfinite(values)):
+            raise LabelError(f'{where}: coordinates must be finite numbers: {line!r}')
+        if len(values) == 4:
+            cx, cy, w, h = values
+            if w <= 0 or h <= 0:
+                raise LabelError(f'{where}: box width and height must be positive, got w={w:g} h={h:g}')
+            points = np.array([[cx - w / 2, cy - h / 2], [cx + w / 2, cy - h / 2], [cx + w / 2, cy + h / 2],
+                               [cx - w / 2, cy + h / 2]])
+        elif len(values) % 2:
+            raise LabelError(f'{where}: odd number of coordinates ({len(values)}); a polygon is x y pairs, '
+                             'a box is cx cy w h')
+        elif len(values) < 6:
+            raise LabelError(f'{where}: {len(values)} coordinates; a polygon needs at least 3 points (6 numbers), '
+                             'a box exactly 4 numbers')
+        else:
+            points = values.reshape(-1, 2)
+        if points.min() < -_TOLERANCE or points.max() > 1 + _TOLERANCE:
+            bad = points[(points < -_TOLERANCE) | (points > 1 + _TOLERANCE)]
+            raise LabelError(f'{where}: coordinates must be normalised to [0, 1], got {bad[0]:g}')
+        regions.append(Region(category, np.clip(points, 0, 1), source, number))
+    return regions
+
+
+def read_labels(path, num_categories, required=False):
+    """Read the label file ``path``. A missing file means background only, or an error when ``required``."""
+    path = os.fspath(path)
+    if not os.path.isfile(path):
+        if required:
+            raise LabelError(f'{path}: label file missing (labels_required is true; write an empty file for an '
+                             'image without categories)')
+        return []
+    with open(path, encoding='utf-8') as f:
+        return parse_label_text(f.read(), path, num_categories)
+
+
+def paint_order(regions):
+    """Regions in the order they are painted: larger first, so the smaller of two overlapping regions wins."""
+    return sorted(regions, key=lambda r: (-r.area, -r.category, r.line))
+
+
+def rasterize_category_map(regions, height, width, num_categories, extent=None):
+    """Rasterise ``regions`` to an int64 ``height x width`` map: class id inside regions, ``num_categories`` elsewhere.
+
+    Args:
+        regions (list[Region]): from :func:`parse_label_text` / :func:`read_labels`.
+        height (int), width (int): size of the map.
+        num_categories (int): K; background pixels get the value K.
+        extent (tuple[float, float] | None): ``(w, h)``: how many map pixels the normalised range [0, 1]
+            spans. Default ``(width, height)``. For an LR map of labels normalised to an HR image whose size is
+            not a multiple of the scale, pass ``(W_hr / scale, H_hr / scale)`` so the map matches the LR pixels.
+    """
+    extent_w, extent_h = (width, height) if extent is None else extent
+    category_map = np.full((height, width), num_categories, dtype=np.uint8 if num_categories < 255 else np.int32)
+    for region in paint_order(regions):
+        # Pixel j covers [j, j + 1) while OpenCV puts pixel centres at integers: shift by half a pixel.
+        xy = (region.points * (extent_w, extent_h) - 0.5) * (1 << _SHIFT)
+        cv2.fillPoly(category_map, [np.round(xy).astype(np.int32)], int(region.category), lineType=cv2.LINE_8,
+                     shift=_SHIFT)
+    return category_map.astype(np.int64)
+
+
+def category_masks(category_map, num_categories):
+    """Boolean masks ``[K, H, W]`` (one per category, id order) of a category map; background is ``map == K``."""
+    category_map = np.asarray(category_map)
+    return category_map[None] == np.arange(num_categories).reshape(-1, 1, 1)
+
+
+def categories_present(category_map, num_categories):
+    """Float multi-hot vector ``[K]`` of the categories with at least one pixel in ``category_map``."""
+    present = np.zeros(num_categories, dtype=np.float32)
+    values = np.unique(np.asarray(category_map))
+    present[values[values < num_categories]] = 1
+    return present
