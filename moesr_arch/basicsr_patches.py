@@ -5,6 +5,9 @@
 - Resuming works on CPU (BasicSR maps states onto ``torch.cuda.current_device()``), ``--auto_resume``
   looks in this run's own ``experiments/<name>/training_states`` (BasicSR looks relative to the current
   directory) and skips unreadable states, so a state cut short by a crash never blocks a resume.
+- A resumed run continues the interrupted epoch where it stopped (BasicSR restarts the epoch, so the
+  resumed run would see other batches than an uninterrupted one); with the random generators restored
+  by the model, resumed training retraces the uninterrupted run.
 """
 import argparse
 import logging
@@ -14,12 +17,15 @@ import sys
 import torch
 from basicsr import test as basicsr_test
 from basicsr import train as basicsr_train
+from basicsr.data.data_sampler import EnlargedSampler
 from basicsr.utils import check_resume
 from basicsr.utils.registry import Registry
 
 from moesr_arch.options import OptionError, apply_force_yml, load_options, validate_options
 
 _original_parse_options = basicsr_train.parse_options
+_original_create_dataloaders = basicsr_train.create_train_val_dataloader
+_resumed = {}  # {'epoch', 'iter'} of the state being resumed, read when the train loader is built
 
 
 def registry_get(self, name, suffix='basicsr'):
@@ -93,8 +99,33 @@ def load_resume_state(opt):
             logger.warning(f'Skipping training state {path}: its weights {network_file} are missing')
             continue
         check_resume(opt, state['iter'])
+        _resumed.update(epoch=state['epoch'], iter=state['iter'])
         return state
     return None
+
+
+class ResumableEnlargedSampler(EnlargedSampler):
+    """BasicSR's sampler, able to leave out the samples an interrupted epoch already used."""
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.skip = {}  # epoch -> number of this rank's samples to leave out
+
+    def __iter__(self):
+        indices = list(super().__iter__())
+        return iter(indices[self.skip.pop(self.epoch, 0):])
+
+
+def create_train_val_dataloader(opt, logger):
+    result = _original_create_dataloaders(opt, logger)
+    train_loader, train_sampler = result[0], result[1]
+    if _resumed and train_loader is not None and isinstance(train_sampler, ResumableEnlargedSampler):
+        done_in_epoch = _resumed['iter'] - _resumed['epoch'] * len(train_loader)
+        if done_in_epoch > 0:
+            train_sampler.skip[_resumed['epoch']] = done_in_epoch * train_loader.batch_size
+            logger.info(f"Resuming inside epoch {_resumed['epoch']}: skipping its first {done_in_epoch} batches")
+        _resumed.clear()
+    return result
 
 
 def apply():
@@ -102,6 +133,8 @@ def apply():
     basicsr_train.parse_options = parse_options
     basicsr_test.parse_options = parse_options_test
     basicsr_train.load_resume_state = load_resume_state
+    basicsr_train.EnlargedSampler = ResumableEnlargedSampler
+    basicsr_train.create_train_val_dataloader = create_train_val_dataloader
 
 
 def parse_options_test(root_path, is_train=False):

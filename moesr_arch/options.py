@@ -314,7 +314,7 @@ BASICSR_DATASETS = {
 PATH_KEYS = ('dataroot_gt', 'dataroot_lq', 'meta_info_file', 'dataroot', 'dataroot_labels', 'categories_file')
 
 
-def check_dataset(value, where, source, is_train):
+def check_dataset(value, where, source, is_train, check_paths=True):
     from basicsr.utils.registry import DATASET_REGISTRY
     if not isinstance(value, dict) or 'type' not in value:
         raise OptionError(f'{source}: {where} must be a mapping with a type, got {value!r}')
@@ -332,20 +332,20 @@ def check_dataset(value, where, source, is_train):
         for key in ('batch_size_per_gpu', 'num_worker_per_gpu'):
             if key not in value:
                 raise OptionError(f'{source}: {_join(where, key)} is required for the training set')
-    for key in PATH_KEYS:
+    for key in PATH_KEYS if check_paths else ():
         path = value.get(key)
         if isinstance(path, str) and not os.path.exists(os.path.expanduser(path)):
             raise OptionError(f'{source}: {_join(where, key)}: no such file or folder: {path}')
 
 
-def check_datasets(value, where, source, is_train):
+def check_datasets(value, where, source, is_train, check_paths=True):
     if not isinstance(value, dict) or not value:
         raise OptionError(f'{source}: {where} must name at least one dataset')
     for phase, dataset in value.items():
         kind = str(phase).split('_')[0]
         if kind not in ('train', 'val', 'test'):
             raise OptionError(f'{source}: {_join(where, phase)}: dataset keys start with train, val or test')
-        check_dataset(dataset, _join(where, phase), source, is_train)
+        check_dataset(dataset, _join(where, phase), source, is_train, check_paths)
 
 
 # ----------------------------------------------------------------------------------------------
@@ -410,8 +410,11 @@ def _loss_keys(key, value, where, source):
     check_loss(value, where, source)
 
 
-def validate_options(opt, source, is_train=True):
-    """Raise :class:`OptionError` on the first problem of ``opt`` (a dict read from ``source``)."""
+def validate_options(opt, source, is_train=True, check_paths=True):
+    """Raise :class:`OptionError` on the first problem of ``opt`` (a dict read from ``source``).
+
+    ``check_paths=False`` checks everything but the existence of data folders and weight files.
+    """
     from basicsr.utils.registry import MODEL_REGISTRY
     if not isinstance(opt, dict):
         raise OptionError(f'{source}: an option file is a mapping of keys, got {type(opt).__name__}')
@@ -426,12 +429,12 @@ def validate_options(opt, source, is_train=True):
                            required=('optim_g', 'total_iter') if is_train else (), extra=_loss_keys)
     top['val'] = section({**VAL_SECTION, **getattr(model_cls, 'VAL_OPTIONS', {})})
     top['logger'] = section(LOGGER_SECTION)
-    top['datasets'] = Checker(lambda v, w, s: check_datasets(v, w, s, is_train))
+    top['datasets'] = Checker(lambda v, w, s: check_datasets(v, w, s, is_train, check_paths))
     required = ('name', 'model_type', 'num_gpu', 'datasets', 'network_g')
     if is_train:
         required += ('train', 'logger')
     check(opt, section(top, required=required), '', source)
-    for key in ('pretrain_network_g', 'resume_state'):
+    for key in ('pretrain_network_g', 'resume_state') if check_paths else ():
         path = (opt.get('path') or {}).get(key)
         if isinstance(path, str) and not os.path.exists(os.path.expanduser(path)):
             raise OptionError(f'{source}: path.{key}: no such file: {path}')

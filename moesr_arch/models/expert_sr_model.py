@@ -1,5 +1,8 @@
+import random
 from collections import OrderedDict
+from typing import Optional
 
+import numpy as np
 import torch
 from basicsr.losses import build_loss
 from basicsr.models.sr_model import SRModel
@@ -19,10 +22,14 @@ class ExpertSRModel(SRModel):
       ``l_<name>`` (e.g. SeemoRe's ``fft_opt``);
     - a NaN or Inf loss stops training before the weights are touched, naming the iteration and term;
     - checkpoints and training states are written atomically (a crash never leaves a truncated latest);
+    - ``train.grad_clip_norm`` clips the gradient norm (VDSR's recipe);
+    - training states carry the random number generators, so a resumed run continues exactly;
     - ``val.self_ensemble: true`` tests with the x8 geometric self-ensemble (EDSR+);
     - archs that count their routing decisions (``routing_statistics()`` / ``reset_routing_statistics()``)
       have the counts of each validation logged to the log file and TensorBoard.
     """
+
+    TRAIN_OPTIONS = {'grad_clip_norm': Optional[float]}
 
     def init_training_settings(self):
         super().init_training_settings()
@@ -53,6 +60,9 @@ class ExpertSRModel(SRModel):
         losses = self.compute_losses()
         check_finite_losses(losses, current_iter)
         sum(losses.values()).backward()
+        clip = self.opt['train'].get('grad_clip_norm')
+        if clip:
+            torch.nn.utils.clip_grad_norm_(self.net_g.parameters(), clip)
         self.optimizer_g.step()
         self.log_dict = self.reduce_loss_dict(losses)
         if self.ema_decay > 0:
@@ -100,8 +110,25 @@ class ExpertSRModel(SRModel):
             'iter': current_iter,
             'optimizers': [o.state_dict() for o in self.optimizers],
             'schedulers': [s.state_dict() for s in self.schedulers],
+            'rng': {
+                'python': random.getstate(),
+                'numpy': np.random.get_state(),
+                'torch': torch.get_rng_state(),
+                'cuda': torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [],
+            },
         }
         atomic_torch_save(state, f"{self.opt['path']['training_states']}/{current_iter}.state")
+
+
+    def resume_training(self, resume_state):
+        super().resume_training(resume_state)
+        rng = resume_state.get('rng')
+        if rng:  # restored last, after the network was built, so data sampling continues where it stopped
+            random.setstate(rng['python'])
+            np.random.set_state(rng['numpy'])
+            torch.set_rng_state(rng['torch'].cpu())
+            if rng['cuda'] and torch.cuda.is_available() and len(rng['cuda']) == torch.cuda.device_count():
+                torch.cuda.set_rng_state_all([state.cpu() for state in rng['cuda']])
 
 
 def check_finite_losses(losses, current_iter):
