@@ -93,7 +93,12 @@ class MoESRNet(nn.Module):
             raise OptionError(f'{source}: {where}: {error}') from None
 
     # ------------------------------------------------------------------------------------------
-    def forward(self, lq, weights=None):
+    def forward(self, lq, weights=None, expert=None):
+        """The blended HR image; with ``expert`` (a name), that expert's output alone (used in training)."""
+        if expert is not None:
+            if expert not in self.experts:
+                raise KeyError(f'MoESRNet has no expert {expert!r}; experts: {", ".join(self.names)}')
+            return self.experts[expert](lq)
         return self.run(lq, weights)['output']
 
     def run(self, lq, weights=None, sparse=None):
@@ -121,7 +126,15 @@ class MoESRNet(nn.Module):
             background = self.experts[BACKGROUND](lq)
             output = background * hr_weights[:, -1:]
             for index, name in enumerate(self.categories):
-                output = output + self.experts[name](lq) * hr_weights[:, index:index + 1]
+                weight = hr_weights[:, index:index + 1]
+                # Only the images where the expert has weight (elsewhere it would add exactly zero).
+                used = weight.flatten(1).any(1)
+                if used.all():
+                    output = output + self.experts[name](lq) * weight
+                elif used.any():
+                    contribution = torch.zeros_like(output)
+                    contribution[used] = self.experts[name](lq[used]) * weight[used]
+                    output = output + contribution
         self._count(hr_weights)
         return {'output': output, 'background': background, 'weights': hr_weights}
 
