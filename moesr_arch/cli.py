@@ -14,7 +14,7 @@ import os
 import sys
 
 # subcommand -> module with add_arguments(parser) and main(args)
-TOOLS = {}
+TOOLS = {'train-gate': 'moesr_arch.gating.train_gate'}
 
 
 def run_pipeline(kind, argv, prog):

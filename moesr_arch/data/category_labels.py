@@ -18,11 +18,8 @@ Bad labels raise :class:`LabelError` naming the file and line.
 import os
 from dataclasses import dataclass
 
-import cv2
 import numpy as np
 
-# Rasterise with 8 fractional bits so sub-pixel polygon corners land where they belong at any size.
-_SHIFT = 8
 # Coordinates written as 1.0000001 by float rounding are fine; anything further out is an error.
 _TOLERANCE = 1e-6
 
@@ -60,7 +57,8 @@ def parse_label_text(text, source, num_categories):
         except ValueError:
             raise LabelError(f'{where}: class id must be an integer, got {fields[0]!r}') from None
         if not 0 <= category < num_categories:
-            raise LabelError(f'{where}: unknown class id {category} (the categories file has ids 0..{num_categories - 1})')
+            raise LabelError(f'{where}: unknown class id {category} '
+                             f'(the categories file has ids 0..{num_categories - 1})')
         try:
             values = np.array([float(v) for v in fields[1:]], dtype=np.float64)
         except ValueError:
@@ -117,13 +115,34 @@ def rasterize_category_map(regions, height, width, num_categories, extent=None):
             not a multiple of the scale, pass ``(W_hr / scale, H_hr / scale)`` so the map matches the LR pixels.
     """
     extent_w, extent_h = (width, height) if extent is None else extent
-    category_map = np.full((height, width), num_categories, dtype=np.uint8 if num_categories < 255 else np.int32)
+    category_map = np.full((height, width), num_categories, dtype=np.int64)
     for region in paint_order(regions):
-        # Pixel j covers [j, j + 1) while OpenCV puts pixel centres at integers: shift by half a pixel.
-        xy = (region.points * (extent_w, extent_h) - 0.5) * (1 << _SHIFT)
-        cv2.fillPoly(category_map, [np.round(xy).astype(np.int32)], int(region.category), lineType=cv2.LINE_8,
-                     shift=_SHIFT)
-    return category_map.astype(np.int64)
+        category_map[polygon_mask(region.points * (extent_w, extent_h), height, width)] = region.category
+    return category_map
+
+
+def polygon_mask(points, height, width):
+    """Boolean ``height x width`` mask of the pixels whose centre lies inside a polygon (even-odd rule).
+
+    ``points`` are N x 2 (x, y) in pixel units, pixel ``j`` covering ``[j, j + 1)``. A centre exactly on a
+    left/top edge is inside, on a right/bottom edge outside, so regions that share an edge tile the image
+    without gaps or double pixels (OpenCV's fillPoly includes both edges).
+    """
+    x0, y0 = points[:, 0], points[:, 1]
+    x1, y1 = np.roll(x0, -1), np.roll(y0, -1)
+    centres = np.arange(height, dtype=np.float64)[:, None] + 0.5
+    low, high = np.minimum(y0, y1), np.maximum(y0, y1)
+    crosses = (centres >= low) & (centres < high)  # [H, E]; horizontal edges never cross
+    with np.errstate(divide='ignore', invalid='ignore'):
+        xs = x0 + (centres - y0) * (x1 - x0) / (y1 - y0)
+    xs = np.sort(np.where(crosses, xs, np.inf), axis=1)
+    rows, pairs = np.nonzero(np.isfinite(xs[:, 1::2]))  # consecutive crossings pair up as spans
+    starts = np.clip(np.ceil(xs[rows, 2 * pairs] - 0.5), 0, width).astype(np.int64)
+    ends = np.clip(np.ceil(xs[rows, 2 * pairs + 1] - 0.5), 0, width).astype(np.int64)
+    edges = np.zeros((height, width + 1), dtype=np.int32)
+    np.add.at(edges, (rows, starts), 1)
+    np.add.at(edges, (rows, ends), -1)
+    return np.cumsum(edges[:, :width], axis=1) > 0
 
 
 def category_masks(category_map, num_categories):

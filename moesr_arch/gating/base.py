@@ -1,5 +1,6 @@
 """The gate interface, the option-dict factory and the order-free fusion of overlapping detections."""
 import importlib
+import os
 
 import torch
 
@@ -67,6 +68,10 @@ def validate_gate_options(opt, where='gate', source='gate options'):
     check(dict(opt), spec, where, source)
     if not (('categories_file' in opt) ^ ('categories' in opt)):
         raise OptionError(f'{source}: {where}: give exactly one of categories_file and categories')
+    for key in ('categories_file', 'weights'):  # fail before any work, naming the key
+        path = opt.get(key)
+        if isinstance(path, str) and not os.path.isfile(os.path.expanduser(path)):
+            raise OptionError(f'{source}: {where + "." if where else ""}{key}: no such file: {path}')
     return cls
 
 

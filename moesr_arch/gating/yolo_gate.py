@@ -15,7 +15,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from moesr_arch.gating.base import Gate, GateError, combine_detections
+from moesr_arch.gating.base import Gate, combine_detections
 from moesr_arch.options import Number, OptionError, section
 
 # Detector class id -> candidate category names, first one present in the categories file wins.
@@ -53,14 +53,14 @@ CLASS_MAP_PRESETS = {
 }
 
 
-def prepare_ultralytics(config_dir=None):
-    """Make ultralytics offline and quiet; call before importing it. Returns the config folder used.
+def prepare_ultralytics(config_dir=None, verbose=False):
+    """Make ultralytics offline (and quiet unless ``verbose``); call before importing it. Returns its config folder.
 
     Existing ``YOLO_*`` environment variables are kept (a user may point the config elsewhere).
     """
     os.environ.setdefault('YOLO_OFFLINE', '1')
     os.environ.setdefault('YOLO_AUTOINSTALL', '0')
-    os.environ.setdefault('YOLO_VERBOSE', 'False')
+    os.environ.setdefault('YOLO_VERBOSE', str(bool(verbose)))
     if config_dir is None:
         config_dir = os.environ.get('YOLO_CONFIG_DIR') or os.path.join(tempfile.gettempdir(),
                                                                         f'moesr-ultralytics-{os.getuid()}')
