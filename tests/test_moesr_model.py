@@ -22,6 +22,25 @@ def tiny_train_options(workdir, name='tiny_moesr', **extra):
     return write_options('options/train_moesr.yml', workdir / 'train.yml', **overrides)
 
 
+def test_region_metrics_match_basicsr_on_the_whole_image_and_see_only_the_region():
+    import numpy as np
+    from basicsr.metrics import calculate_psnr, calculate_ssim
+    from moesr_arch.utils.region_metrics import masked_psnr, masked_ssim
+    rng = np.random.default_rng(0)
+    gt = rng.integers(0, 256, (40, 48, 3)).astype(np.uint8)
+    sr = np.clip(gt + rng.normal(0, 8, gt.shape), 0, 255).astype(np.uint8)
+    everything = np.ones(gt.shape[:2], bool)
+    for y in (False, True):
+        assert masked_psnr(sr, gt, everything, 2, y) == pytest.approx(calculate_psnr(sr, gt, 2, test_y_channel=y))
+        assert masked_ssim(sr, gt, everything, 2, y) == pytest.approx(calculate_ssim(sr, gt, 2, test_y_channel=y))
+    region = np.zeros(gt.shape[:2], bool)
+    region[10:30, 10:30] = True
+    damaged = sr.copy()
+    damaged[~region] = 0  # damage outside the region does not count
+    assert masked_psnr(damaged, gt, region, 2) == pytest.approx(masked_psnr(sr, gt, region, 2))
+    assert masked_psnr(sr, gt, np.zeros_like(region), 2) != masked_psnr(sr, gt, region, 2)  # NaN when empty
+
+
 def test_stage_schedule_switches_by_iteration():
     assert stage_schedule({'stages': STAGES, 'total_iter': 6}) == [('generalist', 1, 2), ('experts', 3, 4),
                                                                    ('joint', 5, 6)]
@@ -54,6 +73,8 @@ def test_option_files_are_valid(demo_root, tmp_path, monkeypatch):
     for name, is_train in (('train_moesr.yml', True), ('test_moesr.yml', False)):
         opt = yaml.safe_load((ROOT / 'options' / name).read_text())
         opt['path']['pretrain_network_g'] = None  # made by the main job
+        if opt['gate']['type'] == 'YOLOGate':  # its weights come from `basicsr train-gate`
+            opt['gate'] = dict(opt['gate'], weights=None, model='yolov8n-seg.yaml')
         validate_options(opt, name, is_train=is_train)
     # Real data: the DIV2K-style layout the x4 files document (empty folders suffice for the check).
     monkeypatch.chdir(tmp_path)
@@ -64,6 +85,8 @@ def test_option_files_are_valid(demo_root, tmp_path, monkeypatch):
     for name, is_train in (('train_moesr_x4.yml', True), ('test_moesr_x4.yml', False)):
         opt = yaml.safe_load((ROOT / 'options' / name).read_text())
         opt['path']['pretrain_network_g'] = None
+        if opt['gate']['type'] == 'YOLOGate':
+            opt['gate'] = dict(opt['gate'], weights=None, model='yolov8n-seg.yaml')
         validate_options(opt, name, is_train=is_train)
 
 

@@ -33,6 +33,7 @@ def gate_weights(h=40, w=48, regions=(), batch=1):
 
 def test_experts_follow_category_order_and_background_comes_last():
     net = moesr({'background': VDSR, 'cat': EDSR, 'people': EDSR}, categories=['people', 'cat'])
+    assert isinstance(net, MoESRNet)
     assert net.names == ['people', 'cat', 'background'] and list(net.experts) == net.names
     assert net.scale == 2
     assert isinstance(net.experts['people'], nn.Module) and type(net.experts['background']).__name__ == 'VDSR'

@@ -11,7 +11,7 @@ from basicsr.utils import get_root_logger, imwrite, tensor2img
 from basicsr.utils.registry import MODEL_REGISTRY
 from tqdm import tqdm
 
-from moesr_arch.models.expert_sr_model import ExpertSRModel, check_finite_losses
+from moesr_arch.models.expert_sr_model import ExpertSRModel, check_finite_losses, log_routing_statistics
 from moesr_arch.options import Checker, OptionError, check, section
 from moesr_arch.utils.region_metrics import masked_psnr, masked_ssim
 
@@ -256,7 +256,6 @@ class MoESRModel(ExpertSRModel):
         self.log_table(dataset_name, current_iter, shares, times / max(len(dataloader), 1), region_opts)
         if self.metric_results:
             self._log_validation_metric_values(current_iter, dataset_name, tb_logger)
-        from moesr_arch.models.expert_sr_model import log_routing_statistics
         log_routing_statistics(net.routing_statistics(), dataset_name, current_iter, tb_logger)
 
     def _region_metrics(self, sr_img, bg_img, gt_img, region_opts, add, shares):

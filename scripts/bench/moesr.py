@@ -5,8 +5,8 @@ weights are K = 3 one-hot square regions, one per category, covering about 10%, 
 Experts are the main job's (EDSR, 32 channels, 4 blocks, x2) with its fusion settings (dilation 4,
 feather 8 HR px), and the crop margin at the experts' measured receptive-field radius, so the sparse
 output equals the dense one (the table shows the largest difference). Gate times are the YOLO gate
-(a yolov8n-seg network; untrained unless ``experiments/gate/gate.pt`` exists: the time is the same) at
-the input sizes the option files use (320 in test_moesr.yml, 640 in test_moesr_x4.yml).
+(a yolov8n-seg network; untrained unless ``experiments/gate_demo/gate.pt`` exists: the time is the same) at
+the input sizes the option files use (256 in test_moesr.yml, 640 in test_moesr_x4.yml).
 
 Run alone: ``python scripts/bench/moesr.py [--quick]``.
 """
@@ -106,20 +106,20 @@ def expert_table(quick):
 def gate_table(quick):
     from moesr_arch.gating.yolo_gate import YOLOGate
     size, repeats = (64, 1) if quick else (512, 3)
-    trained = ROOT / 'experiments' / 'gate' / 'gate.pt'
+    trained = ROOT / 'experiments' / 'gate_demo' / 'gate.pt'
     source = {'weights': str(trained), 'class_map': 'auto'} if trained.is_file() else \
         {'model': 'yolov8n-seg.yaml', 'class_map': 'coco'}
     lq = torch.rand(1, 3, size, size)
     rows = []
     threads = torch.get_num_threads()
-    for imgsz in ((160, ) if quick else (320, 640)):
+    for imgsz in ((160, ) if quick else (256, 640)):
         gate = YOLOGate(CATEGORIES, imgsz=imgsz, **source)
         seconds, _ = timed(lambda: gate(lq), repeats)
         torch.set_num_threads(threads)  # ultralytics lowers it to cores - 1 on every prediction
         rows.append(['YOLOGate (yolov8n-seg)', f'{size}x{size}', imgsz, seconds * 1e3])
     rows.append(['LabelGate', f'{size}x{size}', '-', timed(lambda: label_gate(lq), repeats)[0] * 1e3])
     notes = [f'{machine()}; the LR image is letterboxed to the detector input size; median of {repeats} runs.',
-             f'Detector: {"experiments/gate/gate.pt" if trained.is_file() else "yolov8n-seg.yaml, untrained"} '
+             f'Detector: {"experiments/gate_demo/gate.pt" if trained.is_file() else "yolov8n-seg.yaml, untrained"} '
              '(same cost as trained weights).']
     return Table('MoE-SR gate time per image', ['gate', 'LR image', 'detector input', 'ms'], rows, notes)
 
