@@ -128,8 +128,8 @@ def crop_windows(cores, margin, height, width):
     return windows
 
 
-def run_on_crops(expert, image, cores, scale, margin, max_batch=8, out=None):
-    """Run ``expert`` on margin-widened crops of ``image`` and paste each core's HR output.
+def run_on_crops(expert, image, cores, scale, margin, max_batch=8):
+    """Run ``expert`` on margin-widened crops of ``image``; yield each core box and its HR output.
 
     Args:
         expert (nn.Module): SR network, ``[N, C, h, w] -> [N, C', h*scale, w*scale]``.
@@ -139,24 +139,19 @@ def run_on_crops(expert, image, cores, scale, margin, max_batch=8, out=None):
         margin (int): Context around each core, LR pixels (>= the expert's receptive-field radius for an
             exact result).
         max_batch (int): Crops per expert call.
-        out (Tensor | None): HR canvas to paste into; a zero canvas is made when None.
 
-    Returns:
-        Tensor: the HR canvas; pixels outside every core keep their previous value (zero for a new one).
+    Yields:
+        tuple: ``(core, output)`` with ``output`` ``[C', (y1-y0)*scale, (x1-x0)*scale]``.
     """
     _, _, height, width = image.shape
-    windows = crop_windows(cores, margin, height, width)
-    for start in range(0, len(cores), max(1, max_batch)):
-        chunk = list(zip(cores, windows))[start:start + max(1, max_batch)]
-        batch = torch.cat([image[:, :, y0:y1, x0:x1] for _, (y0, y1, x0, x1) in chunk])
-        result = expert(batch)
-        if out is None:
-            out = result.new_zeros(1, result.shape[1], height * scale, width * scale)
+    windows = crop_windows(cores, margin, height, width) if cores else []
+    step = max(1, max_batch)
+    for start in range(0, len(cores), step):
+        chunk = list(zip(cores, windows))[start:start + step]
+        result = expert(torch.cat([image[:, :, y0:y1, x0:x1] for _, (y0, y1, x0, x1) in chunk]))
         for index, ((cy0, cy1, cx0, cx1), (wy0, _, wx0, _)) in enumerate(chunk):
             y0, x0 = (cy0 - wy0) * scale, (cx0 - wx0) * scale
-            out[0, :, cy0 * scale:cy1 * scale, cx0 * scale:cx1 * scale] = \
-                result[index, :, y0:y0 + (cy1 - cy0) * scale, x0:x0 + (cx1 - cx0) * scale]
-    return out
+            yield (cy0, cy1, cx0, cx1), result[index, :, y0:y0 + (cy1 - cy0) * scale, x0:x0 + (cx1 - cx0) * scale]
 
 
 def support_mask(hr_weight, scale):

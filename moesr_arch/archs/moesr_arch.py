@@ -140,23 +140,28 @@ class MoESRNet(nn.Module):
 
     def _sparse(self, lq, hr_weights):
         _, _, h, w = lq.shape
+        s = self.scale
         tiles = tile_cores(h, w, self.tile_size)
         if len(tiles) == 1:  # the whole batch at once
             background = self.experts[BACKGROUND](lq)
         else:
-            background = torch.cat([run_on_crops(self.experts[BACKGROUND], image, tiles, self.scale, self.crop_margin,
-                                                 self.max_batch) for image in lq.split(1)])
-        outputs = []
-        for image, weight, image_background in zip(lq.split(1), hr_weights.split(1), background.split(1)):
-            output = image_background * weight[:, -1:]
+            background = None
+            for image_index, image in enumerate(lq.split(1)):
+                for (y0, y1, x0, x1), patch in run_on_crops(self.experts[BACKGROUND], image, tiles, s,
+                                                            self.crop_margin, self.max_batch):
+                    if background is None:
+                        background = patch.new_empty(lq.shape[0], patch.shape[0], h * s, w * s)
+                    background[image_index, :, y0 * s:y1 * s, x0 * s:x1 * s] = patch
+        output = background * hr_weights[:, -1:]
+        for image_index, (image, weight) in enumerate(zip(lq.split(1), hr_weights)):
             for index, name in enumerate(self.categories):
-                cores = support_cores(support_mask(weight[0, index], self.scale), self.crop_margin)
-                if cores:
-                    canvas = run_on_crops(self.experts[name], image, cores, self.scale, self.crop_margin,
-                                          self.max_batch)
-                    output = output + canvas * weight[:, index:index + 1]
-            outputs.append(output)
-        return background, torch.cat(outputs)
+                cores = support_cores(support_mask(weight[index], s), self.crop_margin)
+                # Cores are disjoint (boxes whose margins meet were merged): add each in place.
+                for (y0, y1, x0, x1), patch in run_on_crops(self.experts[name], image, cores, s, self.crop_margin,
+                                                            self.max_batch):
+                    region = (image_index, slice(None), slice(y0 * s, y1 * s), slice(x0 * s, x1 * s))
+                    output[region] += patch * weight[index, y0 * s:y1 * s, x0 * s:x1 * s]
+        return background, output
 
     # Routing statistics (logged by ExpertSRModel after each validation): each expert's share of the
     # output pixels' weight.
