@@ -1,0 +1,417 @@
+"""SeemoRe (Zamfir et al., ICML 2024): efficient SR by mixtures of low-rank and spatial experts.
+
+Module names and tensor shapes follow the official implementation (eduardzamfir/seemoredetails) so
+that released checkpoints load with ``strict=True`` and checkpoints trained here load in the official
+code, spandrel and chaiNNer. Two things differ from the official forward pass, neither changing
+a single-image result:
+
+- Inference routing is per sample: the images of a batch are grouped by the expert their router
+  picked and each group runs only its expert (the official eval path is correct only for a batch of
+  one). Training keeps the paper's dense, softmax-weighted mixture of the top-k experts.
+- Inputs smaller than the calibration branch's down-sampling (16x16 for ``recursive=2``) are padded
+  inside and the output is cropped back, so every input size works.
+"""
+
+import torch
+import torch.nn.functional as F
+from basicsr.utils.registry import ARCH_REGISTRY
+from torch import nn
+
+from moesr_arch.options import OptionError
+
+# Official hyper-parameters of the released models (the test option files of the official code).
+SEEMORE_PRESETS = {
+    'T': dict(embedding_dim=36, num_layers=6, num_experts=3, lr_space='exp', topk=1, recursive=2,
+              use_shuffle=True, global_kernel_size=11),
+    'B': dict(embedding_dim=48, num_layers=8, num_experts=3, lr_space='exp', topk=1, recursive=2,
+              use_shuffle=True, global_kernel_size=11),
+    'L': dict(embedding_dim=48, num_layers=16, num_experts=3, lr_space='exp', topk=1, recursive=1,
+              use_shuffle=False, global_kernel_size=11),
+}
+
+# Rank of expert i for each ``lr_space``: the experts span low-rank spaces of growing size.
+EXPERT_RANKS = {
+    'linear': lambda i: i + 2,
+    'exp': lambda i: 2**(i + 1),
+    'double': lambda i: 2 * i + 2,
+}
+
+_ARG_TYPES = {'scale': int, 'in_chans': int, 'num_experts': int, 'num_layers': int, 'embedding_dim': int,
+              'use_shuffle': bool, 'global_kernel_size': int, 'recursive': int, 'topk': int}
+
+RGB_MEAN = (0.4488, 0.4371, 0.4040)  # DIV2K mean, as in the official code
+
+
+class ChannelsFirstLayerNorm(nn.Module):
+    """LayerNorm over the channel axis of an NCHW tensor (parameters ``weight`` and ``bias``)."""
+
+    def __init__(self, channels, eps=1e-6):
+        super().__init__()
+        self.weight = nn.Parameter(torch.ones(channels))
+        self.bias = nn.Parameter(torch.zeros(channels))
+        self.eps = eps
+
+    def forward(self, x):
+        if x.is_contiguous(memory_format=torch.channels_last):
+            # NHWC in memory: the channel axis is innermost, so the native layer norm applies directly.
+            x = F.layer_norm(x.permute(0, 2, 3, 1), self.weight.shape, self.weight, self.bias, self.eps)
+            return x.permute(0, 3, 1, 2)
+        # One fused pass for both moments instead of mean, then mean of squared deviations.
+        var, mean = torch.var_mean(x, dim=1, keepdim=True, unbiased=False)
+        x = (x - mean) * torch.rsqrt(var + self.eps)
+        return torch.addcmul(self.bias[:, None, None], self.weight[:, None, None], x)
+
+
+class StripedConv2d(nn.Module):
+    """A 1xK then a Kx1 convolution (a separable large kernel); depthwise if asked."""
+
+    def __init__(self, channels, kernel_size, depthwise=False):
+        super().__init__()
+        groups = channels if depthwise else 1
+        pad = kernel_size // 2
+        self.conv = nn.Sequential(
+            nn.Conv2d(channels, channels, (1, kernel_size), padding=(0, pad), groups=groups),
+            nn.Conv2d(channels, channels, (kernel_size, 1), padding=(pad, 0), groups=groups))
+
+    def forward(self, x):
+        return self.conv(x)
+
+
+class ShuffledPointwiseConv(nn.Conv2d):
+    """A 1x1 conv followed by a channel shuffle (2 groups), computed as one conv with permuted weights.
+
+    Permuting the tiny weight tensor replaces copying the whole activation; the parameters keep the
+    plain conv's names and layout.
+    """
+
+    def __init__(self, in_channels, out_channels, kernel_size=1):
+        super().__init__(in_channels, out_channels, kernel_size)
+        order = torch.arange(out_channels).view(2, out_channels // 2).t().reshape(-1)
+        self.register_buffer('order', order, persistent=False)
+
+    def forward(self, x):
+        return F.conv2d(x, self.weight[self.order], self.bias[self.order])
+
+
+class GatedFFN(nn.Module):
+    """Feed-forward block: 1x1 expansion, one half gated by a depthwise conv of the other, 1x1 + GELU."""
+
+    def __init__(self, channels, mlp_ratio=2, kernel_size=3):
+        super().__init__()
+        hidden = channels * mlp_ratio
+        self.fn_1 = nn.Sequential(nn.Conv2d(channels, hidden, 1), nn.GELU())
+        self.fn_2 = nn.Sequential(nn.Conv2d(hidden // 2, channels, 1), nn.GELU())
+        self.gate = nn.Conv2d(hidden // 2, hidden // 2, kernel_size, padding=kernel_size // 2, groups=hidden // 2)
+
+    def forward(self, x):
+        x, gate = self.fn_1(x).chunk(2, dim=1)
+        return self.fn_2(x * self.gate(gate))
+
+
+class LowRankExpert(nn.Module):
+    """A rank-``rank`` expert: projects features and calibration to ``rank`` channels, multiplies, expands."""
+
+    def __init__(self, channels, rank):
+        super().__init__()
+        self.rank = rank
+        self.conv_1 = nn.Conv2d(channels, rank, 1)
+        self.conv_2 = nn.Conv2d(channels, rank, 1)
+        self.conv_3 = nn.Conv2d(rank, channels, 1)
+
+    def forward(self, x, k):
+        return self.conv_3(self.conv_2(k) * self.conv_1(x))
+
+
+class Router(nn.Module):
+    """One routing decision per image: global average pool, then a linear map to expert logits."""
+
+    def __init__(self, channels, num_experts):
+        super().__init__()
+        self.body = nn.Sequential(nn.AdaptiveAvgPool2d(1), nn.Flatten(1), nn.Linear(channels, num_experts, bias=False))
+
+    def forward(self, x):
+        return self.body(x)
+
+
+class MixtureOfRankExperts(nn.Module):
+    """Top-k mixture of low-rank experts with an identity path (the official ``MoELayer``).
+
+    Training computes every expert and weights the top-k by their softmax probability (the paper's
+    dense formulation; the others get weight zero). Inference runs, for each expert, only the samples
+    that selected it. The number of samples per expert is counted while not training.
+    """
+
+    def __init__(self, channels, ranks, topk):
+        super().__init__()
+        if not 1 <= topk <= len(ranks):
+            raise ValueError(f'SeemoRe topk must be between 1 and num_experts={len(ranks)}, got {topk}')
+        self.experts = nn.ModuleList(LowRankExpert(channels, rank) for rank in ranks)
+        self.gate = Router(channels, len(ranks))
+        self.topk = topk
+        self.counts = torch.zeros(len(ranks), dtype=torch.long)
+
+    def forward(self, x, k):
+        probs = F.softmax(self.gate(x), dim=1, dtype=torch.float).to(x.dtype)
+        top_probs, top_experts = torch.topk(probs, self.topk, dim=1)
+        if self.training:
+            weights = torch.zeros_like(probs).scatter_(1, top_experts, top_probs)
+            out = x
+            for i, expert in enumerate(self.experts):
+                out = out + expert(x, k) * weights[:, i, None, None, None]
+            return out
+        return self._sparse(x, k, top_probs, top_experts)
+
+    def _sparse(self, x, k, top_probs, top_experts):
+        batch = x.shape[0]
+        chosen = top_experts.cpu()
+        self.counts += torch.bincount(chosen.flatten(), minlength=len(self.experts))
+        out = x
+        for index in chosen.unique().tolist():
+            samples, slots = (chosen == index).nonzero(as_tuple=True)
+            samples, slots = samples.to(x.device), slots.to(x.device)
+            weight = top_probs[samples, slots, None, None, None]
+            expert = self.experts[index]
+            if len(samples) == batch:  # the whole batch chose this expert: no gather/scatter needed
+                out = out + expert(x, k) * weight
+            else:
+                out = out.index_add(0, samples, expert(x[samples], k[samples]) * weight)
+        return out
+
+
+class MoEBlock(nn.Module):
+    """Rank modulating block: features split into a content path and a calibration path feeding the experts."""
+
+    def __init__(self, channels, ranks, topk, use_shuffle, recursive):
+        super().__init__()
+        self.recursive = recursive
+        expand = ShuffledPointwiseConv if use_shuffle else nn.Conv2d
+        self.conv_1 = nn.Sequential(nn.Conv2d(channels, channels, 3, padding=1), nn.GELU(),
+                                    expand(channels, 2 * channels, 1))
+        self.agg_conv = nn.Sequential(nn.Conv2d(channels, channels, 4, stride=4, groups=channels), nn.GELU())
+        self.conv = nn.Sequential(nn.Conv2d(channels, channels, 3, padding=1, groups=channels),
+                                  nn.Conv2d(channels, channels, 1))
+        self.conv_2 = nn.Sequential(StripedConv2d(channels, 3, depthwise=True), nn.GELU())
+        self.moe_layer = MixtureOfRankExperts(channels, ranks, topk)
+        self.proj = nn.Conv2d(channels, channels, 1)
+
+    def calibrate(self, k):
+        """The recursive calibration branch: pooled context from 4**recursive down-sampling, added back."""
+        context = k
+        for _ in range(self.recursive):  # the same strided conv is applied recursively
+            context = self.agg_conv(context)
+        context = F.interpolate(self.conv(context), size=k.shape[-2:], mode='bilinear', align_corners=False)
+        return k + context
+
+    def forward(self, x):
+        x, k = self.conv_1(x).chunk(2, dim=1)
+        x = self.moe_layer(self.conv_2(x), self.calibrate(k))
+        return self.proj(x)
+
+
+class RankModulatingExpert(nn.Module):
+    """RME: pre-norm MoE block and pre-norm gated FFN, each with a residual connection."""
+
+    def __init__(self, channels, ranks, topk, use_shuffle, recursive):
+        super().__init__()
+        self.norm_1 = ChannelsFirstLayerNorm(channels)
+        self.block = MoEBlock(channels, ranks, topk, use_shuffle, recursive)
+        self.norm_2 = ChannelsFirstLayerNorm(channels)
+        self.ffn = GatedFFN(channels)
+
+    def forward(self, x):
+        x = x + self.block(self.norm_1(x))
+        return x + self.ffn(self.norm_2(x))
+
+
+class StripedConvFormer(nn.Module):
+    """Large-kernel spatial mixing: a striped depthwise KxK conv of one half, gating the other half."""
+
+    def __init__(self, channels, kernel_size):
+        super().__init__()
+        self.proj = nn.Conv2d(channels, channels, 1)
+        self.to_qv = nn.Sequential(nn.Conv2d(channels, 2 * channels, 1), nn.GELU())
+        self.attn = StripedConv2d(channels, kernel_size, depthwise=True)
+
+    def forward(self, x):
+        q, v = self.to_qv(x).chunk(2, dim=1)
+        return self.proj(self.attn(q) * v)
+
+
+class SpatialModulatingExpert(nn.Module):
+    """SME: pre-norm striped conv-former and pre-norm gated FFN, each with a residual connection."""
+
+    def __init__(self, channels, kernel_size):
+        super().__init__()
+        self.norm_1 = ChannelsFirstLayerNorm(channels)
+        self.block = StripedConvFormer(channels, kernel_size)
+        self.norm_2 = ChannelsFirstLayerNorm(channels)
+        self.ffn = GatedFFN(channels)
+
+    def forward(self, x):
+        x = x + self.block(self.norm_1(x))
+        return x + self.ffn(self.norm_2(x))
+
+
+class ResGroup(nn.Module):
+    """One residual group: a rank modulating expert followed by a spatial modulating expert."""
+
+    def __init__(self, channels, ranks, topk, use_shuffle, recursive, kernel_size):
+        super().__init__()
+        self.local_block = RankModulatingExpert(channels, ranks, topk, use_shuffle, recursive)
+        self.global_block = SpatialModulatingExpert(channels, kernel_size)
+
+    def forward(self, x):
+        return self.global_block(self.local_block(x))
+
+
+@ARCH_REGISTRY.register()
+class SeemoRe(nn.Module):
+    """SeemoRe: See More Details, efficient image SR by mixture of low-rank experts (Zamfir et al., 2024).
+
+    ``variant`` picks an official preset; any other argument given explicitly overrides the preset.
+    Arguments left as ``None`` come from the preset.
+
+    Args:
+        scale (int): Upsampling factor (the pixel-shuffle upsampler supports any integer >= 1). Default: 4.
+        in_chans (int): Image channels in and out. Default: 3.
+        variant (str): Official preset, ``'T'`` (tiny), ``'B'`` (base) or ``'L'`` (large). Default: ``'T'``.
+        num_experts (int): Low-rank experts per rank modulating block. Preset T/B/L: 3.
+        num_layers (int): Residual groups (RME + SME). Preset T: 6, B: 8, L: 16.
+        embedding_dim (int): Feature channels. Preset T: 36, B and L: 48.
+        img_range (float): Pixel range the network works in (input is scaled by it). Default: 1.0.
+        use_shuffle (bool): Channel shuffle before splitting content and calibration paths. Preset T, B: True; L: False.
+        global_kernel_size (int): Kernel size of the striped spatial expert. Preset: 11.
+        recursive (int): Down-sampling steps (x4 each) of the calibration branch. Preset T, B: 2; L: 1.
+        lr_space (str): Expert ranks, ``'linear'`` (2, 3, 4, ...), ``'exp'`` (2, 4, 8, ...) or ``'double'``
+            (2, 4, 6, ...). Preset: ``'exp'``.
+        topk (int): Experts each image is routed to. Preset: 1.
+    """
+
+    def __init__(self, scale=4, in_chans=3, variant='T', num_experts=None, num_layers=None, embedding_dim=None,
+                 img_range=1.0, use_shuffle=None, global_kernel_size=None, recursive=None, lr_space=None, topk=None):
+        super().__init__()
+        explicit = dict(num_experts=num_experts, num_layers=num_layers, embedding_dim=embedding_dim,
+                        use_shuffle=use_shuffle, global_kernel_size=global_kernel_size, recursive=recursive,
+                        lr_space=lr_space, topk=topk)
+        config = dict(self.preset(variant))
+        config.update({name: value for name, value in explicit.items() if value is not None})
+        self.validate_options(dict(scale=scale, in_chans=in_chans, **config), 'network_g', 'SeemoRe')
+        self.config = dict(scale=scale, in_chans=in_chans, img_range=img_range, **config)
+        self.scale = scale
+        self.img_range = img_range
+        self.recursive = config['recursive']
+        dim = config['embedding_dim']
+        ranks = [EXPERT_RANKS[config['lr_space']](i) for i in range(config['num_experts'])]
+        self.register_buffer('mean', torch.tensor(RGB_MEAN).view(1, 3, 1, 1) if in_chans == 3 else
+                             torch.zeros(1, in_chans, 1, 1), persistent=False)
+
+        self.conv_1 = nn.Conv2d(in_chans, dim, 3, padding=1)
+        self.body = nn.ModuleList(
+            ResGroup(dim, ranks, config['topk'], config['use_shuffle'], config['recursive'],
+                     config['global_kernel_size']) for _ in range(config['num_layers']))
+        self.norm = ChannelsFirstLayerNorm(dim)
+        self.conv_2 = nn.Conv2d(dim, dim, 3, padding=1)
+        self.upsampler = nn.Sequential(nn.Conv2d(dim, in_chans * scale**2, 3, padding=1), nn.PixelShuffle(scale))
+
+    @staticmethod
+    def preset(variant):
+        if variant not in SEEMORE_PRESETS:
+            raise ValueError(f'SeemoRe variant must be one of {", ".join(SEEMORE_PRESETS)}, got {variant!r}')
+        return SEEMORE_PRESETS[variant]
+
+    @staticmethod
+    def validate_options(kwargs, where, source):
+        """Option-file check of the arguments whose default is ``None`` (so the generic check skips them)."""
+        if 'variant' in kwargs and kwargs['variant'] not in SEEMORE_PRESETS:
+            raise OptionError(f'{source}: {where}.variant must be one of {", ".join(SEEMORE_PRESETS)}, '
+                              f'got {kwargs["variant"]!r}')
+        for name, kind in _ARG_TYPES.items():
+            value = kwargs.get(name)
+            if value is None:
+                continue
+            if kind is int and (isinstance(value, bool) or not isinstance(value, int) or value < 1):
+                raise OptionError(f'{source}: {where}.{name} must be a positive integer, got {value!r}')
+            if kind is bool and not isinstance(value, bool):
+                raise OptionError(f'{source}: {where}.{name} must be true or false, got {value!r}')
+        lr_space = kwargs.get('lr_space')
+        if lr_space is not None and lr_space not in EXPERT_RANKS:
+            raise OptionError(f'{source}: {where}.lr_space must be one of {", ".join(EXPERT_RANKS)}, got {lr_space!r}')
+        experts, topk = kwargs.get('num_experts'), kwargs.get('topk')
+        if isinstance(experts, int) and isinstance(topk, int) and topk > experts:
+            raise OptionError(f'{source}: {where}.topk ({topk}) must not exceed num_experts ({experts})')
+
+    def forward(self, x):
+        h, w = x.shape[-2:]
+        # The calibration branch divides the size by 4 per recursion step: smaller inputs are padded.
+        min_size = 4**self.recursive
+        pad_h, pad_w = max(min_size - h, 0), max(min_size - w, 0)
+        if pad_h or pad_w:
+            x = F.pad(x, (0, pad_w, 0, pad_h), mode='replicate')
+        # Channels-last inside: faster depthwise and 1x1 convs, and the layer norms over channels become
+        # the native (innermost-axis) layer norm.
+        x = ((x - self.mean) * self.img_range).contiguous(memory_format=torch.channels_last)
+        x = self.conv_1(x)
+        features = x
+        for layer in self.body:
+            x = layer(x)
+        x = self.conv_2(self.norm(x)) + features
+        x = self.upsampler(x) / self.img_range + self.mean
+        if pad_h or pad_w:
+            x = x[..., :h * self.scale, :w * self.scale]
+        return x.contiguous()
+
+    def count_macs(self, lr_size, expert_ranks='mean'):
+        """Multiply-accumulates of one inference on an ``lr_size`` (h, w) input, computed analytically.
+
+        Counts convolutions and the router's linear layer (output elements x input channels per group
+        x kernel area), the convention of the SeemoRe paper; norms, activations, pooling and
+        interpolation are not counted. The cost depends on the experts the router picks: ``expert_ranks``
+        is ``'mean'`` (expected cost if every expert is equally likely; the default), ``'min'``, ``'max'``,
+        or one rank per layer (a list of ranks per layer for top-k > 1).
+        """
+        cfg = self.config
+        c, s, k = cfg['embedding_dim'], cfg['scale'], cfg['global_kernel_size']
+        h, w = (max(side, 4**self.recursive) for side in lr_size)  # padded inside like forward
+        hw = h * w
+        layers = self._moe_layers()
+        if isinstance(expert_ranks, str):
+            pick = {'mean': lambda ranks: sum(ranks) / len(ranks), 'min': min, 'max': max}[expert_ranks]
+            expert_ranks = [[pick([e.rank for e in layer.experts])] * cfg['topk'] for layer in layers]
+        ffn = hw * (2 * c * c + 9 * c + c * c)
+        total = hw * cfg['in_chans'] * c * 9 + hw * 9 * c * c + hw * c * cfg['in_chans'] * s * s * 9
+        for ranks in expert_ranks:
+            ranks = ranks if isinstance(ranks, (list, tuple)) else [ranks]
+            ch, cw = h, w
+            calibration = 0
+            for _ in range(self.recursive):  # depthwise 4x4 stride 4
+                ch, cw = (ch - 4) // 4 + 1, (cw - 4) // 4 + 1
+                calibration += ch * cw * c * 16
+            calibration += ch * cw * (9 * c + c * c)
+            rme = hw * (9 * c * c + 2 * c * c + 6 * c + c * c) + calibration + c * cfg['num_experts']
+            rme += sum(3 * hw * c * rank for rank in ranks) + ffn
+            sme = hw * (2 * c * c + 2 * k * c + c * c) + ffn
+            total += rme + sme
+        return round(total)
+
+    def _moe_layers(self):
+        return [group.local_block.block.moe_layer for group in self.body]
+
+    def reset_routing_statistics(self):
+        """Forget the routing decisions counted so far."""
+        for layer in self._moe_layers():
+            layer.counts.zero_()
+
+    def routing_statistics(self):
+        """Share of the routing decisions (samples x top-k) each rank expert got, per layer, since the last reset.
+
+        Keys are ``layer<i>/rank<r>``. Empty if nothing was routed at inference since the reset.
+        """
+        statistics = {}
+        for i, layer in enumerate(self._moe_layers()):
+            total = int(layer.counts.sum())
+            if total == 0:
+                continue
+            for expert, count in zip(layer.experts, layer.counts.tolist()):
+                statistics[f'layer{i}/rank{expert.rank}'] = count / total
+        return statistics
+

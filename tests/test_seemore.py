@@ -1,0 +1,247 @@
+"""SeemoRe: official checkpoint layout, equivalence with spandrel, batched routing, sizes, cost, CLI."""
+import re
+from pathlib import Path
+
+import pytest
+import torch
+from spandrel import ModelLoader
+from spandrel.architectures.SeemoRe import SeemoRe as ReferenceSeemoRe
+
+from conftest import ROOT, run_cli, write_options
+from moesr_arch.archs.seemore_arch import SEEMORE_PRESETS, SeemoRe
+from moesr_arch.basicsr_patches import validate_argv_options
+from moesr_arch.losses.fft_loss import FFTLoss
+from moesr_arch.options import OptionError
+from moesr_arch.utils.macs import count_macs
+
+
+def randomized(model, seed=0):
+    """``model`` with every parameter perturbed, so norms and biases are no longer trivially 1 and 0."""
+    generator = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for param in model.parameters():
+            param.add_(torch.randn(param.shape, generator=generator) * 0.02)
+    return model
+
+
+def reference_for(model, variant, scale):
+    reference = ReferenceSeemoRe(scale=scale, **SEEMORE_PRESETS[variant])
+    reference.load_state_dict(model.state_dict(), strict=True)
+    return reference
+
+
+@pytest.mark.parametrize('variant', ['T', 'B', 'L'])
+@pytest.mark.parametrize('scale', [2, 3, 4])
+def test_matches_spandrel_on_the_same_weights(variant, scale):
+    torch.manual_seed(scale)
+    model = randomized(SeemoRe(scale=scale, variant=variant))
+    reference = reference_for(model, variant, scale)
+    x = torch.rand(1, 3, 16, 19)  # 19: not a multiple of the calibration stride
+    # Inference (sparse routing) for every preset; the dense training mixture once.
+    for training in (False, True) if (variant, scale) == ('T', 2) else (False, ):
+        model.train(training)
+        reference.train(training)
+        with torch.no_grad():
+            out = model(x)
+            assert out.shape == (1, 3, 16 * scale, 19 * scale)
+            assert (out - reference(x)).abs().max() < 1e-5
+
+
+def test_checkpoint_saved_by_basicsr_loads_in_spandrel(tmp_path):
+    model = randomized(SeemoRe(scale=3, variant='B')).eval()
+    path = tmp_path / 'net_g_latest.pth'
+    torch.save({'params': model.state_dict(), 'params_ema': model.state_dict()}, path)
+    descriptor = ModelLoader().load_from_file(path)
+    assert descriptor.architecture.name == 'SeemoRe' and descriptor.scale == 3
+    x = torch.rand(1, 3, 16, 20)
+    with torch.no_grad():
+        assert (descriptor.model.eval()(x) - model(x)).abs().max() < 1e-5
+
+
+def test_official_checkpoint_layout_loads_strictly(tmp_path):
+    official = randomized(ReferenceSeemoRe(scale=4, **SEEMORE_PRESETS['L'])).eval()
+    path = tmp_path / 'SeemoRe_L_X4.pth'
+    torch.save({'params': official.state_dict()}, path)
+    model = SeemoRe(scale=4, variant='L').eval()
+    model.load_state_dict(torch.load(path, weights_only=True)['params'], strict=True)
+    x = torch.rand(1, 3, 17, 16)
+    with torch.no_grad():
+        assert (model(x) - official(x)).abs().max() < 1e-5
+
+
+def diverse_router(model, images, seed=0):
+    """Router weights that send different ``images`` to different experts in every layer.
+
+    The pooled router input is nearly the same for all images; weights orthogonal to its batch mean
+    make the logits depend on what differs between the images only.
+    """
+    generator = torch.Generator().manual_seed(seed)
+    model.eval()
+    for layer in model._moe_layers():
+        pooled = []
+        handle = layer.gate.body[1].register_forward_hook(lambda module, args, out: pooled.append(out))
+        with torch.no_grad():
+            model(images)
+        handle.remove()
+        features = pooled[0]
+        mean = features.mean(0)
+        weight = torch.randn(layer.gate.body[2].weight.shape, generator=generator)
+        weight -= (weight @ mean)[:, None] * mean[None] / mean.dot(mean)
+        spread = (features @ weight.t()).std()
+        with torch.no_grad():
+            layer.gate.body[2].weight.copy_(weight * 5 / spread)
+    model.reset_routing_statistics()
+    return model
+
+
+def varied_images(count, size=20, seed=1):
+    generator = torch.Generator().manual_seed(seed)
+    return torch.rand(count, 3, size, size, generator=generator) * torch.rand(count, 3, 1, 1, generator=generator)
+
+
+@pytest.mark.parametrize('topk', [1, 2])
+def test_batch_equals_single_image_calls(topk):
+    torch.manual_seed(0)
+    images = varied_images(5, size=16)
+    model = diverse_router(randomized(SeemoRe(scale=2, variant='T', num_layers=2, topk=topk)), images)
+    model.reset_routing_statistics()
+    with torch.no_grad():
+        batched = model(images)
+        single = torch.cat([model(image[None]) for image in images])
+    assert (batched - single).abs().max() < 1e-5
+    for layer in model._moe_layers():
+        assert (layer.counts > 0).sum() >= 2, 'the test batch must exercise more than one expert'
+    if topk == 1:  # spandrel's official eval path is valid for one image at a time only
+        reference = ReferenceSeemoRe(scale=2, **{**SEEMORE_PRESETS['T'], 'num_layers': 2}).eval()
+        reference.load_state_dict(model.state_dict())
+        with torch.no_grad():
+            assert (torch.cat([reference(image[None]) for image in images]) - batched).abs().max() < 1e-5
+
+
+def test_inference_runs_only_the_selected_expert():
+    images = varied_images(5, size=16)
+    model = diverse_router(randomized(SeemoRe(scale=2, variant='T', num_layers=1)), images)
+    calls = []
+    for index, expert in enumerate(model.body[0].local_block.block.moe_layer.experts):
+        expert.register_forward_hook(lambda module, args, out, index=index: calls.append((index, args[0].shape[0])))
+    with torch.no_grad():
+        model(images)
+    assert sum(batch for _, batch in calls) == 5  # each image through exactly one expert
+    assert len(calls) >= 2
+    model.train()
+    calls.clear()
+    model(images)
+    assert sorted(calls) == [(0, 5), (1, 5), (2, 5)]  # training: the paper's dense mixture
+
+
+@pytest.mark.parametrize('size', [(1, 1), (5, 7), (15, 16), (17, 33), (31, 2)])
+@pytest.mark.parametrize('variant', ['T', 'L'])
+def test_any_input_size(size, variant):
+    model = SeemoRe(scale=3, variant=variant, num_layers=2).eval()
+    with torch.no_grad():
+        out = model(torch.rand(2, 3, *size))
+    assert out.shape == (2, 3, size[0] * 3, size[1] * 3)
+    assert torch.isfinite(out).all()
+
+
+PAPER_T = {2: (220e3, 45e9, (360, 640)), 3: (225e3, 20e9, (240, 427)), 4: (232e3, 12e9, (180, 320))}
+
+
+@pytest.mark.parametrize('scale', [2, 3, 4])
+def test_tiny_parameters_and_macs_match_the_paper(scale):
+    params, macs, lr_size = PAPER_T[scale]  # GMACs for a 1280x720 output
+    model = SeemoRe(scale=scale, variant='T')
+    assert abs(sum(p.numel() for p in model.parameters()) / params - 1) < 0.02
+    assert abs(model.count_macs(lr_size) / macs - 1) < 0.02
+
+
+@pytest.mark.parametrize('variant', ['T', 'L'])
+def test_analytic_macs_equal_hook_count(variant):
+    model = SeemoRe(scale=3, variant=variant, num_layers=3)
+    for size in [(21, 37), (6, 9)]:
+        model.reset_routing_statistics()
+        measured = count_macs(model, torch.rand(1, 3, *size))
+        taken = [[layer.experts[int(layer.counts.argmax())].rank] for layer in model._moe_layers()]
+        assert measured == model.count_macs(size, taken)
+
+
+def test_variant_presets_and_overrides():
+    large = SeemoRe(scale=2, variant='L')
+    assert len(large.body) == 16 and large.conv_1.out_channels == 48 and large.recursive == 1
+    custom = SeemoRe(scale=2, variant='B', num_layers=2, lr_space='linear', num_experts=4)
+    assert len(custom.body) == 2 and custom.conv_1.out_channels == 48
+    assert [e.rank for e in custom.body[0].local_block.block.moe_layer.experts] == [2, 3, 4, 5]
+    with pytest.raises(ValueError, match='variant'):
+        SeemoRe(variant='XL')
+    with pytest.raises(OptionError, match='lr_space'):
+        SeemoRe(lr_space='cubic')
+    with pytest.raises(OptionError, match='topk'):
+        SeemoRe(topk=4)
+
+
+def test_routing_statistics_count_inference_only():
+    model = diverse_router(SeemoRe(scale=2, variant='T', num_layers=2), varied_images(4, size=16))
+    model.train()
+    model(torch.rand(2, 3, 16, 16))
+    assert model.routing_statistics() == {}
+    model.eval()
+    with torch.no_grad():
+        model(varied_images(4, size=16)[:3])
+        model(varied_images(4, size=16)[3:])
+    stats = model.routing_statistics()
+    assert set(stats) == {f'layer{i}/rank{r}' for i in range(2) for r in (2, 4, 8)}
+    for i in range(2):
+        shares = [stats[f'layer{i}/rank{r}'] for r in (2, 4, 8)]
+        assert abs(sum(shares) - 1) < 1e-9 and all(s * 4 == round(s * 4) for s in shares)
+    model.reset_routing_statistics()
+    assert model.routing_statistics() == {}
+
+
+def test_fft_loss():
+    torch.manual_seed(0)
+    pred, target = torch.rand(2, 3, 8, 10), torch.rand(2, 3, 8, 10)
+    loss = FFTLoss(loss_weight=0.1)
+    assert loss(target, target) == 0
+    spectrum = torch.fft.rfft2(pred - target)
+    expected = 0.1 * torch.cat([spectrum.real, spectrum.imag]).abs().mean()
+    assert torch.allclose(loss(pred, target), expected)
+    with pytest.raises(ValueError, match='same shape'):
+        loss(pred, target[..., :5])
+
+
+def option_files():
+    return sorted((ROOT / 'options').glob('*_SeemoRe_*.yml')) + [ROOT / 'options' / 'train_seemore_demo.yml']
+
+
+def test_option_files_validate(tmp_path, monkeypatch, demo_root):
+    """Every SeemoRe option file passes the option check once its data and weights exist."""
+    names = [p.name for p in option_files()]
+    assert {f'train_SeemoRe_T_x{s}.yml' for s in (2, 3, 4)} <= set(names)
+    assert {f'test_SeemoRe_{v}_x{s}.yml' for v in 'TBL' for s in (2, 3, 4)} <= set(names)
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / 'datasets').mkdir()
+    (tmp_path / 'datasets' / 'demo').symlink_to(demo_root / 'datasets' / 'demo', target_is_directory=True)
+    for path in option_files():
+        text = path.read_text()
+        # Stand-ins for DF2K, the benchmark sets and released or trained weights.
+        for folder in re.findall(r'dataroot_\w+: (datasets/\S+)', text):
+            Path(folder).mkdir(parents=True, exist_ok=True)
+        for weights in re.findall(r'pretrain_network_g: (\S+\.pth)', text):
+            Path(weights).parent.mkdir(parents=True, exist_ok=True)
+            Path(weights).touch()
+        validate_argv_options(['-opt', str(path)], is_train=path.name.startswith('train'))
+
+
+def test_demo_training_runs_and_logs_routing(workdir):
+    options = write_options(
+        'options/train_seemore_demo.yml', workdir / 'train.yml', name='tiny_seemore', train__total_iter=2,
+        datasets__train__batch_size_per_gpu=2, datasets__train__gt_size=32, network_g__num_layers=1,
+        val__val_freq=2, logger__print_freq=1, logger__save_checkpoint_freq=2, train__scheduler__milestones=[100])
+    run_cli(['train', '-opt', options], workdir)
+    run_dir = workdir / 'experiments' / 'tiny_seemore'
+    log = next(run_dir.glob('train_*.log')).read_text()
+    assert 'l_fft' in log and re.search(r'# psnr: \d+\.\d+', log), log[-2000:]
+    assert 'Routing on demo_val' in log and re.search(r'# layer0/rank8: [01]\.\d{4}', log), log[-2000:]
+    checkpoint = torch.load(run_dir / 'models' / 'net_g_latest.pth', weights_only=True)
+    descriptor = ModelLoader().load_from_state_dict(checkpoint)  # the trained weights open in spandrel
+    assert descriptor.architecture.name == 'SeemoRe'
