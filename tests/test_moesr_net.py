@@ -232,3 +232,30 @@ def test_dense_training_path_gives_every_expert_a_gradient():
     net(torch.rand(1, 3, 16, 16), weights).mean().backward()
     for name in net.names:
         assert any(p.grad is not None and p.grad.abs().sum() > 0 for p in net.experts[name].parameters()), name
+
+
+SEEMORE = dict(type='SeemoRe', scale=2, variant='T', num_layers=1, embedding_dim=8)
+
+
+def test_seemore_experts_blend_and_train():
+    """SeemoRe (scale, not upscale) mixes with EDSR and VDSR experts; its routing pools the whole input."""
+    net = moesr({'people': SEEMORE, 'cat': VDSR, 'background': EDSR})
+    assert type(net.experts['people']).__name__ == 'SeemoRe' and net.scale == 2
+    with pytest.raises(ValueError, match='people: x4, cat: x2'):
+        moesr({'people': dict(SEEMORE, scale=4), 'cat': VDSR, 'background': EDSR})
+    weights = gate_weights(32, 32, regions=[(0, 4, 20, 4, 20, 1.0), (1, 18, 30, 10, 30, 1.0)])
+    lq = torch.rand(1, 3, 32, 32)
+    net.train()
+    net(lq, weights).mean().backward()
+    assert all(p.grad is not None for p in net.experts['people'].parameters() if p.requires_grad)
+    net.eval()
+    with torch.no_grad():
+        dense = net.run(lq, weights, sparse=False)['output']
+        sparse = net.run(lq, weights)['output']
+    # Its router averages over the whole input, so no finite margin is exact for it: the measured radius
+    # covers the whole probe and sparse execution only approximates the dense output there.
+    assert receptive_radius(net.experts['people'], 2, size=33) >= 16
+    people = blend_weights(weights, 2, net.dilation, net.feather)[0, 0] > 0
+    assert sparse.shape == dense.shape and torch.isfinite(sparse).all()
+    # Where SeemoRe has no weight, the outputs are exact (EDSR/VDSR within their receptive field).
+    torch.testing.assert_close(sparse[..., ~people], dense[..., ~people], rtol=0, atol=1e-5)
