@@ -70,10 +70,24 @@ def blend_weights(weights, scale, dilation=0, feather=0):
     if weights.dim() != 4 or weights.shape[1] < 1:
         raise ValueError(f'gate weights must be [B, K+1, h, w], got shape {tuple(weights.shape)}')
     b, channels, h, w = weights.shape
-    if channels == 1:
+    low = weights[:, :-1].clamp(0, 1)
+    # Each category is processed only inside its weight's bounding box (over the batch) grown by the
+    # reach of dilation and feather: outside, its weight is exactly zero, so the cost follows the coverage.
+    reach = -(-(dilation + max(feather - 1, 0)) // scale)  # LR pixels, rounded up
+    parts = []
+    for k in range(channels - 1):
+        used = low[:, k].detach().amax(0) > 0
+        part = low.new_zeros(b, 1, h * scale, w * scale)
+        if used.any():
+            rows, cols = used.any(1).nonzero()[:, 0], used.any(0).nonzero()[:, 0]
+            y0, y1 = max(int(rows[0]) - reach, 0), min(int(rows[-1]) + 1 + reach, h)
+            x0, x1 = max(int(cols[0]) - reach, 0), min(int(cols[-1]) + 1 + reach, w)
+            crop = F.interpolate(low[:, k:k + 1, y0:y1, x0:x1], scale_factor=scale, mode='nearest')
+            part[:, :, y0 * scale:y1 * scale, x0 * scale:x1 * scale] = feather_ramp(grey_dilate(crop, dilation), feather)
+        parts.append(part)
+    if not parts:
         return weights.new_ones(b, 1, h * scale, w * scale)
-    categories = F.interpolate(weights[:, :-1].clamp(0, 1), scale_factor=scale, mode='nearest')
-    categories = feather_ramp(grey_dilate(categories, dilation), feather)
+    categories = torch.cat(parts, 1)
     total = categories.sum(1, keepdim=True)
     categories = categories / total.clamp(min=1)
     background = (1 - categories.sum(1, keepdim=True)).clamp(min=0)
