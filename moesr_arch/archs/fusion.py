@@ -16,6 +16,9 @@ background last) into blending weights at HR size:
    by paste order; the background gets the rest, ``1 - sum``. Weights sum to 1 at every pixel, and an
    image without categories gets weight exactly 1 on the background expert.
 
+Steps 1-3 run only inside each category's bounding box grown by the reach of dilation and feather
+(outside it the weight is exactly 0), so their cost follows the area the categories cover.
+
 Sparse execution runs an expert only on crops of the LR image: the bounding boxes of the connected
 components of its weight's support (``core``), each widened by a context ``margin``. A convolutional
 expert's output on a core pixel depends only on input pixels within its receptive field, so it equals
