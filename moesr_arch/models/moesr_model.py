@@ -77,6 +77,17 @@ class MoESRModel(ExpertSRModel):
         if opt.get('val', {}).get('self_ensemble'):
             raise OptionError(f'{source}: val.self_ensemble is not supported by MoESRModel (the gate would see '
                               'flipped images); set it to false')
+        gate = opt.get('gate')
+        if gate:
+            from moesr_arch.archs.moesr_arch import resolve_categories
+            from moesr_arch.data.categories import load_categories
+            net = opt['network_g']
+            expected = resolve_categories(net['experts'], list(net.get('categories') or ()),
+                                          net.get('categories_file') or '')
+            found = load_categories(gate['categories_file']) if 'categories_file' in gate else list(gate['categories'])
+            if found != expected:
+                raise OptionError(f'{source}: gate categories {found} differ from the network experts {expected} '
+                                  '(same names in the same id order are needed)')
         if not is_train:
             return
         train = opt['train']

@@ -30,6 +30,18 @@ EXPERT = {'type': 'EDSR', 'num_in_ch': 3, 'num_out_ch': 3, 'num_feat': 32, 'num_
 COVERAGES = (0.1, 0.3, 0.6)
 
 
+def interleaved(functions, repeats):
+    """Median wall time (s) of each function, timed round-robin (so load changes hit all alike); last results."""
+    results = [function() for function in functions]  # warm-up
+    times = [[] for _ in functions]
+    for _ in range(repeats):
+        for index, function in enumerate(functions):
+            start = time.perf_counter()
+            results[index] = function()
+            times[index].append(time.perf_counter() - start)
+    return [statistics.median(t) for t in times], results
+
+
 def timed(function, repeats):
     """Median wall time (s) of ``function()`` over ``repeats`` runs after one warm-up; and its last result."""
     result = function()
@@ -76,20 +88,22 @@ def expert_table(quick):
     lq = torch.rand(1, 3, size, size)
     rows = []
     with torch.no_grad():
-        single, _ = timed(lambda: net.experts['background'](lq), repeats)
         for coverage in COVERAGES:
             weights = gate_weights(size, coverage)
             real = float(weights[0, :-1].sum() / size**2)
             hr = blend_weights(weights, net.scale, net.dilation, net.feather)
             crops = sum(covered_fraction(support_cores(support_mask(hr[0, k], net.scale), margin), margin, size, size)
                         for k in range(len(CATEGORIES)))
-            blend, _ = timed(lambda: blend_weights(weights, net.scale, net.dilation, net.feather), repeats)
-            sparse, out_sparse = timed(lambda: net.run(lq, weights, sparse=True)['output'], repeats)
-            dense, out_dense = timed(lambda: net.run(lq, weights, sparse=False)['output'], repeats)
+            (single, blend, sparse, dense), (_, _, out_sparse, out_dense) = interleaved([
+                lambda: net.experts['background'](lq),
+                lambda: blend_weights(weights, net.scale, net.dilation, net.feather),
+                lambda: net.run(lq, weights, sparse=True)['output'],
+                lambda: net.run(lq, weights, sparse=False)['output']], repeats)
             rows.append([f'{100 * real:.0f}%', f'{100 * crops:.0f}%', single * 1e3, sparse * 1e3,
                          f'{sparse / single:.2f}x', dense * 1e3, f'{dense / single:.2f}x', blend * 1e3,
                          f'{float((out_sparse - out_dense).abs().max()):.1e}'])
-    notes = [f'{machine()}; LR {size}x{size} -> HR {2 * size}x{2 * size}, median of {repeats} runs after a warm-up.',
+    notes = [f'{machine()}; LR {size}x{size} -> HR {2 * size}x{2 * size}, median of {repeats} runs after a warm-up, '
+             'the four measurements of a row taken in turn.',
              f'Experts: EDSR f32b4 x2 (the main job\'s), K = {len(CATEGORIES)} categories + background; '
              f'dilation 4 and feather 8 HR px; crop margin {margin} LR px (= the measured receptive-field radius, '
              'so sparse equals dense).',
