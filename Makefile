@@ -5,7 +5,7 @@ PY := $(VENV)/bin/python
 PIP := $(PY) -m pip
 STAMP := $(VENV)/.installed
 
-.PHONY: venv demo demo-data test test-all bench clean
+.PHONY: venv demo demo-edsr demo-data test test-all bench clean
 
 $(STAMP): setup.py
 	test -x $(PY) || $(PYTHON) -m venv $(VENV) || python3 -m venv $(VENV)
@@ -22,6 +22,13 @@ demo-data: $(STAMP)
 	$(PY) scripts/data_preparation/make_demo_dataset.py
 
 demo: demo-data
+	$(VENV)/bin/basicsr train -opt options/train_moesr.yml
+	$(VENV)/bin/basicsr train-gate --dataset datasets/demo --lr-scale 2 --epochs 5 --imgsz 256 --output experiments/gate_demo
+	$(VENV)/bin/basicsr test -opt options/test_moesr.yml
+	@echo "Pictures (blend, background expert alone, gate overlay): experiments/demo_MoESR_x2_EDSR_f32b4/visualization/ (label gate)  results/demo_MoESR_x2_EDSR_f32b4/visualization/demo_val/ (YOLO gate)"
+	@echo "Tables (MoE-SR vs background expert, per category): experiments/demo_MoESR_x2_EDSR_f32b4/train_*.log  results/demo_MoESR_x2_EDSR_f32b4/test_*.log"
+
+demo-edsr: demo-data
 	$(VENV)/bin/basicsr train -opt options/train_edsr_demo.yml
 	$(VENV)/bin/basicsr test -opt options/test_edsr_demo.yml
 	@echo "Pictures: results/demo_EDSR_x2_f32b4/visualization/  Logs: experiments/demo_EDSR_x2_f32b4/"

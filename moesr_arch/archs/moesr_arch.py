@@ -1,0 +1,257 @@
+import os
+from collections import OrderedDict
+
+import torch
+from basicsr.archs import build_network
+from basicsr.utils.registry import ARCH_REGISTRY
+from torch import nn
+
+from moesr_arch.archs.fusion import blend_weights, run_on_crops, support_cores, support_mask, tile_cores
+
+BACKGROUND = 'background'
+
+
+@ARCH_REGISTRY.register()
+class MoESRNet(nn.Module):
+    """MoE-SR: one SR expert per image category plus a background expert, alpha-blended per pixel.
+
+    ``forward(lq, weights)`` takes the LR image ``[B, C, h, w]`` and a gate's per-pixel weights
+    ``[B, K+1, h, w]`` (K categories in the categories file's id order, background last, summing to 1)
+    and returns ``sum_k w_k * E_k(lq)`` with the weights upsampled, dilated, feathered and normalised at HR
+    (:mod:`moesr_arch.archs.fusion`). Without weights, the background expert alone answers.
+
+    In training (or with gradients enabled) every expert runs on the whole input (dense). In eval mode
+    without gradients and with ``sparse``, each category expert runs only on margin-widened crops around
+    the pixels where its weight is positive, batched, and is skipped where it has none; the background
+    expert runs on the whole image, tiled when ``tile_size`` is set.
+
+    Args:
+        experts (dict): Expert name -> network options (``{type: <registered arch>, ...}``), one per
+            category plus ``background`` (required). Every expert must upscale by the same factor.
+        categories (list[str]): Category names in gate channel order. Default: [] (read
+            ``categories_file``; without either, the expert names in option order, background excluded).
+        categories_file (str): YAML categories file (``id: name``). Default: '' (none).
+        expert_weights (dict): Expert name -> checkpoint path (BasicSR format) loaded at build.
+            Default: None.
+        param_key (str): Key of the weights inside those checkpoints ('params' or 'params_ema'); a
+            checkpoint without it falls back to 'params', then to a bare state dict. Default: 'params'.
+        scale (int): Expected upscale factor; 0 accepts the experts' common factor. Default: 0.
+        dilation (int): Context dilation of each category region, HR pixels. Default: 4.
+        feather (int): Width of the feathered (linear ramp) edge, HR pixels. Default: 8.
+        sparse (bool): Sparse execution at inference. Default: True.
+        crop_margin (int): Context around each crop, LR pixels; sparse output equals dense output when
+            it is at least the experts' receptive-field radius
+            (:func:`moesr_arch.archs.fusion.receptive_radius`). Default: 16.
+        tile_size (int): Background tile size in LR pixels at inference; 0 runs the whole image.
+            Default: 0.
+        max_batch (int): Crops per expert call at inference. Default: 8.
+        probe_size (int): Side of the LR probe used to measure each expert's scale at build. Default: 16.
+    """
+
+    def __init__(self, experts=None, categories=(), categories_file='', expert_weights=None, param_key='params',
+                 scale=0, dilation=4, feather=8, sparse=True, crop_margin=16, tile_size=0, max_batch=8,
+                 probe_size=16):
+        super().__init__()
+        experts = dict(experts or {})
+        self.categories = resolve_categories(experts, list(categories), categories_file)
+        self.names = self.categories + [BACKGROUND]
+        self.experts = nn.ModuleDict(OrderedDict((name, build_expert(name, experts[name])) for name in self.names))
+        for name, path in (expert_weights or {}).items():
+            if name not in self.experts:
+                raise ValueError(f'MoESRNet expert_weights: no expert named {name!r}; experts: {", ".join(self.names)}')
+            load_expert_weights(self.experts[name], name, path, param_key)
+        self.scale = check_common_scale(self.experts, scale, probe_size)
+        self.dilation, self.feather = int(dilation), int(feather)
+        self.sparse, self.crop_margin, self.tile_size = bool(sparse), int(crop_margin), int(tile_size)
+        self.max_batch = int(max_batch)
+        self.reset_routing_statistics()
+
+    @staticmethod
+    def validate_options(kwargs, where, source):
+        """Option-file checks before any work: experts, their own options, weight files."""
+        from moesr_arch.options import OptionError, check_network
+        experts = kwargs.get('experts')
+        if not isinstance(experts, dict) or not experts:
+            raise OptionError(f'{source}: {where}.experts must map expert names to network options')
+        if BACKGROUND not in experts:
+            raise OptionError(f'{source}: {where}.experts needs a {BACKGROUND!r} expert (it answers wherever '
+                              f'no category is found); got {", ".join(map(str, experts))}')
+        for name, value in experts.items():
+            check_network(value, f'{where}.experts.{name}', source)
+        for name, path in (kwargs.get('expert_weights') or {}).items():
+            if name not in experts:
+                raise OptionError(f'{source}: {where}.expert_weights.{name}: no such expert; experts: '
+                                  f'{", ".join(map(str, experts))}')
+            if not isinstance(path, str) or not os.path.isfile(os.path.expanduser(path)):
+                raise OptionError(f'{source}: {where}.expert_weights.{name}: no such file: {path}')
+        categories_file = kwargs.get('categories_file')
+        if categories_file and not os.path.isfile(os.path.expanduser(categories_file)):
+            raise OptionError(f'{source}: {where}.categories_file: no such file: {categories_file}')
+        try:
+            resolve_categories(experts, list(kwargs.get('categories') or ()), categories_file or '')
+        except ValueError as error:
+            raise OptionError(f'{source}: {where}: {error}') from None
+
+    # ------------------------------------------------------------------------------------------
+    def forward(self, lq, weights=None, expert=None):
+        """The blended HR image; with ``expert`` (a name), that expert's output alone (used in training)."""
+        if expert is not None:
+            if expert not in self.experts:
+                raise KeyError(f'MoESRNet has no expert {expert!r}; experts: {", ".join(self.names)}')
+            return self.experts[expert](lq)
+        return self.run(lq, weights)['output']
+
+    def run(self, lq, weights=None, sparse=None):
+        """Blend the experts; returns ``output``, ``background`` (the background expert alone) and ``weights``.
+
+        Args:
+            lq (Tensor): ``[B, C, h, w]`` LR images.
+            weights (Tensor | None): ``[B, K+1, h, w]`` gate weights; None means background only.
+            sparse (bool | None): Force sparse (True) or dense (False) execution; None chooses sparse in
+                eval mode without gradients when the net was built with ``sparse``.
+        """
+        b, _, h, w = lq.shape
+        if weights is None:
+            weights = lq.new_zeros(b, len(self.names), h, w)
+            weights[:, -1] = 1
+        if tuple(weights.shape) != (b, len(self.names), h, w):
+            raise ValueError(f'MoESRNet: gate weights must be [B, K+1, h, w] = {[b, len(self.names), h, w]} for '
+                             f'categories {self.categories} + background, got {list(weights.shape)}')
+        hr_weights = blend_weights(weights.to(lq.dtype), self.scale, self.dilation, self.feather)
+        if sparse is None:
+            sparse = self.sparse and not self.training and not torch.is_grad_enabled()
+        if sparse:
+            background, output = self._sparse(lq, hr_weights)
+        else:
+            background = self.experts[BACKGROUND](lq)
+            output = background * hr_weights[:, -1:]
+            for index, name in enumerate(self.categories):
+                weight = hr_weights[:, index:index + 1]
+                # Only the images where the expert has weight (elsewhere it would add exactly zero).
+                used = weight.flatten(1).any(1)
+                if used.all():
+                    output = output + self.experts[name](lq) * weight
+                elif used.any():
+                    contribution = torch.zeros_like(output)
+                    contribution[used] = self.experts[name](lq[used]) * weight[used]
+                    output = output + contribution
+        self._count(hr_weights)
+        return {'output': output, 'background': background, 'weights': hr_weights}
+
+    def _sparse(self, lq, hr_weights):
+        _, _, h, w = lq.shape
+        s = self.scale
+        tiles = tile_cores(h, w, self.tile_size)
+        if len(tiles) == 1:  # the whole batch at once
+            background = self.experts[BACKGROUND](lq)
+        else:
+            background = None
+            for image_index, image in enumerate(lq.split(1)):
+                for (y0, y1, x0, x1), patch in run_on_crops(self.experts[BACKGROUND], image, tiles, s,
+                                                            self.crop_margin, self.max_batch):
+                    if background is None:
+                        background = patch.new_empty(lq.shape[0], patch.shape[0], h * s, w * s)
+                    background[image_index, :, y0 * s:y1 * s, x0 * s:x1 * s] = patch
+        output = background * hr_weights[:, -1:]
+        for image_index, (image, weight) in enumerate(zip(lq.split(1), hr_weights)):
+            for index, name in enumerate(self.categories):
+                cores = support_cores(support_mask(weight[index], s), self.crop_margin)
+                # Cores are disjoint (boxes whose margins meet were merged): add each in place.
+                for (y0, y1, x0, x1), patch in run_on_crops(self.experts[name], image, cores, s, self.crop_margin,
+                                                            self.max_batch):
+                    region = (image_index, slice(None), slice(y0 * s, y1 * s), slice(x0 * s, x1 * s))
+                    output[region] += patch * weight[index, y0 * s:y1 * s, x0 * s:x1 * s]
+        return background, output
+
+    # Routing statistics (logged by ExpertSRModel after each validation): each expert's share of the
+    # output pixels' weight.
+    def reset_routing_statistics(self):
+        self._weight_sums = torch.zeros(len(self.names), dtype=torch.float64)
+
+    def _count(self, hr_weights):
+        self._weight_sums += hr_weights.detach().double().sum((0, 2, 3)).cpu()
+
+    def routing_statistics(self):
+        total = float(self._weight_sums.sum())
+        if total == 0:
+            return {}
+        return {name: float(value) / total for name, value in zip(self.names, self._weight_sums)}
+
+
+def resolve_categories(experts, categories, categories_file):
+    """Category names in gate order, checked against the experts (clear errors for every mismatch)."""
+    if categories_file:
+        from moesr_arch.data.categories import load_categories
+        from_file = load_categories(categories_file)
+        if categories and list(categories) != list(from_file):
+            raise ValueError(f'categories {categories} differ from {categories_file}: {from_file}')
+        categories = from_file
+    if not categories:
+        categories = [name for name in experts if name != BACKGROUND]
+    if BACKGROUND not in experts:
+        raise ValueError(f'MoESRNet needs a {BACKGROUND!r} expert; experts: {", ".join(map(str, experts)) or "none"}')
+    if BACKGROUND in categories:
+        raise ValueError(f'{BACKGROUND!r} is the implicit last gate channel, not a category; categories: {categories}')
+    missing = [name for name in categories if name not in experts]
+    unknown = [name for name in experts if name != BACKGROUND and name not in categories]
+    source = categories_file or 'the categories'
+    if missing:
+        raise ValueError(f'no expert for categor{"y" if len(missing) == 1 else "ies"} {", ".join(missing)} of '
+                         f'{source} ({", ".join(categories)}); add experts named so')
+    if unknown:
+        raise ValueError(f'expert{"s" if len(unknown) > 1 else ""} {", ".join(map(str, unknown))} name no category '
+                         f'of {source} ({", ".join(categories)}); rename to a category or background')
+    return list(categories)
+
+
+def build_expert(name, opt):
+    if not isinstance(opt, dict) or 'type' not in opt:
+        raise ValueError(f'MoESRNet expert {name!r}: options must be a mapping with a type, got {opt!r}')
+    return build_network(dict(opt))
+
+
+def load_expert_weights(expert, name, path, param_key):
+    if not os.path.isfile(path):
+        raise FileNotFoundError(f'MoESRNet expert {name!r}: weights file not found: {path}')
+    checkpoint = torch.load(path, map_location='cpu', weights_only=True)
+    if isinstance(checkpoint, dict) and param_key in checkpoint:
+        state = checkpoint[param_key]
+    elif isinstance(checkpoint, dict) and 'params' in checkpoint:
+        state = checkpoint['params']
+    else:
+        state = checkpoint
+    state = OrderedDict((k[7:] if k.startswith('module.') else k, v) for k, v in state.items())
+    try:
+        expert.load_state_dict(state, strict=True)
+    except RuntimeError as error:
+        raise RuntimeError(f'MoESRNet expert {name!r}: {path} does not fit its network: {error}') from None
+
+
+def check_common_scale(experts, scale, probe_size):
+    """Each expert's upscale factor, measured on a probe input; all must agree (and equal ``scale`` if set)."""
+    scales = OrderedDict()
+    for name, expert in experts.items():
+        was_training = expert.training
+        expert.eval()
+        channels = first_conv_channels(expert)
+        with torch.no_grad():
+            out = expert(torch.zeros(1, channels, probe_size, probe_size))
+        expert.train(was_training)
+        factor = out.shape[-1] / probe_size
+        scales[name] = int(factor) if factor == int(factor) else factor
+    found = sorted(set(scales.values()))
+    listing = ', '.join(f'{name}: x{value}' for name, value in scales.items())
+    if len(found) > 1:
+        raise ValueError(f'MoESRNet experts must share one scale; got {listing}')
+    if scale and found[0] != scale:
+        raise ValueError(f'MoESRNet scale is {scale} but the experts upscale by x{found[0]} ({listing})')
+    if not isinstance(found[0], int):
+        raise ValueError(f'MoESRNet experts must upscale by an integer factor; got {listing}')
+    return found[0]
+
+
+def first_conv_channels(net):
+    for module in net.modules():
+        if isinstance(module, nn.Conv2d):
+            return module.in_channels
+    return 3

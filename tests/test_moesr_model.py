@@ -1,0 +1,139 @@
+"""MoESRModel: staged training, validation table and pictures, test with the YOLO gate (CLI, demo photos)."""
+import re
+
+import pytest
+import torch
+import yaml
+
+from conftest import ROOT, run_cli, write_options
+from moesr_arch.models.moesr_model import stage_schedule
+from moesr_arch.options import OptionError, validate_options
+
+TINY_EXPERT = {'type': 'EDSR', 'num_in_ch': 3, 'num_out_ch': 3, 'num_feat': 8, 'num_block': 1, 'upscale': 2}
+EXPERTS = {name: TINY_EXPERT for name in ('people', 'cat', 'vehicle', 'background')}
+STAGES = [{'stage': 'generalist', 'iters': 2}, {'stage': 'experts', 'iters': 2}, {'stage': 'joint', 'iters': 2}]
+
+
+def tiny_train_options(workdir, name='tiny_moesr', **extra):
+    overrides = dict(name=name, train__stages=STAGES, train__total_iter=6, network_g__experts=EXPERTS,
+                     datasets__train__batch_size_per_gpu=4, datasets__train__gt_size=32, val__val_freq=6,
+                     logger__print_freq=1, logger__save_checkpoint_freq=6, train__scheduler__milestones=[100])
+    overrides.update(extra)
+    return write_options('options/train_moesr.yml', workdir / 'train.yml', **overrides)
+
+
+def test_region_metrics_match_basicsr_on_the_whole_image_and_see_only_the_region():
+    import numpy as np
+    from basicsr.metrics import calculate_psnr, calculate_ssim
+    from moesr_arch.utils.region_metrics import masked_psnr, masked_ssim
+    rng = np.random.default_rng(0)
+    gt = rng.integers(0, 256, (40, 48, 3)).astype(np.uint8)
+    sr = np.clip(gt + rng.normal(0, 8, gt.shape), 0, 255).astype(np.uint8)
+    everything = np.ones(gt.shape[:2], bool)
+    for y in (False, True):
+        assert masked_psnr(sr, gt, everything, 2, y) == pytest.approx(calculate_psnr(sr, gt, 2, test_y_channel=y))
+        assert masked_ssim(sr, gt, everything, 2, y) == pytest.approx(calculate_ssim(sr, gt, 2, test_y_channel=y))
+    region = np.zeros(gt.shape[:2], bool)
+    region[10:30, 10:30] = True
+    damaged = sr.copy()
+    damaged[~region] = 0  # damage outside the region does not count
+    assert masked_psnr(damaged, gt, region, 2) == pytest.approx(masked_psnr(sr, gt, region, 2))
+    assert masked_psnr(sr, gt, np.zeros_like(region), 2) != masked_psnr(sr, gt, region, 2)  # NaN when empty
+
+
+def test_stage_schedule_switches_by_iteration():
+    assert stage_schedule({'stages': STAGES, 'total_iter': 6}) == [('generalist', 1, 2), ('experts', 3, 4),
+                                                                   ('joint', 5, 6)]
+    assert stage_schedule({'stage': 'joint', 'total_iter': 9}) == [('joint', 1, 9)]
+
+
+@pytest.mark.parametrize('change, message', [
+    ({'train': {'total_iter': 7}}, 'train.stages add up to 6 iterations but train.total_iter is 7'),
+    ({'train': {'stage': 'joint'}}, 'give exactly one of train.stage'),
+    ({'train': {'stages': [{'stage': 'expert', 'iters': 6}]}}, r"train.stages\[0\].stage must be one of 'generalist'"),
+    ({'network_g': {'type': 'VDSR'}}, 'network_g.type must be MoESRNet'),
+    ({'gate': {'type': 'SAMGate'}}, "gate.type: no gate named 'SAMGate'"),
+    ({'val': {'self_ensemble': True}}, 'val.self_ensemble is not supported'),
+])
+def test_option_errors_name_the_key(change, message, demo_root, monkeypatch):
+    monkeypatch.chdir(demo_root)
+    opt = yaml.safe_load((ROOT / 'options/train_moesr.yml').read_text())
+    opt['train']['stages'], opt['train']['total_iter'] = STAGES, 6
+    for section, values in change.items():
+        if section == 'network_g':
+            opt['network_g'] = dict(values)
+        else:
+            opt.setdefault(section, {}).update(values)
+    with pytest.raises(OptionError, match=message):
+        validate_options(opt, 'train_moesr.yml')
+
+
+def test_option_files_are_valid(demo_root, tmp_path, monkeypatch):
+    monkeypatch.chdir(demo_root)
+    for name, is_train in (('train_moesr.yml', True), ('test_moesr.yml', False)):
+        opt = yaml.safe_load((ROOT / 'options' / name).read_text())
+        opt['path']['pretrain_network_g'] = None  # made by the main job
+        if opt['gate']['type'] == 'YOLOGate':  # its weights come from `basicsr train-gate`
+            opt['gate'] = dict(opt['gate'], weights=None, model='yolov8n-seg.yaml')
+        validate_options(opt, name, is_train=is_train)
+    # Real data: the DIV2K-style layout the x4 files document (empty folders suffice for the check).
+    monkeypatch.chdir(tmp_path)
+    for split in ('train', 'val'):
+        for folder in ('HR', 'LR_bicubic/X4', 'labels'):
+            (tmp_path / 'datasets/MoESR' / split / folder).mkdir(parents=True)
+    (tmp_path / 'datasets/MoESR/categories.yml').write_text('0: people\n1: car\n2: plane\n3: dog\n4: cat\n')
+    for name, is_train in (('train_moesr_x4.yml', True), ('test_moesr_x4.yml', False)):
+        opt = yaml.safe_load((ROOT / 'options' / name).read_text())
+        opt['path']['pretrain_network_g'] = None
+        if opt['gate']['type'] == 'YOLOGate':
+            opt['gate'] = dict(opt['gate'], weights=None, model='yolov8n-seg.yaml')
+        validate_options(opt, name, is_train=is_train)
+
+
+def test_staged_training_validation_table_and_test_with_yolo_gate(workdir):
+    """One run through all three stages; then `basicsr test` through the YOLO gate and sparse experts."""
+    run_cli(['train', '-opt', tiny_train_options(workdir)], workdir)
+    run_dir = workdir / 'experiments' / 'tiny_moesr'
+    log = next(run_dir.glob('train_*.log')).read_text()
+    # Every stage ran and trained what it should.
+    assert 'Stage generalist starts at iteration 1' in log
+    assert 'Category experts initialised from the background expert: people, cat, vehicle' in log
+    assert re.search(r'iter:\s+[34],.*l_pix_(people|cat|vehicle)', log)
+    assert 'Stage joint starts at iteration 5' in log and re.search(r'iter:\s+6,.*l_pix: ', log)
+    # The validation table: overall and per category, MoE-SR beside the background expert alone.
+    table = re.search(r'MoE-SR on demo_val at 6 .*?\n((?:\t.*\n)+)', log).group(1)
+    rows = {line.split()[0]: line.split() for line in table.strip().splitlines()}
+    assert set(rows) == {'region', 'all', 'people', 'cat', 'vehicle'}
+    assert rows['all'][1] == '3' and rows['people'][1] == '1'
+    for key in ('psnr', 'psnr_background', 'ssim_background', 'psnr_people', 'psnr_people_background',
+                'ssim_cat', 'psnr_vehicle_background'):
+        assert re.search(rf'# {key}: \d+\.\d+', log), key
+    assert 'Routing on demo_val' in log and re.search(r'# background: 0\.\d+', log)
+    pictures = sorted(p.name for p in (run_dir / 'visualization' / 'zidane').iterdir() if '_6' in p.name)
+    assert pictures == ['zidane_6.png', 'zidane_6_background.png', 'zidane_6_gate.png']
+    checkpoint = torch.load(run_dir / 'models' / 'net_g_latest.pth', weights_only=True)
+    assert set(checkpoint) == {'params', 'params_ema'}
+    assert {k.split('.')[1] for k in checkpoint['params']} == {'people', 'cat', 'vehicle', 'background'}
+    assert (workdir / 'tb_logger' / 'tiny_moesr').is_dir()
+
+    # Test: an (untrained) YOLO segmenter as the gate, sparse execution; the whole inference path.
+    gate = {'type': 'YOLOGate', 'categories_file': 'datasets/demo/categories.yml', 'model': 'yolov8n-seg.yaml',
+            'class_map': 'coco', 'conf': 0.25, 'imgsz': 160}
+    options = write_options('options/test_moesr.yml', workdir / 'test.yml', name='tiny_moesr', gate=gate,
+                            network_g__experts=EXPERTS,
+                            path__pretrain_network_g='experiments/tiny_moesr/models/net_g_latest.pth')
+    run_cli(['test', '-opt', options], workdir)
+    results = workdir / 'results' / 'tiny_moesr'
+    images = sorted(p.name for p in (results / 'visualization' / 'demo_val').iterdir())
+    assert 'zidane_tiny_moesr.png' in images and 'zidane_tiny_moesr_gate.png' in images
+    log = next(results.glob('test_*.log')).read_text()
+    assert re.search(r'MoE-SR on demo_val .*gate \d+ ms', log) and re.search(r'# psnr: \d+\.\d+', log)
+
+
+def test_gate_and_network_categories_must_agree(demo_root, monkeypatch):
+    monkeypatch.chdir(demo_root)
+    opt = yaml.safe_load((ROOT / 'options/train_moesr.yml').read_text())
+    opt['gate'] = {'type': 'LabelGate', 'categories': ['people', 'vehicle', 'cat']}
+    with pytest.raises(OptionError, match=r"gate categories \['people', 'vehicle', 'cat'\] differ from the network "
+                       r"experts \['people', 'cat', 'vehicle'\]"):
+        validate_options(opt, 'train_moesr.yml')
