@@ -182,8 +182,11 @@ class YOLOGate(Gate):
         images = [np.ascontiguousarray(img[..., ::-1]) for img in
                   (lq.detach().clamp(0, 1) * 255).round().byte().permute(0, 2, 3, 1).cpu().numpy()]
         device = self.device or ('cpu' if lq.device.type == 'cpu' else str(lq.device))
+        threads = torch.get_num_threads()
         results = self.yolo.predict(images, imgsz=self.imgsz, conf=self.conf, iou=self.iou, max_det=self.max_det,
                                     retina_masks=True, device=device, verbose=False, save=False)
+        # ultralytics lowers torch's CPU threads to (cores - 1) on every prediction; the experts want them all.
+        torch.set_num_threads(threads)
         out = []
         for result in results:
             boxes = result.boxes

@@ -210,10 +210,8 @@ class MoESRModel(ExpertSRModel):
         was_training = net.training
         net.eval()
         with torch.no_grad():
-            start, threads = time.perf_counter(), torch.get_num_threads()
+            start = time.perf_counter()
             self.gate_weights = self.gate(self.lq, self.data)
-            # ultralytics sets torch's CPU threads to (cores - 1) on every prediction; the experts want them all.
-            torch.set_num_threads(threads)
             gated = time.perf_counter()
             result = net.run(self.lq, self.gate_weights)
             self.timing = (gated - start, time.perf_counter() - gated)

@@ -125,11 +125,9 @@ def gate_table(quick):
         {'model': 'yolov8n-seg.yaml', 'class_map': 'coco'}
     lq = torch.rand(1, 3, size, size)
     rows = []
-    threads = torch.get_num_threads()
     for imgsz in ((160, ) if quick else (256, 640)):
         gate = YOLOGate(CATEGORIES, imgsz=imgsz, **source)
         seconds, _ = timed(lambda: gate(lq), repeats)
-        torch.set_num_threads(threads)  # ultralytics lowers it to cores - 1 on every prediction
         rows.append(['YOLOGate (yolov8n-seg)', f'{size}x{size}', imgsz, seconds * 1e3])
     rows.append(['LabelGate', f'{size}x{size}', '-', timed(lambda: label_gate(lq), repeats)[0] * 1e3])
     notes = [f'{machine()}; the LR image is letterboxed to the detector input size; median of {repeats} runs.',
