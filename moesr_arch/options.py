@@ -11,6 +11,7 @@ Spec language (used by the package's datasets and models too):
 - a dict ``{key: spec}``: a section whose unknown keys are errors; keys listed in ``REQUIRED`` of
   :func:`section` must be present.
 """
+import contextvars
 import inspect
 import os
 import typing
@@ -23,6 +24,22 @@ Number = Union[int, float]
 
 class OptionError(ValueError):
     """A problem in an option file, with the file and the key path in the message."""
+
+
+# False while checking option files away from their data (validate_options(check_paths=False)).
+_checking_paths = contextvars.ContextVar('checking_paths', default=True)
+
+
+def require_path(path, where, source, kind='file or folder'):
+    """OptionError naming the key unless ``path`` exists; a no-op when validating without paths."""
+    if not _checking_paths.get():
+        return
+    if not isinstance(path, str) or not os.path.exists(os.path.expanduser(path)):
+        raise OptionError(f'{source}: {where}: no such {kind}: {path}')
+
+
+def checking_paths():
+    return _checking_paths.get()
 
 
 class Section(dict):
@@ -320,7 +337,7 @@ BASICSR_DATASETS = {
 PATH_KEYS = ('dataroot_gt', 'dataroot_lq', 'meta_info_file', 'dataroot', 'dataroot_labels', 'categories_file')
 
 
-def check_dataset(value, where, source, is_train, check_paths=True):
+def check_dataset(value, where, source, is_train):
     from basicsr.utils.registry import DATASET_REGISTRY
     if not isinstance(value, dict) or 'type' not in value:
         raise OptionError(f'{source}: {where} must be a mapping with a type, got {value!r}')
@@ -338,20 +355,19 @@ def check_dataset(value, where, source, is_train, check_paths=True):
         for key in ('batch_size_per_gpu', 'num_worker_per_gpu'):
             if key not in value:
                 raise OptionError(f'{source}: {_join(where, key)} is required for the training set')
-    for key in PATH_KEYS if check_paths else ():
-        path = value.get(key)
-        if isinstance(path, str) and not os.path.exists(os.path.expanduser(path)):
-            raise OptionError(f'{source}: {_join(where, key)}: no such file or folder: {path}')
+    for key in PATH_KEYS:
+        if isinstance(value.get(key), str):
+            require_path(value[key], _join(where, key), source)
 
 
-def check_datasets(value, where, source, is_train, check_paths=True):
+def check_datasets(value, where, source, is_train):
     if not isinstance(value, dict) or not value:
         raise OptionError(f'{source}: {where} must name at least one dataset')
     for phase, dataset in value.items():
         kind = str(phase).split('_')[0]
         if kind not in ('train', 'val', 'test'):
             raise OptionError(f'{source}: {_join(where, phase)}: dataset keys start with train, val or test')
-        check_dataset(dataset, _join(where, phase), source, is_train, check_paths)
+        check_dataset(dataset, _join(where, phase), source, is_train)
 
 
 # ----------------------------------------------------------------------------------------------
@@ -421,6 +437,14 @@ def validate_options(opt, source, is_train=True, check_paths=True):
 
     ``check_paths=False`` checks everything but the existence of data folders and weight files.
     """
+    token = _checking_paths.set(check_paths)
+    try:
+        _validate_options(opt, source, is_train)
+    finally:
+        _checking_paths.reset(token)
+
+
+def _validate_options(opt, source, is_train):
     from basicsr.utils.registry import MODEL_REGISTRY
     if not isinstance(opt, dict):
         raise OptionError(f'{source}: an option file is a mapping of keys, got {type(opt).__name__}')
@@ -435,15 +459,15 @@ def validate_options(opt, source, is_train=True, check_paths=True):
                            required=('optim_g', 'total_iter') if is_train else (), extra=_loss_keys)
     top['val'] = section({**VAL_SECTION, **getattr(model_cls, 'VAL_OPTIONS', {})})
     top['logger'] = section(LOGGER_SECTION)
-    top['datasets'] = Checker(lambda v, w, s: check_datasets(v, w, s, is_train, check_paths))
+    top['datasets'] = Checker(lambda v, w, s: check_datasets(v, w, s, is_train))
     required = ('name', 'model_type', 'num_gpu', 'datasets', 'network_g')
     if is_train:
         required += ('train', 'logger')
     check(opt, section(top, required=required), '', source)
-    for key in ('pretrain_network_g', 'resume_state') if check_paths else ():
+    for key in ('pretrain_network_g', 'resume_state'):
         path = (opt.get('path') or {}).get(key)
-        if isinstance(path, str) and not os.path.exists(os.path.expanduser(path)):
-            raise OptionError(f'{source}: path.{key}: no such file: {path}')
+        if isinstance(path, str):
+            require_path(path, f'path.{key}', source, 'file')
     extra_check = getattr(model_cls, 'validate_options', None)
     if extra_check is not None:
         extra_check(opt, source, is_train)

@@ -1,8 +1,9 @@
-"""Make the README's before/after picture: LR (bicubic upscaled) | SR | HR crops side by side.
+"""Make the README's pictures: a before/after crop and the MoE-SR gate overlays of the demo photos.
 
 Runs the network of a test option file (the demo EDSR after ``make demo`` by default) with the same
 engine as ``basicsr infer`` on one demo validation image and writes ``docs/images/before_after.png``
-with the Y-PSNR of each crop in its caption.
+with the Y-PSNR of each crop in its caption; ``docs/images/gate_overlays.png`` shows the label gate's
+category regions on the demo validation photos (what the MoE-SR experts are given).
 
 Usage: ``python scripts/make_readme_figures.py [-opt options/test_edsr_demo.yml] [--model_path CKPT]
 [--image motorcycle_right] [--crop Y X SIZE]``
@@ -55,6 +56,30 @@ def make_before_after(opt, model_path, image, crop, output, zoom=2, data_root='d
     return output
 
 
+def make_gate_overlays(output, data_root='datasets/demo', names=('zidane', 'motorcycle_right', 'chelsea_right'),
+                       height=180):
+    import moesr_arch  # noqa: F401
+    import torch
+
+    from moesr_arch.data.categories import load_categories
+    from moesr_arch.data.category_labels import rasterize_category_map, read_labels
+    from moesr_arch.gating.overlay import draw_overlay
+    categories = load_categories(Path(data_root) / 'categories.yml')
+    panels = []
+    for name in names:
+        lr = cv2.imread(str(Path(data_root) / 'val' / 'LR_bicubic' / 'X2' / f'{name}.png'))[..., ::-1]
+        regions = read_labels(Path(data_root) / 'val' / 'labels' / f'{name}.txt', len(categories))
+        category_map = torch.from_numpy(rasterize_category_map(regions, *lr.shape[:2], len(categories)))
+        weights = torch.nn.functional.one_hot(category_map, len(categories) + 1).permute(2, 0, 1).float()
+        panel = draw_overlay(np.ascontiguousarray(lr), weights, categories)[..., ::-1]
+        panels.append(cv2.resize(panel, (round(panel.shape[1] * height / panel.shape[0]), height),
+                                 interpolation=cv2.INTER_AREA))
+    gap = np.full((height, 6, 3), 255, np.uint8)
+    figure = np.hstack([p for panel in panels for p in (panel, gap)][:-1])
+    cv2.imwrite(str(output), figure, [cv2.IMWRITE_PNG_COMPRESSION, 9])
+    return output
+
+
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.strip().splitlines()[0])
     parser.add_argument('-opt', default='options/test_edsr_demo.yml', help='test option file of the network')
@@ -63,7 +88,9 @@ def main(argv=None):
     parser.add_argument('--crop', type=int, nargs=3, default=(100, 100, 120), metavar=('Y', 'X', 'SIZE'),
                         help='HR crop (default: 100 100 120)')
     parser.add_argument('-o', '--output', default='docs/images/before_after.png')
+    parser.add_argument('--overlays', default='docs/images/gate_overlays.png', help='gate overlay picture')
     args = parser.parse_args(argv)
+    print(make_gate_overlays(args.overlays))
     print(make_before_after(args.opt, args.model_path, args.image, args.crop, args.output))
 
 

@@ -69,7 +69,7 @@ class MoESRNet(nn.Module):
     @staticmethod
     def validate_options(kwargs, where, source):
         """Option-file checks before any work: experts, their own options, weight files."""
-        from moesr_arch.options import OptionError, check_network
+        from moesr_arch.options import OptionError, check_network, checking_paths, require_path
         experts = kwargs.get('experts')
         if not isinstance(experts, dict) or not experts:
             raise OptionError(f'{source}: {where}.experts must map expert names to network options')
@@ -82,11 +82,12 @@ class MoESRNet(nn.Module):
             if name not in experts:
                 raise OptionError(f'{source}: {where}.expert_weights.{name}: no such expert; experts: '
                                   f'{", ".join(map(str, experts))}')
-            if not isinstance(path, str) or not os.path.isfile(os.path.expanduser(path)):
-                raise OptionError(f'{source}: {where}.expert_weights.{name}: no such file: {path}')
+            require_path(path, f'{where}.expert_weights.{name}', source, 'file')
         categories_file = kwargs.get('categories_file')
-        if categories_file and not os.path.isfile(os.path.expanduser(categories_file)):
-            raise OptionError(f'{source}: {where}.categories_file: no such file: {categories_file}')
+        if categories_file:
+            require_path(categories_file, f'{where}.categories_file', source, 'file')
+            if not checking_paths():
+                return  # the expert names are checked against the file once it exists
         try:
             resolve_categories(experts, list(kwargs.get('categories') or ()), categories_file or '')
         except ValueError as error:

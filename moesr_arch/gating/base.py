@@ -1,10 +1,9 @@
 """The gate interface, the option-dict factory and the order-free fusion of overlapping detections."""
 import importlib
-import os
 
 import torch
 
-from moesr_arch.options import OptionError, check, section
+from moesr_arch.options import OptionError, check, require_path, section
 
 # type -> module defining a Gate subclass of that name (imported only when used)
 GATE_TYPES = {
@@ -69,9 +68,8 @@ def validate_gate_options(opt, where='gate', source='gate options'):
     if not (('categories_file' in opt) ^ ('categories' in opt)):
         raise OptionError(f'{source}: {where}: give exactly one of categories_file and categories')
     for key in ('categories_file', 'weights'):  # fail before any work, naming the key
-        path = opt.get(key)
-        if isinstance(path, str) and not os.path.isfile(os.path.expanduser(path)):
-            raise OptionError(f'{source}: {where + "." if where else ""}{key}: no such file: {path}')
+        if isinstance(opt.get(key), str):
+            require_path(opt[key], f'{where + "." if where else ""}{key}', source, 'file')
     return cls
 
 

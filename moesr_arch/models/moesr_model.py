@@ -12,7 +12,7 @@ from basicsr.utils.registry import MODEL_REGISTRY
 from tqdm import tqdm
 
 from moesr_arch.models.expert_sr_model import ExpertSRModel, check_finite_losses, log_routing_statistics
-from moesr_arch.options import Checker, OptionError, check, section
+from moesr_arch.options import Checker, OptionError, check, checking_paths, section
 from moesr_arch.utils.region_metrics import masked_psnr, masked_ssim
 
 STAGES = ('generalist', 'experts', 'joint')
@@ -78,7 +78,7 @@ class MoESRModel(ExpertSRModel):
             raise OptionError(f'{source}: val.self_ensemble is not supported by MoESRModel (the gate would see '
                               'flipped images); set it to false')
         gate = opt.get('gate')
-        if gate:
+        if gate and checking_paths():  # the categories files are read only where they exist
             from moesr_arch.archs.moesr_arch import resolve_categories
             from moesr_arch.data.categories import load_categories
             net = opt['network_g']
