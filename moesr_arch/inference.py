@@ -251,6 +251,12 @@ def build_from_options(opt_path, model_path=None, require_weights=True):
     elif require_weights:
         raise InferenceError(f'{opt_path}: no weights; set path.pretrain_network_g or pass --model_path')
     network.eval()
+    if opt.get('gate') is not None and hasattr(network, 'infer_image'):  # MoE-SR: the gate comes along
+        from moesr_arch.gating import build_gate
+        try:
+            network.gate = build_gate(opt['gate'], opt_path)
+        except OptionError as error:
+            raise InferenceError(str(error)) from None
     scale = opt.get('scale', opt['network_g'].get('upscale'))
     if scale is None:
         raise InferenceError(f'{opt_path}: no scale (top-level "scale" key)')

@@ -1,6 +1,7 @@
 """MoESRModel: staged training, validation table and pictures, test with the YOLO gate (CLI, demo photos)."""
 import re
 
+import cv2
 import pytest
 import torch
 import yaml
@@ -128,6 +129,14 @@ def test_staged_training_validation_table_and_test_with_yolo_gate(workdir):
     assert 'zidane_tiny_moesr.png' in images and 'zidane_tiny_moesr_gate.png' in images
     log = next(results.glob('test_*.log')).read_text()
     assert re.search(r'MoE-SR on demo_val .*gate \d+ ms', log) and re.search(r'# psnr: \d+\.\d+', log)
+
+    # `basicsr infer` on the user's own image: the option file's gate comes along, experts run sparsely.
+    run_cli(['infer', '-opt', options, '-i', 'datasets/demo/val/LR_bicubic/X2/zidane.png', '-o', 'own',
+             '--save_maps'], workdir)
+    lr = cv2.imread(str(workdir / 'datasets/demo/val/LR_bicubic/X2/zidane.png'))
+    sr = cv2.imread(str(workdir / 'own' / 'zidane.png'))
+    assert sr.shape == (lr.shape[0] * 2, lr.shape[1] * 2, 3)
+    assert cv2.imread(str(workdir / 'own' / 'zidane_gate.png')) is not None
 
 
 def test_gate_and_network_categories_must_agree(demo_root, monkeypatch):

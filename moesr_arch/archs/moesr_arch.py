@@ -102,6 +102,30 @@ class MoESRNet(nn.Module):
             return self.experts[expert](lq)
         return self.run(lq, weights)['output']
 
+    def infer_image(self, lq, *, tiler, device, scale=None, want_maps=False):
+        """Whole-image inference for ``basicsr infer``: the gate sees the whole LR image, then sparse experts.
+
+        ``self.gate`` is the option file's ``gate`` (set by the inference command); without one, the
+        background expert answers everywhere. The background expert is tiled by ``tile_size``.
+        Returns ``(output, maps)``; with ``want_maps``, ``maps['gate']`` is the gate overlay (RGB).
+        """
+        if scale is not None and float(scale) != self.scale:
+            raise ValueError(f'MoESRNet upscales x{self.scale} only, not --scale {scale}')
+        gate = getattr(self, 'gate', None)
+        lq = lq.to(device)
+        with tiler.autocast():
+            weights = gate(lq) if gate is not None else None
+            output = self.run(lq, weights, sparse=True)['output'].float()
+        maps = {}
+        if want_maps:
+            from moesr_arch.gating.overlay import draw_overlay
+            if weights is None:
+                weights = lq.new_zeros(1, len(self.names), *lq.shape[-2:])
+                weights[:, -1] = 1
+            rgb = (lq[0].clamp(0, 1) * 255).round().byte().permute(1, 2, 0).cpu().numpy()
+            maps['gate'] = draw_overlay(rgb, weights[0], self.categories)
+        return output, maps
+
     def run(self, lq, weights=None, sparse=None):
         """Blend the experts; returns ``output``, ``background`` (the background expert alone) and ``weights``.
 
