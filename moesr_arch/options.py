@@ -62,7 +62,10 @@ def _describe(spec):
         return 'a mapping'
     origin = typing.get_origin(spec)
     if origin is Union:
-        return ' or '.join(_describe(s) for s in typing.get_args(spec))
+        arms = typing.get_args(spec)
+        if int in arms and float in arms:  # Number
+            arms = tuple(a for a in arms if a is not int)
+        return ' or '.join(_describe(s) for s in arms)
     if origin is Literal:
         return 'one of ' + ', '.join(repr(a) for a in typing.get_args(spec))
     if origin in (list, List):
