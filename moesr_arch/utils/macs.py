@@ -33,3 +33,7 @@ def count_macs(model, *inputs):
             handle.remove()
         model.train(was_training)
     return total
+
+
+def count_params(model):
+    return sum(p.numel() for p in model.parameters())
