@@ -71,7 +71,11 @@ def demo_root(tmp_path_factory):
 
 
 @pytest.fixture
-def workdir(tmp_path, demo_root):
-    """An empty run folder whose ``datasets/`` is the session's demo data."""
+def workdir(tmp_path, demo_root, monkeypatch):
+    """An empty run folder, made the current directory, whose ``datasets/`` is the session's demo data.
+
+    Option files name data relative to the current directory, as for a user running ``basicsr``.
+    """
     (tmp_path / 'datasets').symlink_to(demo_root / 'datasets', target_is_directory=True)
+    monkeypatch.chdir(tmp_path)
     return tmp_path
