@@ -95,11 +95,15 @@ class MoESRNet(nn.Module):
 
     # ------------------------------------------------------------------------------------------
     def forward(self, lq, weights=None, expert=None):
-        """The blended HR image; with ``expert`` (a name), that expert's output alone (used in training)."""
+        """The blended HR image; with ``expert`` (a name, or a list of names), that expert's output alone
+        (or the list of their outputs) — training calls these through one forward pass, as DDP requires."""
         if expert is not None:
-            if expert not in self.experts:
-                raise KeyError(f'MoESRNet has no expert {expert!r}; experts: {", ".join(self.names)}')
-            return self.experts[expert](lq)
+            names = [expert] if isinstance(expert, str) else list(expert)
+            for name in names:
+                if name not in self.experts:
+                    raise KeyError(f'MoESRNet has no expert {name!r}; experts: {", ".join(self.names)}')
+            outputs = [self.experts[name](lq) for name in names]
+            return outputs[0] if isinstance(expert, str) else outputs
         return self.run(lq, weights)['output']
 
     def infer_image(self, lq, *, tiler, device, scale=None, want_maps=False):

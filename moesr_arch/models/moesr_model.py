@@ -145,9 +145,6 @@ class MoESRModel(ExpertSRModel):
         else:
             self.output = self.net_g(self.lq, self.train_gate(self.lq, self.data))
             losses = self.compute_losses()
-        self.log_dict = OrderedDict()
-        if not losses:  # an experts-stage batch without any category pixel: nothing to learn from
-            return
         check_finite_losses(losses, current_iter)
         sum(losses.values()).backward()
         clip = self.opt['train'].get('grad_clip_norm')
@@ -164,15 +161,17 @@ class MoESRModel(ExpertSRModel):
             raise ValueError('the experts stage needs a category_map from the dataset (use '
                              'CategoryPairedImageDataset with category labels)')
         losses = OrderedDict()
-        scale = self.bare_net.scale
-        for index, name in enumerate(self.bare_net.categories):
+        names = self.bare_net.categories
+        # One forward pass for all category experts (DDP allows one per backward); every rank then has
+        # the same loss terms, so the loss reduction and the gradient all-reduce stay in step.
+        outputs = self.net_g(self.lq, expert=list(names))
+        for index, (name, output) in enumerate(zip(names, outputs)):
             mask = (self.category_map == index).float()[:, None]
-            used = mask.flatten(1).any(1)  # only the crops showing the category
-            if not used.any():
-                continue
-            mask = F.interpolate(mask[used], scale_factor=scale, mode='nearest')
-            output = self.net_g(self.lq[used], expert=name)
-            losses[f'l_pix_{name}'] = self.cri_pix(output, self.gt[used], weight=mask)
+            if mask.any():  # pixels of other categories and of the background have weight 0
+                mask = F.interpolate(mask, scale_factor=self.bare_net.scale, mode='nearest')
+                losses[f'l_pix_{name}'] = self.cri_pix(output, self.gt, weight=mask)
+            else:  # the category is not in this batch: a zero loss that still touches the expert
+                losses[f'l_pix_{name}'] = output.sum() * 0
         return losses
 
     def start_stage(self, stage, current_iter):
