@@ -5,14 +5,13 @@ from typing import List, Optional, Union
 
 import numpy as np
 import torch
-from basicsr.utils import FileClient, img2tensor
+from basicsr.utils import img2tensor
 from basicsr.utils.registry import DATASET_REGISTRY
 
 from moesr_arch.data.categories import load_categories
 from moesr_arch.data.category_labels import (LabelError, categories_present, parse_label_text, read_labels,
                                              rasterize_category_map)
-from moesr_arch.data.image_io import decode_image
-from moesr_arch.data.paired_image_dataset import CheckedPairedImageDataset, check_pair_sizes
+from moesr_arch.data.paired_image_dataset import CheckedPairedImageDataset
 from moesr_arch.options import PAIRED_IMAGE_OPTIONS, section
 
 LMDB_LABELS_FILE = 'labels.json'
@@ -189,14 +188,8 @@ class CategoryPairedImageDataset(CheckedPairedImageDataset):
     # ------------------------------------------------------------------------------------------
     def __getitem__(self, item):
         index, focus = self.index[item]
-        if self.file_client is None:
-            backend = dict(self.io_backend_opt)
-            self.file_client = FileClient(backend.pop('type'), **backend)
-        gt_path, lq_path = self.paths[index]['gt_path'], self.paths[index]['lq_path']
-        img_gt = decode_image(self.file_client.get(gt_path, 'gt'), gt_path)
-        img_lq = decode_image(self.file_client.get(lq_path, 'lq'), lq_path)
-        h_hr, w_hr = img_gt.shape[:2]
-        img_gt = check_pair_sizes(img_gt, img_lq, self.scale, gt_path, lq_path)
+        img_gt, img_lq, gt_path, lq_path = self.read_pair(index)
+        h_hr, w_hr = self.last_hr_size
         h_lq, w_lq = img_lq.shape[:2]
         # Labels are normalised to the full HR image, which may be a few pixels larger than scale x LR.
         category_map = rasterize_category_map(self.regions[index], h_lq, w_lq, self.num_categories,

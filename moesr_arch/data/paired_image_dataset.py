@@ -87,13 +87,17 @@ class CheckedPairedImageDataset(data.Dataset):
             raise ValueError(f'{self.gt_folder}: the dataset {opt.get("name")} is empty')
 
     def read_pair(self, index):
-        """The HR and LR images of ``index`` as float32 HWC BGR, HR cropped to scale x LR."""
+        """The HR and LR images of ``index`` as float32 HWC BGR, HR cropped to scale x LR, and their paths.
+
+        ``self.last_hr_size`` keeps the HR size before the crop (labels are normalised to it).
+        """
         if self.file_client is None:
             backend = dict(self.io_backend_opt)
             self.file_client = FileClient(backend.pop('type'), **backend)
         gt_path, lq_path = self.paths[index]['gt_path'], self.paths[index]['lq_path']
         img_gt = decode_image(self.file_client.get(gt_path, 'gt'), gt_path)
         img_lq = decode_image(self.file_client.get(lq_path, 'lq'), lq_path)
+        self.last_hr_size = img_gt.shape[:2]
         return check_pair_sizes(img_gt, img_lq, self.scale, gt_path, lq_path), img_lq, gt_path, lq_path
 
     def __getitem__(self, index):

@@ -63,10 +63,14 @@ class ExpertSRModel(SRModel):
             losses[f'l_{name}'] = loss(self.output, self.gt)
         return losses
 
+    def training_losses(self, current_iter):
+        """Forward the batch and return its loss terms; models with other forward passes override this."""
+        self.output = self.net_g(self.lq)
+        return self.compute_losses()
+
     def optimize_parameters(self, current_iter):
         self.optimizer_g.zero_grad(set_to_none=True)
-        self.output = self.net_g(self.lq)
-        losses = self.compute_losses()
+        losses = self.training_losses(current_iter)
         check_finite_losses(losses, current_iter)
         sum(losses.values()).backward()
         clip = self.opt['train'].get('grad_clip_norm')

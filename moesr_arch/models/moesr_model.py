@@ -11,7 +11,7 @@ from basicsr.utils import get_root_logger, imwrite, tensor2img
 from basicsr.utils.registry import MODEL_REGISTRY
 from tqdm import tqdm
 
-from moesr_arch.models.expert_sr_model import ExpertSRModel, check_finite_losses, log_routing_statistics
+from moesr_arch.models.expert_sr_model import ExpertSRModel, log_routing_statistics
 from moesr_arch.options import Checker, OptionError, check, checking_paths, section
 from moesr_arch.utils.region_metrics import masked_psnr, masked_ssim
 
@@ -132,28 +132,17 @@ class MoESRModel(ExpertSRModel):
                 return stage, first
         return self.schedule[-1][0], self.schedule[-1][1]
 
-    def optimize_parameters(self, current_iter):
+    def training_losses(self, current_iter):
         stage, first = self.stage_at(current_iter)
         if current_iter == first:
             self.start_stage(stage, current_iter)
-        self.optimizer_g.zero_grad(set_to_none=True)
+        if stage == 'experts':
+            return self.expert_losses()
         if stage == 'generalist':
             self.output = self.net_g(self.lq, expert=BACKGROUND)
-            losses = self.compute_losses()
-        elif stage == 'experts':
-            losses = self.expert_losses()
         else:
             self.output = self.net_g(self.lq, self.train_gate(self.lq, self.data))
-            losses = self.compute_losses()
-        check_finite_losses(losses, current_iter)
-        sum(losses.values()).backward()
-        clip = self.opt['train'].get('grad_clip_norm')
-        if clip:
-            torch.nn.utils.clip_grad_norm_(self.net_g.parameters(), clip)
-        self.optimizer_g.step()
-        self.log_dict = self.reduce_loss_dict(losses)
-        if self.ema_decay > 0:
-            self.model_ema(decay=self.ema_decay)
+        return self.compute_losses()
 
     def expert_losses(self):
         """Each category expert's loss on its own pixels (mask-weighted), for the categories in the batch."""

@@ -1,5 +1,4 @@
 """Geometric self-ensemble (EDSR+): average the network over the 8 flips and rotations of its input."""
-import torch
 
 
 def _transform(x, index):
