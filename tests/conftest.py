@@ -16,8 +16,9 @@ import moesr_arch  # noqa: E402,F401  (registration for in-process tests)
 torch.set_num_threads(2)
 
 
-def cli_env(tmp_home):
-    """Environment for CLI subprocesses: CPU only, offline, no writes outside the test folders."""
+def cli_env(tmp_home, **extra):
+    """Environment for CLI subprocesses: CPU only (unless ``extra`` says otherwise), offline, no writes
+    outside the test folders."""
     env = dict(os.environ)
     env.update({
         'CUDA_VISIBLE_DEVICES': '',
@@ -27,12 +28,16 @@ def cli_env(tmp_home):
         'OMP_NUM_THREADS': '2',
         'PYTHONPATH': os.pathsep.join([str(ROOT), env.get('PYTHONPATH', '')]),
     })
+    env.update(extra)
     return env
 
 
-def run_cli(args, cwd, check=True, timeout=600):
-    """Run ``python -m moesr_arch ARGS`` (the ``basicsr`` command) in ``cwd``; return the process."""
-    proc = subprocess.run([sys.executable, '-m', 'moesr_arch', *map(str, args)], cwd=cwd, env=cli_env(cwd),
+def run_cli(args, cwd, check=True, timeout=600, env=None):
+    """Run ``python -m moesr_arch ARGS`` (the ``basicsr`` command) in ``cwd``; return the process.
+
+    ``env`` adds environment variables (e.g. ``{'CUDA_VISIBLE_DEVICES': '0'}`` for GPU tests)."""
+    proc = subprocess.run([sys.executable, '-m', 'moesr_arch', *map(str, args)], cwd=cwd,
+                          env=cli_env(cwd, **(env or {})),
                           capture_output=True, text=True, timeout=timeout)
     if check and proc.returncode != 0:
         raise AssertionError(f'basicsr {" ".join(map(str, args))} failed ({proc.returncode}):\n'
