@@ -10,7 +10,7 @@ from moesr_arch.data.image_io import ImageReadError, _apply_exif_orientation
 from moesr_arch.data.paired_image_dataset import IMAGE_EXTENSIONS, is_image_file
 
 __all__ = ['IMAGE_EXTENSIONS', 'ImageReadError', 'is_image_file', 'list_images', 'read_raw', 'write_png',
-           'get_tool_logger']
+           'get_tool_logger', 'report_problems']
 
 
 def get_tool_logger():
@@ -23,6 +23,18 @@ def get_tool_logger():
         logger.setLevel(logging.INFO)
         logger.propagate = False
     return logger
+
+
+def report_problems(problems, summary, success):
+    """Log each problem, then ``summary`` (with ``{count}``) or ``success``; the tool's exit code."""
+    logger = get_tool_logger()
+    for problem in problems:
+        logger.error(problem)
+    if problems:
+        logger.error(summary.format(count=len(problems)))
+        return 1
+    logger.info(success)
+    return 0
 
 
 def list_images(folder):

@@ -83,11 +83,23 @@ def write_categories(path):
     path.write_text('\n'.join(lines) + '\n')
 
 
+def is_complete(output):
+    """True when ``output`` holds every photo and every label file this script would write."""
+    if not (output / 'meta_info').is_dir():
+        return False
+    for name, (_, _, split, _, _) in PHOTOS.items():
+        if not (output / split / 'HR' / f'{name}.png').is_file():
+            return False
+        if (HERE / 'demo_labels' / f'{name}.txt').is_file() and not (output / split / 'labels' / f'{name}.txt').is_file():
+            return False  # built before the labels existed
+    return True
+
+
 def build(output, force=False):
     from tqdm import tqdm
     output = Path(output)
     if output.exists():
-        if not force and (output / 'meta_info').is_dir():
+        if not force and is_complete(output):
             print(f'{output} exists; use --force to rebuild it')
             return output
         shutil.rmtree(output)

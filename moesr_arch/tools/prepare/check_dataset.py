@@ -16,7 +16,7 @@ from tqdm import tqdm
 from moesr_arch.data.categories import load_categories
 from moesr_arch.data.category_labels import LabelError, parse_label_text
 from moesr_arch.data.lmdb_util import read_lmdb_labels, read_meta_info
-from moesr_arch.tools.common import error_text, get_tool_logger, is_image_file, read_raw, standalone
+from moesr_arch.tools.common import error_text, is_image_file, read_raw, report_problems, standalone
 
 
 class FolderSource:
@@ -141,14 +141,7 @@ def add_arguments(parser):
 
 def main(args):
     problems = check_dataset(args.gt, args.lq, args.scale, args.labels, args.categories, args.filename_tmpl)
-    logger = get_tool_logger()
-    for problem in problems:
-        logger.error(problem)
-    if problems:
-        logger.error(f'{len(problems)} problem(s) found')
-        return 1
-    logger.info('no problems found')
-    return 0
+    return report_problems(problems, '{count} problem(s) found', 'no problems found')
 
 
 def cli(argv=None):

@@ -19,7 +19,7 @@ import lmdb
 from tqdm import tqdm
 
 from moesr_arch.data.lmdb_util import CATEGORIES_FILE, LABELS_FILE
-from moesr_arch.tools.common import error_text, get_tool_logger, list_images, read_raw, standalone
+from moesr_arch.tools.common import error_text, get_tool_logger, list_images, read_raw, report_problems, standalone
 
 PNG_SIGNATURE = b'\x89PNG\r\n\x1a\n'
 
@@ -234,14 +234,8 @@ def add_arguments(parser):
 def main(args):
     errors = create_lmdb(args.gt, args.gt_lmdb, args.lq, args.lq_lmdb, args.labels, args.categories, args.n_thread,
                          args.compress_level, args.batch)
-    logger = get_tool_logger()
-    for error in errors:
-        logger.error(error)
-    if errors:
-        logger.error(f'{len(errors)} image(s) could not be read; no LMDB was completed for the folder(s) holding them')
-        return 1
-    logger.info('LMDB ready: ' + ', '.join([args.gt_lmdb] + list(args.lq_lmdb)))
-    return 0
+    return report_problems(errors, '{count} image(s) could not be read; no LMDB was completed for the folder(s) '
+                           'holding them', 'LMDB ready: ' + ', '.join([args.gt_lmdb] + list(args.lq_lmdb)))
 
 
 def cli(argv=None):

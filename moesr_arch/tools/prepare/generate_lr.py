@@ -11,7 +11,7 @@ from pathlib import Path
 
 import numpy as np
 
-from moesr_arch.tools.common import (error_text, get_tool_logger, list_images, read_raw, run_parallel, standalone,
+from moesr_arch.tools.common import (error_text, list_images, read_raw, report_problems, run_parallel, standalone,
                                       write_png)
 
 
@@ -66,14 +66,9 @@ def add_arguments(parser):
 
 def main(args):
     failures = generate_lr(args.input, args.output, args.scale, args.n_thread, args.compression_level)
-    logger = get_tool_logger()
-    for error in failures:
-        logger.error(error)
-    if failures:
-        logger.error(f'{len(failures)} image(s) failed; the others were written to {args.output}')
-        return 1
-    logger.info(f'LR images in {Path(args.output) / "LR_bicubic"}, mod-cropped HR in {Path(args.output) / "HR_mod"}')
-    return 0
+    return report_problems(failures, f'{{count}} image(s) failed; the others were written to {args.output}',
+                           f'LR images in {Path(args.output) / "LR_bicubic"}, mod-cropped HR in '
+                           f'{Path(args.output) / "HR_mod"}')
 
 
 def cli(argv=None):
