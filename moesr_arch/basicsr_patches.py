@@ -91,10 +91,27 @@ def map_location(opt):
     return 'cpu'
 
 
+def remove_partial_checkpoints(opt, logger):
+    """Delete the temporary files a crash left mid-write (see ``atomic_torch_save``): they are never complete."""
+    if opt.get('rank', 0) != 0:
+        return
+    for key in ('training_states', 'models'):
+        folder = opt['path'].get(key)
+        if not folder or not os.path.isdir(folder):
+            continue
+        for name in os.listdir(folder):
+            if name.startswith('.') and name.endswith('.tmp'):
+                path = os.path.join(folder, name)
+                logger.warning(f'Removing a checkpoint an interrupted run left incomplete: {path}')
+                os.remove(path)
+
+
 def load_resume_state(opt):
     """BasicSR's ``load_resume_state``, device-agnostic and robust to states cut short by a crash."""
     # BasicSR's file logger is set up only after this runs; initialising it here would disable it.
     logger = logging.getLogger(__name__)
+    if opt['auto_resume'] or opt['path'].get('resume_state'):
+        remove_partial_checkpoints(opt, logger)
     if opt['auto_resume']:
         candidates = _state_files(opt['path']['training_states'])
     else:

@@ -53,7 +53,10 @@ def test_truncated_latest_state_falls_back_to_the_previous_one(workdir):
     run_cli(['train', '-opt', write_options(opt, opt, train__total_iter=4)], workdir)
     states = workdir / 'experiments/trunc/training_states'
     (states / '4.state').write_bytes((states / '4.state').read_bytes()[:100])  # as if cut while writing
+    partial = states / '.6.state.abc123.tmp'  # what a kill during atomic_torch_save leaves
+    partial.write_bytes(b'partial')
     proc = run_cli(['train', '-opt', write_options(opt, opt, train__total_iter=6), '--auto_resume'], workdir)
     assert 'Skipping unreadable training state' in proc.stderr
+    assert not partial.exists(), 'the incomplete checkpoint of the interrupted run was not removed'
     log = sorted((workdir / 'experiments/trunc').glob('train_*.log'))[-1].read_text()
     assert 'Resuming training from epoch: 0, iter: 2' in log
