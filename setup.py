@@ -22,6 +22,7 @@ setup(
         'scipy',
         'pillow',
         'tqdm',
+        'psutil',
         'tensorboard',
     ],
     extras_require={

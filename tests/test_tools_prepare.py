@@ -12,6 +12,7 @@ from basicsr.utils.matlab_functions import imresize
 
 from conftest import ROOT, cli_env, run_cli
 from moesr_arch.cli import main as cli_main
+from moesr_arch.data.category_labels import rasterize_category_map, read_labels
 from moesr_arch.data.lmdb_util import paired_paths_from_lmdb, read_lmdb_labels, read_meta_info
 from moesr_arch.data.paired_image_dataset import CheckedPairedImageDataset
 from moesr_arch.tools.prepare import PREPARE_TOOLS, check_dataset, create_lmdb, extract_subimages, generate_lr
@@ -84,6 +85,45 @@ def test_extract_subimages_pairs_stay_aligned(tmp_path):
     with pytest.raises(ValueError, match='divisible'):
         extract_subimages.extract_subimages(tmp_path / 'HR', tmp_path / 'x', crop_size=41, lq=tmp_path / 'LR',
                                             lq_output=tmp_path / 'y', scale=2)
+
+
+def test_extract_subimages_cuts_category_labels_with_the_images(tmp_path):
+    hr = photo(100, 84)
+    write(tmp_path / 'HR' / 'img.png', hr)
+    write(tmp_path / 'LR' / 'img.png', hr[::2, ::2])
+    write(tmp_path / 'HR' / 'empty.png', photo(40, 40, seed=1))
+    write(tmp_path / 'LR' / 'empty.png', photo(20, 20, seed=1))
+    (tmp_path / 'cats.yml').write_text('0: people\n1: cat\n')
+    (tmp_path / 'labels').mkdir()
+    # A concave L (people) across several crops and a box (cat); vertices off the pixel centres.
+    (tmp_path / 'labels' / 'img.txt').write_text(
+        '0 0.052 0.031 0.451 0.031 0.451 0.452 0.853 0.452 0.853 0.733 0.052 0.733\n1 0.75 0.2 0.3 0.22\n')
+    count, errors = extract_subimages.extract_subimages(
+        tmp_path / 'HR', tmp_path / 'sub_hr', crop_size=40, step=20, lq=tmp_path / 'LR', lq_output=tmp_path / 'sub_lr',
+        scale=2, labels=tmp_path / 'labels', labels_output=tmp_path / 'sub_labels', categories=tmp_path / 'cats.yml',
+        min_label_area=0)
+    assert errors == [] and count == 16 + 1
+    whole = rasterize_category_map(read_labels(tmp_path / 'labels' / 'img.txt', 2), 100, 84, 2)
+    label_files = sorted((tmp_path / 'sub_labels').iterdir())
+    assert [p.stem for p in label_files] == sorted(p.stem for p in (tmp_path / 'sub_hr').iterdir())
+    seen = set()
+    for index, (y, x) in enumerate([(y, x) for y in (0, 20, 40, 60) for x in (0, 20, 40, 44)], 1):
+        regions = read_labels(tmp_path / 'sub_labels' / f'img_s{index:03d}.txt', 2, required=True)
+        crop_map = rasterize_category_map(regions, 40, 40, 2)
+        np.testing.assert_array_equal(crop_map, whole[y:y + 40, x:x + 40], err_msg=f'sub-image {index} at {y},{x}')
+        seen |= set(np.unique(crop_map).tolist())
+    assert seen == {0, 1, 2}
+    assert (tmp_path / 'sub_labels' / 'empty_s001.txt').read_text() == ''  # background only, file present
+
+    with pytest.raises(ValueError, match='--labels needs --labels_output and --categories'):
+        extract_subimages.extract_subimages(tmp_path / 'HR', tmp_path / 'x', labels=tmp_path / 'labels')
+    (tmp_path / 'labels' / 'img.txt').write_text('5 0.5 0.5 0.2 0.2\n')
+    count, errors = extract_subimages.extract_subimages(tmp_path / 'HR', tmp_path / 'x', crop_size=40, step=20,
+                                                        labels=tmp_path / 'labels', labels_output=tmp_path / 'y',
+                                                        categories=tmp_path / 'cats.yml', labels_required=True)
+    assert len(errors) == 2
+    assert any('img.txt:1: unknown class id 5' in error for error in errors)
+    assert any('empty.txt: label file missing' in error for error in errors)
 
 
 def make_pairs(root, names_sizes, scale=2):
@@ -184,7 +224,7 @@ def test_check_dataset_finds_every_kind_of_problem(tmp_path):
     (tmp_path / 'labels' / 'good.txt').write_text('0 0.5 0.5 0.2 0.2\n7 0.5 0.5 0.2 0.2\n')
     (tmp_path / 'labels' / 'lonely.txt').write_text('0 0.1 0.2 0.3 0.4 0.5\n')
     (tmp_path / 'labels' / 'wrong_size.txt').write_text('1 0.5 0.5 0.2 0.2\n0 0.5 0.5 1.5 0.2\n')
-    (tmp_path / 'labels' / 'corrupt.txt').write_text('x 0.5 0.5 0.2 0.2\n')
+    (tmp_path / 'labels' / 'corrupt.txt').write_text('x 0.5 0.5 0.2 0.2\n0 0.5 0.5 0.2 0.2\n1 0.5 0.5 0.2\n')
     (tmp_path / 'labels' / 'ghost.txt').write_text('0 0.5 0.5 0.2 0.2\n')
     problems = check_dataset.check_dataset(tmp_path / 'HR', [tmp_path / 'LR'], [2], tmp_path / 'labels',
                                            tmp_path / 'cats.yml')
@@ -197,8 +237,9 @@ def test_check_dataset_finds_every_kind_of_problem(tmp_path):
     assert 'lonely.txt:1: odd number of coordinates (5)' in text
     assert 'wrong_size.txt:2: coordinates must be normalised to [0, 1]' in text
     assert 'corrupt.txt:1: class id must be an integer' in text
+    assert 'corrupt.txt:3: odd number of coordinates (3)' in text  # every bad line of a file, not only the first
     assert 'ghost.txt: label file without an HR image ghost' in text
-    assert len(problems) == 9
+    assert len(problems) == 10
     assert check_dataset.main(check_args(tmp_path)) == 1
 
 

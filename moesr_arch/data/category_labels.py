@@ -43,47 +43,95 @@ class Region:
         return 0.5 * abs(float(np.dot(x, np.roll(y, -1)) - np.dot(y, np.roll(x, -1))))
 
 
+def parse_label_line(line, source, number, num_categories):
+    """Line ``number`` of the label file ``source`` as a :class:`Region`, or None for a blank or comment line.
+
+    Raises :class:`LabelError` naming ``source:number`` and the problem.
+    """
+    where = f'{source}:{number}'
+    line = line.strip().lstrip('\ufeff')
+    if not line or line.startswith('#'):
+        return None
+    fields = line.split()
+    try:
+        category = int(fields[0])
+    except ValueError:
+        raise LabelError(f'{where}: class id must be an integer, got {fields[0]!r}') from None
+    if not 0 <= category < num_categories:
+        raise LabelError(f'{where}: unknown class id {category} (the categories file has ids 0..{num_categories - 1})')
+    try:
+        values = np.array([float(v) for v in fields[1:]], dtype=np.float64)
+    except ValueError:
+        raise LabelError(f'{where}: coordinates must be numbers: {line!r}') from None
+    if not np.all(np.isfinite(values)):
+        raise LabelError(f'{where}: coordinates must be finite numbers: {line!r}')
+    if len(values) == 4:
+        cx, cy, w, h = values
+        if w <= 0 or h <= 0:
+            raise LabelError(f'{where}: box width and height must be positive, got w={w:g} h={h:g}')
+        points = np.array([[cx - w / 2, cy - h / 2], [cx + w / 2, cy - h / 2], [cx + w / 2, cy + h / 2],
+                           [cx - w / 2, cy + h / 2]])
+    elif len(values) % 2:
+        raise LabelError(f'{where}: odd number of coordinates ({len(values)}); a polygon is x y pairs, '
+                         'a box is cx cy w h')
+    elif len(values) < 6:
+        raise LabelError(f'{where}: {len(values)} coordinates; a polygon needs at least 3 points (6 numbers), '
+                         'a box exactly 4 numbers')
+    else:
+        points = values.reshape(-1, 2)
+    if points.min() < -_TOLERANCE or points.max() > 1 + _TOLERANCE:
+        bad = points[(points < -_TOLERANCE) | (points > 1 + _TOLERANCE)]
+        raise LabelError(f'{where}: coordinates must be normalised to [0, 1], got {bad[0]:g}')
+    return Region(category, np.clip(points, 0, 1), source, number)
+
+
 def parse_label_text(text, source, num_categories):
     """Parse the contents of one label file; ``source`` names it in errors. Returns a list of :class:`Region`."""
-    regions = []
-    for number, raw in enumerate(text.splitlines(), start=1):
-        line = raw.strip().lstrip('\ufeff')
-        if not line or line.startswith('#'):
-            continue
-        where = f'{source}:{number}'
-        fields = line.split()
+    regions = [parse_label_line(line, source, number, num_categories)
+               for number, line in enumerate(text.splitlines(), start=1)]
+    return [region for region in regions if region is not None]
+
+
+def label_problems(text, source, num_categories):
+    """Every bad line of one label file, as :class:`LabelError` messages (empty list: the file is fine)."""
+    problems = []
+    for number, line in enumerate(text.splitlines(), start=1):
         try:
-            category = int(fields[0])
-        except ValueError:
-            raise LabelError(f'{where}: class id must be an integer, got {fields[0]!r}') from None
-        if not 0 <= category < num_categories:
-            raise LabelError(f'{where}: unknown class id {category} '
-                             f'(the categories file has ids 0..{num_categories - 1})')
-        try:
-            values = np.array([float(v) for v in fields[1:]], dtype=np.float64)
-        except ValueError:
-            raise LabelError(f'{where}: coordinates must be numbers: {line!r}') from None
-        if not np.all(np.isfinite(values)):
-            raise LabelError(f'{where}: coordinates must be finite numbers: {line!r}')
-        if len(values) == 4:
-            cx, cy, w, h = values
-            if w <= 0 or h <= 0:
-                raise LabelError(f'{where}: box width and height must be positive, got w={w:g} h={h:g}')
-            points = np.array([[cx - w / 2, cy - h / 2], [cx + w / 2, cy - h / 2], [cx + w / 2, cy + h / 2],
-                               [cx - w / 2, cy + h / 2]])
-        elif len(values) % 2:
-            raise LabelError(f'{where}: odd number of coordinates ({len(values)}); a polygon is x y pairs, '
-                             'a box is cx cy w h')
-        elif len(values) < 6:
-            raise LabelError(f'{where}: {len(values)} coordinates; a polygon needs at least 3 points (6 numbers), '
-                             'a box exactly 4 numbers')
-        else:
-            points = values.reshape(-1, 2)
-        if points.min() < -_TOLERANCE or points.max() > 1 + _TOLERANCE:
-            bad = points[(points < -_TOLERANCE) | (points > 1 + _TOLERANCE)]
-            raise LabelError(f'{where}: coordinates must be normalised to [0, 1], got {bad[0]:g}')
-        regions.append(Region(category, np.clip(points, 0, 1), source, number))
-    return regions
+            parse_label_line(line, source, number, num_categories)
+        except LabelError as error:
+            problems.append(str(error))
+    return problems
+
+
+def clip_polygon(points, x0, y0, x1, y1):
+    """The part of a polygon inside the box ``[x0, x1] x [y0, y1]`` (Sutherland-Hodgman), as M x 2 points.
+
+    A concave polygon cut into pieces comes back as one polygon whose pieces are joined along the box
+    border; those joins enclose no area, so rasterising it (even-odd rule) gives the pieces exactly.
+    Returns an empty array when nothing is left inside.
+    """
+    polygon = [tuple(p) for p in np.asarray(points, dtype=np.float64)]
+    for axis, bound, keep_below in ((0, x0, False), (0, x1, True), (1, y0, False), (1, y1, True)):
+        if not polygon:
+            break
+        inside = [(p[axis] <= bound) if keep_below else (p[axis] >= bound) for p in polygon]
+        clipped = []
+        for i, (current, current_in) in enumerate(zip(polygon, inside)):
+            previous, previous_in = polygon[i - 1], inside[i - 1]
+            if current_in != previous_in:  # the edge crosses the bound: add the crossing point
+                t = (bound - previous[axis]) / (current[axis] - previous[axis])
+                crossing = [previous[0] + t * (current[0] - previous[0]), previous[1] + t * (current[1] - previous[1])]
+                crossing[axis] = bound
+                clipped.append(tuple(crossing))
+            if current_in:
+                clipped.append(current)
+        polygon = clipped
+    return np.array(polygon, dtype=np.float64).reshape(-1, 2)
+
+
+def format_label_line(category, points):
+    """A YOLO polygon line: ``<class> x1 y1 x2 y2 ...`` with 6 decimals (points normalised to [0, 1])."""
+    return ' '.join([str(int(category))] + [f'{v:.6f}' for v in np.clip(points, 0, 1).reshape(-1)])
 
 
 def read_labels(path, num_categories, required=False):

@@ -4,7 +4,8 @@ Every HR image must decode and have an LR partner (same stem, or ``--filename_tm
 ``floor(HR / scale)`` pixels, and no LR image may lack its HR. With ``--labels`` (a folder of YOLO label
 files; an HR LMDB's own ``labels.json`` is read automatically) every label file must parse the way the
 datasets read it (``<category id>`` plus 4 box numbers or at least 3 polygon points, all in [0, 1], ids
-from ``--categories``; the first bad line of a file is reported) and belong to an image. Prints each problem and exits non-zero if there is any.
+from ``--categories``; every bad line is reported) and belong to an image. Prints each problem and exits
+non-zero if there is any.
 """
 import sys
 from pathlib import Path
@@ -14,7 +15,7 @@ import numpy as np
 from tqdm import tqdm
 
 from moesr_arch.data.categories import load_categories
-from moesr_arch.data.category_labels import LabelError, parse_label_text
+from moesr_arch.data.category_labels import label_problems
 from moesr_arch.data.lmdb_util import read_lmdb_labels, read_meta_info
 from moesr_arch.tools.common import error_text, is_image_file, read_raw, report_problems, standalone
 
@@ -73,15 +74,6 @@ def open_source(path):
     return LmdbSource(path) if str(path).rstrip('/').endswith('.lmdb') else FolderSource(path)
 
 
-def check_label_text(text, where, num_categories):
-    """Problems of one YOLO label text, by the rules the datasets apply (the first bad line is reported)."""
-    try:
-        parse_label_text(text, where, num_categories or sys.maxsize)
-    except LabelError as error:
-        return [str(error)]
-    return []
-
-
 def check_dataset(gt, lq=(), scales=(), labels=None, categories=None, filename_tmpl='{}'):
     """All problems found, as messages (empty list: the dataset is fine)."""
     if len(lq) != len(scales):
@@ -126,7 +118,7 @@ def check_dataset(gt, lq=(), scales=(), labels=None, categories=None, filename_t
     for key, (where, text) in sorted(label_texts.items()):
         if key not in gt_keys:
             problems.append(f'{where}: label file without an HR image {key}')
-        problems += check_label_text(text, where, num_categories)
+        problems += label_problems(text, where, num_categories or sys.maxsize)
     return problems
 
 

@@ -4,10 +4,20 @@ HR crops of ``crop_size`` every ``step`` pixels; a last crop is added flush with
 when the remainder exceeds ``thresh_size`` (BasicSR's rule). With ``--lq`` the LR partners are cut at the
 same places scaled down by ``--scale`` (crop and step must be divisible by it), so ``<name>_s001.png`` in
 the HR and LR outputs always show the same content. Images smaller than the crop are kept whole.
+
+With ``--labels`` (YOLO category labels normalised to the HR images, see
+:mod:`moesr_arch.data.category_labels`) every sub-image gets its label file in ``--labels_output``: each
+region clipped to the crop and normalised to it, written as a polygon (boxes too); regions that leave less
+than ``--min_label_area`` HR pixels² inside a crop are dropped, and a crop without regions gets an empty file
+(background only), so ``labels_required: true`` holds for the sub-image dataset.
 """
 from functools import partial
 from pathlib import Path
 
+import numpy as np
+
+from moesr_arch.data.categories import load_categories
+from moesr_arch.data.category_labels import clip_polygon, format_label_line, read_labels
 from moesr_arch.tools.common import (error_text, get_tool_logger, list_images, read_raw, run_parallel, standalone,
                                       write_png)
 
@@ -29,6 +39,32 @@ def cut(image, crop, step, thresh):
             for y in crop_starts(h, crop, step, thresh) for x in crop_starts(w, crop, step, thresh)]
 
 
+def crop_label_lines(regions, image_size, box, min_area):
+    """Label lines of the regions inside ``box`` = ``(x0, y0, x1, y1)`` HR pixels of an image ``(w, h)``."""
+    x0, y0, x1, y1 = box
+    lines = []
+    for region in regions:
+        inside = clip_polygon(region.points * image_size, x0, y0, x1, y1)
+        if len(inside) < 3:
+            continue
+        x, y = inside[:, 0], inside[:, 1]
+        if 0.5 * abs(float(x @ np.roll(y, -1) - y @ np.roll(x, -1))) < min_area:
+            continue
+        lines.append(format_label_line(region.category, (inside - (x0, y0)) / (x1 - x0, y1 - y0)))
+    return lines
+
+
+def write_crop_labels(opt, stem, gt_shape, crops):
+    """Write the label file of every sub-image ``name -> (x0, y0, x1, y1)`` of the HR image ``stem``."""
+    if opt['labels'] is None:
+        return
+    regions = read_labels(Path(opt['labels']) / f'{stem}.txt', opt['num_categories'], required=opt['labels_required'])
+    image_size = (gt_shape[1], gt_shape[0])
+    for name, box in crops.items():
+        lines = crop_label_lines(regions, image_size, box, opt['min_label_area'])
+        (Path(opt['labels_output']) / f'{Path(name).stem}.txt').write_text(''.join(f'{line}\n' for line in lines))
+
+
 def process_one(gt_path, opt):
     """Cut one image (and its LR partner); return ``(number of sub-images, error message or None)``."""
     try:
@@ -37,8 +73,12 @@ def process_one(gt_path, opt):
         scale = opt['scale']
         if opt['lq'] is None:
             pieces = cut(gt, opt['crop_size'], opt['step'], opt['thresh_size'])
-            for index, (_, _, piece) in enumerate(pieces, 1):
-                write_png(Path(opt['output']) / f'{stem}_s{index:03d}.png', piece, opt['compression_level'])
+            crops = {}
+            for index, (y, x, piece) in enumerate(pieces, 1):
+                name = f'{stem}_s{index:03d}.png'
+                write_png(Path(opt['output']) / name, piece, opt['compression_level'])
+                crops[name] = (x, y, x + piece.shape[1], y + piece.shape[0])
+            write_crop_labels(opt, stem, gt.shape, crops)
             return len(pieces), None
         lq_path = opt['lq_names'].get(opt['filename_tmpl'].format(stem))
         if lq_path is None:
@@ -48,22 +88,28 @@ def process_one(gt_path, opt):
         if gt.shape[0] // scale != h or gt.shape[1] // scale != w:
             return 0, (f'size mismatch at x{scale}: LR {lq_path} is {w}x{h} but HR {gt_path} is '
                        f'{gt.shape[1]}x{gt.shape[0]}')
+        full_shape = gt.shape
         gt = gt[:h * scale, :w * scale]
         # Positions are chosen on the LR grid so that HR = LR * scale exactly.
         pieces = cut(lq, opt['crop_size'] // scale, opt['step'] // scale, opt['thresh_size'] // scale)
         crop = opt['crop_size']
+        crops = {}
         for index, (y, x, lq_piece) in enumerate(pieces, 1):
             name = f'{stem}_s{index:03d}.png'
             gt_piece = gt[y * scale:y * scale + crop, x * scale:x * scale + crop]
             write_png(Path(opt['output']) / name, gt_piece, opt['compression_level'])
             write_png(Path(opt['lq_output']) / name, lq_piece, opt['compression_level'])
+            crops[name] = (x * scale, y * scale, x * scale + gt_piece.shape[1], y * scale + gt_piece.shape[0])
+        # Labels are normalised to the whole HR image, before the trim to a multiple of the scale.
+        write_crop_labels(opt, stem, full_shape, crops)
         return len(pieces), None
     except Exception as error:  # reported at the end; the other images are still cut
         return 0, error_text(gt_path, error)
 
 
 def extract_subimages(input_folder, output, crop_size=480, step=240, thresh_size=0, lq=None, lq_output=None,
-                      scale=1, filename_tmpl='{}', n_thread=1, compression_level=3):
+                      scale=1, filename_tmpl='{}', n_thread=1, compression_level=3, labels=None, labels_output=None,
+                      categories=None, labels_required=False, min_label_area=4.0):
     """Cut every image of ``input_folder``; return ``(number of sub-images, error messages)``."""
     if crop_size < 1 or step < 1 or thresh_size < 0:
         raise ValueError(f'crop_size and step must be positive and thresh_size >= 0, got '
@@ -74,13 +120,22 @@ def extract_subimages(input_folder, output, crop_size=480, step=240, thresh_size
         if crop_size % scale or step % scale:
             raise ValueError(f'crop_size {crop_size} and step {step} must be divisible by the scale {scale} '
                              'so that HR and LR sub-images align')
-    for folder in (output, lq_output):
+    if labels is not None:
+        if labels_output is None or categories is None:
+            raise ValueError('--labels needs --labels_output and --categories (the file the label ids come from)')
+        if not Path(labels).is_dir():
+            raise FileNotFoundError(f'--labels {labels}: no such folder')
+    for folder in (output, lq_output, labels_output):
         if folder is not None and Path(folder).exists() and any(Path(folder).iterdir()):
             raise FileExistsError(f'{folder} exists and is not empty; choose a new output folder')
+    if labels_output is not None:
+        Path(labels_output).mkdir(parents=True, exist_ok=True)
     gt_paths = list_images(input_folder)
     opt = dict(output=output, lq=lq, lq_output=lq_output, scale=scale, crop_size=crop_size, step=step,
                thresh_size=thresh_size, filename_tmpl=filename_tmpl, compression_level=compression_level,
-               lq_names={p.stem: p for p in list_images(lq)} if lq else {})
+               lq_names={p.stem: p for p in list_images(lq)} if lq else {}, labels=labels,
+               labels_output=labels_output, labels_required=labels_required, min_label_area=min_label_area,
+               num_categories=len(load_categories(categories)) if labels is not None else 0)
     results = run_parallel(partial(process_one, opt=opt), gt_paths, n_thread, 'extract_subimages')
     return sum(count for count, _ in results), [error for _, error in results if error]
 
@@ -96,6 +151,13 @@ def add_arguments(parser):
     parser.add_argument('--thresh_size', type=int, default=0,
                         help='add a border-flush crop when the remainder exceeds this (default: 0)')
     parser.add_argument('--filename_tmpl', default='{}', help="LR stem from HR stem, e.g. '{}x4' (default: '{}')")
+    parser.add_argument('--labels', help='folder of YOLO category labels of the HR images, cut alongside')
+    parser.add_argument('--labels_output', help='output folder for the sub-images\' labels (with --labels)')
+    parser.add_argument('--categories', help='categories file (id: name) of the labels (with --labels)')
+    parser.add_argument('--labels_required', action='store_true',
+                        help='an HR image without a label file is an error (default: background only)')
+    parser.add_argument('--min_label_area', type=float, default=4.0,
+                        help='drop a region with less than this many HR pixels² inside a crop (default: 4)')
     parser.add_argument('--n_thread', type=int, default=4, help='worker processes (default: 4)')
     parser.add_argument('--compression_level', type=int, default=3, help='PNG compression 0-9 (default: 3)')
 
@@ -103,11 +165,13 @@ def add_arguments(parser):
 def main(args):
     count, failures = extract_subimages(args.input, args.output, args.crop_size, args.step, args.thresh_size,
                                         args.lq, args.lq_output, args.scale, args.filename_tmpl, args.n_thread,
-                                        args.compression_level)
+                                        args.compression_level, args.labels, args.labels_output, args.categories,
+                                        args.labels_required, args.min_label_area)
     logger = get_tool_logger()
     for error in failures:
         logger.error(error)
-    logger.info(f'{count} sub-images written to {args.output}' + (f' and {args.lq_output}' if args.lq else ''))
+    written = [args.output] + ([args.lq_output] if args.lq else []) + ([args.labels_output] if args.labels else [])
+    logger.info(f'{count} sub-images written to {" and ".join(map(str, written))}')
     return 1 if failures else 0
 
 
