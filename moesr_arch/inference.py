@@ -133,7 +133,8 @@ class Tiler:
     def run_tile(self, fn, tile, size):
         """``fn`` on one CPU tile; the CPU float32 result (resized to ``size`` when a float scale is off by a pixel)."""
         with torch.inference_mode(), self.autocast():
-            tile = tile.to(self.device)
+            # Tiles are views of HWC images: networks get the dense NCHW layout they were trained on.
+            tile = tile.to(self.device).contiguous()
             result = self_ensemble(fn, tile) if self.ensemble else fn(tile)
         result = result.float()
         if tuple(result.shape[-2:]) != size:
@@ -263,6 +264,12 @@ def build_from_options(opt_path, model_path=None, require_weights=True):
     return network, scale, opt
 
 
+# Default tile per device. On a CPU smaller tiles keep the activations in cache: SeemoRe-T x4 on a
+# 1920x1080 photo took 28.5 s with 256 against 64 s with 512 (2-core CPU); EDSR gains a little, VDSR
+# loses 15%. GPUs prefer large tiles.
+DEFAULT_TILE = {'cpu': 256, 'cuda': 512}
+
+
 class Upscaler:
     """Super-resolves image files with a network, following the plug-in protocol of this module.
 
@@ -271,7 +278,7 @@ class Upscaler:
         scale (int | float): The network's scale (the option file's ``scale``).
         device (str | torch.device): 'auto' (CUDA when available), 'cpu' or 'cuda[:i]'.
         precision (str): 'auto' (fp32 on CPU, bf16 or fp16 on CUDA), 'fp32', 'bf16' or 'fp16'.
-        tile (int): Tile size in LR pixels (0: whole image at once).
+        tile (int | None): Tile size in LR pixels (0: whole image at once; None: ``DEFAULT_TILE`` of the device).
         tile_overlap (int): Overlap of neighbouring tiles in LR pixels.
         ensemble (bool): x8 geometric self-ensemble.
         out_scale (float | None): Requested scale (``--scale``): any float for networks with ``upscale``.
@@ -279,7 +286,7 @@ class Upscaler:
         progress (bool): Show the tile progress bar.
     """
 
-    def __init__(self, network, scale, device='auto', precision='auto', tile=512, tile_overlap=32, ensemble=False,
+    def __init__(self, network, scale, device='auto', precision='auto', tile=None, tile_overlap=32, ensemble=False,
                  out_scale=None, want_maps=False, progress=True):
         if device == 'auto':
             device = 'cuda' if torch.cuda.is_available() else 'cpu'
@@ -287,6 +294,8 @@ class Upscaler:
         if self.device.type == 'cuda' and not torch.cuda.is_available():
             raise InferenceError('--device cuda but CUDA is not available')
         self.network = network.to(self.device).eval()
+        if tile is None:
+            tile = DEFAULT_TILE.get(self.device.type, 512)
         self.tiler = Tiler(self.device, tile, tile_overlap, precision_dtype(precision, self.device), ensemble, progress)
         self.scale = scale
         self.out_scale = out_scale
@@ -341,6 +350,7 @@ class Upscaler:
         h, w = bgr.shape[:2]
         if hasattr(self.network, 'infer_image'):
             lq = torch.from_numpy(np.ascontiguousarray(bgr[:, :, ::-1])).permute(2, 0, 1)[None].float() / peak
+            lq = lq.contiguous()  # NCHW, as in training (see Tiler.run_tile)
             with torch.inference_mode():
                 result = self.network.infer_image(lq, tiler=self.tiler, device=self.device, scale=self.out_scale,
                                                   want_maps=self.want_maps)

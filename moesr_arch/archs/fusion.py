@@ -17,7 +17,8 @@ background last) into blending weights at HR size:
    image without categories gets weight exactly 1 on the background expert.
 
 Steps 1-3 run only inside each category's bounding box grown by the reach of dilation and feather
-(outside it the weight is exactly 0), so their cost follows the area the categories cover.
+(outside it the weight is exactly 0), and step 4 only inside the union of those boxes (outside it the
+background's weight is exactly 1), so their cost follows the area the categories cover.
 
 Sparse execution runs an expert only on crops of the LR image: the bounding boxes of the connected
 components of its weight's support (``core``), each widened by a context ``margin``. A convolutional
@@ -77,24 +78,33 @@ def blend_weights(weights, scale, dilation=0, feather=0):
     # Each category is processed only inside its weight's bounding box (over the batch) grown by the
     # reach of dilation and feather: outside, its weight is exactly zero, so the cost follows the coverage.
     reach = -(-(dilation + max(feather - 1, 0)) // scale)  # LR pixels, rounded up
-    parts = []
+    boxes = {}
     for k in range(channels - 1):
         used = low[:, k].detach().amax(0) > 0
-        part = low.new_zeros(b, 1, h * scale, w * scale)
         if used.any():
             rows, cols = used.any(1).nonzero()[:, 0], used.any(0).nonzero()[:, 0]
-            y0, y1 = max(int(rows[0]) - reach, 0), min(int(rows[-1]) + 1 + reach, h)
-            x0, x1 = max(int(cols[0]) - reach, 0), min(int(cols[-1]) + 1 + reach, w)
-            crop = F.interpolate(low[:, k:k + 1, y0:y1, x0:x1], scale_factor=scale, mode='nearest')
-            part[:, :, y0 * scale:y1 * scale, x0 * scale:x1 * scale] = feather_ramp(grey_dilate(crop, dilation), feather)
-        parts.append(part)
-    if not parts:
-        return weights.new_ones(b, 1, h * scale, w * scale)
+            boxes[k] = (max(int(rows[0]) - reach, 0), min(int(rows[-1]) + 1 + reach, h),
+                        max(int(cols[0]) - reach, 0), min(int(cols[-1]) + 1 + reach, w))
+    if not boxes:
+        return torch.cat([weights.new_zeros(b, channels - 1, h * scale, w * scale),
+                          weights.new_ones(b, 1, h * scale, w * scale)], 1)
+    # Normalisation runs on the union of the boxes only; outside it the background's weight is exactly 1.
+    uy0, uy1 = min(box[0] for box in boxes.values()), max(box[1] for box in boxes.values())
+    ux0, ux1 = min(box[2] for box in boxes.values()), max(box[3] for box in boxes.values())
+    parts = []
+    for k in range(channels - 1):
+        if k not in boxes:
+            parts.append(low.new_zeros(b, 1, (uy1 - uy0) * scale, (ux1 - ux0) * scale))
+            continue
+        y0, y1, x0, x1 = boxes[k]
+        crop = F.interpolate(low[:, k:k + 1, y0:y1, x0:x1], scale_factor=scale, mode='nearest')
+        part = feather_ramp(grey_dilate(crop, dilation), feather)
+        parts.append(F.pad(part, [scale * n for n in (x0 - ux0, ux1 - x1, y0 - uy0, uy1 - y1)]))
     categories = torch.cat(parts, 1)
-    total = categories.sum(1, keepdim=True)
-    categories = categories / total.clamp(min=1)
+    categories = categories / categories.sum(1, keepdim=True).clamp(min=1)
     background = (1 - categories.sum(1, keepdim=True)).clamp(min=0)
-    return torch.cat([categories, background], 1)
+    outside = [scale * n for n in (ux0, w - ux1, uy0, h - uy1)]
+    return torch.cat([F.pad(categories, outside), F.pad(background, outside, value=1.0)], 1)
 
 
 def support_cores(mask, margin):

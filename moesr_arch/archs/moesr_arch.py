@@ -181,7 +181,14 @@ class MoESRNet(nn.Module):
                     if background is None:
                         background = patch.new_empty(lq.shape[0], patch.shape[0], h * s, w * s)
                     background[image_index, :, y0 * s:y1 * s, x0 * s:x1 * s] = patch
-        output = background * hr_weights[:, -1:]
+        # The background's weight is exactly 1 outside the categories' reach: weigh it only inside.
+        output = background.clone()
+        for image_index, weight in enumerate(hr_weights):
+            shared = weight[-1] < 1
+            if shared.any():
+                rows, cols = shared.any(1).nonzero()[:, 0], shared.any(0).nonzero()[:, 0]
+                box = (slice(int(rows[0]), int(rows[-1]) + 1), slice(int(cols[0]), int(cols[-1]) + 1))
+                output[image_index][(slice(None), ) + box] *= weight[-1][box]
         for image_index, (image, weight) in enumerate(zip(lq.split(1), hr_weights)):
             for index, name in enumerate(self.categories):
                 cores = support_cores(support_mask(weight[index], s), self.crop_margin)

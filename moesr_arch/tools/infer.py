@@ -40,7 +40,8 @@ def add_arguments(parser):
     parser.add_argument('-i', '--input', required=True, help='image file or folder')
     parser.add_argument('-o', '--output', required=True, help='output folder')
     parser.add_argument('--model_path', help='weights (.pth or .safetensors) instead of path.pretrain_network_g')
-    parser.add_argument('--tile', type=int, default=512, help='tile size in LR pixels, 0 = whole image (default: 512)')
+    parser.add_argument('--tile', type=int, help='tile size in LR pixels, 0 = whole image (default: 256 on CPU, '
+                        'where smaller tiles run faster, 512 on CUDA)')
     parser.add_argument('--tile_overlap', type=int, default=32, help='tile overlap in LR pixels (default: 32)')
     parser.add_argument('--precision', choices=('auto', 'fp32', 'bf16', 'fp16'), default='auto',
                         help='auto = fp32 on CPU, bf16 (or fp16) on CUDA (default: auto)')
