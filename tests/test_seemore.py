@@ -146,6 +146,19 @@ def test_any_input_size(size, variant):
     assert torch.isfinite(out).all()
 
 
+def test_a_tile_of_a_decoded_image_runs_channels_last_inside():
+    """A view of an HWC array (what tiled inference cuts) must get the fast channels-last path, same output."""
+    model = SeemoRe(scale=2, variant='T', num_layers=1).eval()
+    hwc = torch.rand(40, 50, 3)
+    tile = hwc.permute(2, 0, 1)[None][..., 4:36, 6:40]  # batch stride 3: passes as channels-last, is not
+    layouts = []
+    model.conv_1.register_forward_hook(lambda module, args, out: layouts.append(out.stride(1) == 1))
+    with torch.no_grad():
+        out, reference = model(tile), model(tile.contiguous())
+    assert layouts == [True, True]
+    torch.testing.assert_close(out, reference, rtol=0, atol=1e-6)
+
+
 PAPER_T = {2: (220e3, 45e9, (360, 640)), 3: (225e3, 20e9, (240, 427)), 4: (232e3, 12e9, (180, 320))}
 
 
