@@ -35,12 +35,22 @@ import torch.nn.functional as F
 
 
 def grey_dilate(x, radius):
-    """Max over a ``(2 radius + 1)`` square around each pixel (separable; pixels outside are ignored)."""
+    """Max over a ``(2 radius + 1)`` square around each pixel (separable; pixels outside are ignored).
+
+    Element-wise maxima of shifted views: on a CPU, 4 to 10 times faster than ``max_pool2d`` with stride 1,
+    whose kernel also computes the argmax indices.
+    """
     if radius <= 0:
         return x
-    k = 2 * radius + 1
-    x = F.max_pool2d(x, (k, 1), stride=1, padding=(radius, 0))
-    return F.max_pool2d(x, (1, k), stride=1, padding=(0, radius))
+    h, w = x.shape[-2:]
+    padded = F.pad(x, (radius, radius, radius, radius), value=float('-inf'))
+    rows = padded[..., :h, :]
+    for offset in range(1, 2 * radius + 1):
+        rows = torch.maximum(rows, padded[..., offset:offset + h, :])
+    out = rows[..., :w]
+    for offset in range(1, 2 * radius + 1):
+        out = torch.maximum(out, rows[..., offset:offset + w])
+    return out
 
 
 def feather_ramp(alpha, width):
@@ -103,8 +113,10 @@ def blend_weights(weights, scale, dilation=0, feather=0):
     categories = torch.cat(parts, 1)
     categories = categories / categories.sum(1, keepdim=True).clamp(min=1)
     background = (1 - categories.sum(1, keepdim=True)).clamp(min=0)
-    outside = [scale * n for n in (ux0, w - ux1, uy0, h - uy1)]
-    return torch.cat([F.pad(categories, outside), F.pad(background, outside, value=1.0)], 1)
+    result = weights.new_zeros(b, channels, h * scale, w * scale)
+    result[:, -1] = 1
+    result[:, :, uy0 * scale:uy1 * scale, ux0 * scale:ux1 * scale] = torch.cat([categories, background], 1)
+    return result
 
 
 def support_cores(mask, margin):

@@ -83,7 +83,7 @@ def build_net():
 
 def expert_table(quick):
     from moesr_arch.archs.fusion import (blend_weights, covered_fraction, support_cores, support_mask)
-    size, repeats = (64, 1) if quick else (512, 3)
+    size, repeats = (64, 1) if quick else (512, 5)
     net, margin = build_net()
     lq = torch.rand(1, 3, size, size)
     rows = []
