@@ -23,7 +23,7 @@ demo-data: $(STAMP)
 
 demo: demo-data
 	$(VENV)/bin/basicsr train -opt options/train_moesr.yml
-	$(VENV)/bin/basicsr train-gate --dataset datasets/demo --lr-scale 2 --epochs 5 --imgsz 256 --output experiments/gate_demo
+	$(VENV)/bin/basicsr train-gate --dataset datasets/demo --lr-scale 2 --epochs 40 --repeat 8 --imgsz 256 --output experiments/gate_demo
 	$(VENV)/bin/basicsr test -opt options/test_moesr.yml
 	@echo "Pictures (blend, background expert alone, gate overlay): experiments/demo_MoESR_x2_EDSR_f32b4/visualization/ (label gate)  results/demo_MoESR_x2_EDSR_f32b4/visualization/demo_val/ (YOLO gate)"
 	@echo "Tables (MoE-SR vs background expert, per category): experiments/demo_MoESR_x2_EDSR_f32b4/train_*.log  results/demo_MoESR_x2_EDSR_f32b4/test_*.log"

@@ -3,7 +3,8 @@
 Runs the network of a test option file (the demo EDSR after ``make demo`` by default) with the same
 engine as ``basicsr infer`` on one demo validation image and writes ``docs/images/before_after.png``
 with the Y-PSNR of each crop in its caption; ``docs/images/gate_overlays.png`` shows the label gate's
-category regions on the demo validation photos (what the MoE-SR experts are given).
+category regions on the demo validation photos (what the MoE-SR experts are given), and
+``docs/images/yolo_gate_overlays.png`` what the demo YOLO gate (``experiments/gate_demo/gate.pt``) finds there.
 
 Usage: ``python scripts/make_readme_figures.py [-opt options/test_edsr_demo.yml] [--model_path CKPT]
 [--image motorcycle_right] [--crop Y X SIZE]``
@@ -56,22 +57,46 @@ def make_before_after(opt, model_path, image, crop, output, zoom=2, data_root='d
     return output
 
 
-def make_gate_overlays(output, data_root='datasets/demo', names=('zidane', 'motorcycle_right', 'chelsea_right'),
-                       height=180):
-    import moesr_arch  # noqa: F401
+def label_gate_weights(data_root, categories):
+    """``weights(name, lr)``: the label gate's one-hot weights of a demo validation photo."""
     import torch
 
-    from moesr_arch.data.categories import load_categories
     from moesr_arch.data.category_labels import rasterize_category_map, read_labels
-    from moesr_arch.gating.overlay import draw_overlay
-    categories = load_categories(Path(data_root) / 'categories.yml')
-    panels = []
-    for name in names:
-        lr = cv2.imread(str(Path(data_root) / 'val' / 'LR_bicubic' / 'X2' / f'{name}.png'))[..., ::-1]
+
+    def weights(name, lr):
         regions = read_labels(Path(data_root) / 'val' / 'labels' / f'{name}.txt', len(categories))
         category_map = torch.from_numpy(rasterize_category_map(regions, *lr.shape[:2], len(categories)))
-        weights = torch.nn.functional.one_hot(category_map, len(categories) + 1).permute(2, 0, 1).float()
-        panel = draw_overlay(np.ascontiguousarray(lr), weights, categories)[..., ::-1]
+        return torch.nn.functional.one_hot(category_map, len(categories) + 1).permute(2, 0, 1).float()
+    return weights
+
+
+def yolo_gate_weights(data_root, gate_weights, imgsz=256, conf=0.25):
+    """``weights(name, lr)``: what the trained YOLO gate (as in ``options/test_moesr.yml``) gives a photo."""
+    import torch
+
+    from moesr_arch.gating import build_gate
+    gate = build_gate({'type': 'YOLOGate', 'categories_file': str(Path(data_root) / 'categories.yml'),
+                       'weights': str(gate_weights), 'class_map': 'auto', 'conf': conf, 'imgsz': imgsz})
+
+    def weights(name, lr):
+        return gate(torch.from_numpy(lr / 255.).permute(2, 0, 1)[None].float())[0]
+    return weights
+
+
+def make_gate_overlays(output, gate_weights=None, data_root='datasets/demo',
+                       names=('zidane', 'motorcycle_right', 'chelsea_right'), height=180):
+    """Overlays of the demo validation photos: the label gate's regions, or the YOLO gate's with ``gate_weights``."""
+    import moesr_arch  # noqa: F401
+
+    from moesr_arch.data.categories import load_categories
+    from moesr_arch.gating.overlay import draw_overlay
+    categories = load_categories(Path(data_root) / 'categories.yml')
+    weights = yolo_gate_weights(data_root, gate_weights) if gate_weights else label_gate_weights(data_root, categories)
+    panels = []
+    for name in names:
+        bgr = cv2.imread(str(Path(data_root) / 'val' / 'LR_bicubic' / 'X2' / f'{name}.png'))
+        lr = np.ascontiguousarray(bgr[..., ::-1])
+        panel = draw_overlay(lr, weights(name, lr), categories)[..., ::-1]
         panels.append(cv2.resize(panel, (round(panel.shape[1] * height / panel.shape[0]), height),
                                  interpolation=cv2.INTER_AREA))
     gap = np.full((height, 6, 3), 255, np.uint8)
@@ -88,9 +113,15 @@ def main(argv=None):
     parser.add_argument('--crop', type=int, nargs=3, default=(100, 100, 120), metavar=('Y', 'X', 'SIZE'),
                         help='HR crop (default: 100 100 120)')
     parser.add_argument('-o', '--output', default='docs/images/before_after.png')
-    parser.add_argument('--overlays', default='docs/images/gate_overlays.png', help='gate overlay picture')
+    parser.add_argument('--overlays', default='docs/images/gate_overlays.png', help='label gate overlay picture')
+    parser.add_argument('--gate', default='experiments/gate_demo/gate.pt',
+                        help='trained YOLO gate for the second overlay picture (skipped when missing)')
+    parser.add_argument('--yolo_overlays', default='docs/images/yolo_gate_overlays.png',
+                        help='YOLO gate overlay picture')
     args = parser.parse_args(argv)
     print(make_gate_overlays(args.overlays))
+    if Path(args.gate).is_file():
+        print(make_gate_overlays(args.yolo_overlays, args.gate))
     print(make_before_after(args.opt, args.model_path, args.image, args.crop, args.output))
 
 

@@ -2,7 +2,7 @@
 
 Demo (a few epochs on CPU)::
 
-    python scripts/train_gate.py --dataset datasets/demo --lr-scale 2 --epochs 5 --output experiments/gate_demo
+    python scripts/train_gate.py --dataset datasets/demo --lr-scale 2 --epochs 40 --repeat 8 --imgsz 256 --output experiments/gate_demo
 """
 import argparse
 import sys
