@@ -4,7 +4,8 @@ Runs the network of a test option file (the demo EDSR after ``make demo`` by def
 engine as ``basicsr infer`` on one demo validation image and writes ``docs/images/before_after.png``
 with the Y-PSNR of each crop in its caption; ``docs/images/gate_overlays.png`` shows the label gate's
 category regions on the demo validation photos (what the MoE-SR experts are given), and
-``docs/images/yolo_gate_overlays.png`` what the demo YOLO gate (``experiments/gate_demo/gate.pt``) finds there.
+``docs/images/yolo_gate_overlays.png`` what the demo YOLO gate (``experiments/gate_demo/gate.pt``) finds there;
+``docs/images/moeisr_expert_maps.png`` the demo MoEISR's decoder choice per output pixel at two routing biases.
 
 Usage: ``python scripts/make_readme_figures.py [-opt options/test_edsr_demo.yml] [--model_path CKPT]
 [--image motorcycle_right] [--crop Y X SIZE]``
@@ -105,6 +106,32 @@ def make_gate_overlays(output, gate_weights=None, data_root='datasets/demo',
     return output
 
 
+def make_expert_maps(output, opt='options/test_moeisr_demo.yml', model_path=None, image='motorcycle_right',
+                     scale=4, biases=(0.0, 0.5, 1.0), data_root='datasets/demo/val'):
+    """MoEISR's SR output beside its expert maps (decoder per output pixel) at each routing bias."""
+    import moesr_arch  # noqa: F401
+
+    from moesr_arch.inference import Upscaler, build_from_options
+    network, _, _ = build_from_options(opt, model_path)
+    lr = cv2.imread(str(Path(data_root) / 'LR_bicubic' / f'X{scale}' / f'{image}.png'))
+    if lr is None:
+        raise FileNotFoundError(f'{data_root}: no LR_bicubic/X{scale}/{image}.png (run make demo-data)')
+    panels = []
+    for bias in biases:
+        network.routing_bias = float(bias)
+        upscaler = Upscaler(network, scale, 'cpu', tile=0, out_scale=scale, want_maps=True, progress=False)
+        sr, maps = upscaler.upscale_array(lr, 255.)
+        if not panels:
+            panels.append(caption(sr, f'MoEISR x{scale}'))
+        panels.append(caption(np.ascontiguousarray(maps['experts'][..., ::-1]), f'experts, routing bias {bias:g}'))
+    height = max(panel.shape[0] for panel in panels)
+    panels = [np.vstack([p, np.full((height - p.shape[0], p.shape[1], 3), 255, np.uint8)]) for p in panels]
+    gap = np.full((height, 6, 3), 255, np.uint8)
+    figure = np.hstack([p for panel in panels for p in (panel, gap)][:-1])
+    cv2.imwrite(str(output), figure, [cv2.IMWRITE_PNG_COMPRESSION, 9])
+    return output
+
+
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.strip().splitlines()[0])
     parser.add_argument('-opt', default='options/test_edsr_demo.yml', help='test option file of the network')
@@ -118,8 +145,15 @@ def main(argv=None):
                         help='trained YOLO gate for the second overlay picture (skipped when missing)')
     parser.add_argument('--yolo_overlays', default='docs/images/yolo_gate_overlays.png',
                         help='YOLO gate overlay picture')
+    parser.add_argument('--moeisr_opt', default='options/test_moeisr_demo.yml',
+                        help='MoEISR test option file for the expert-map picture (skipped when its weights are missing)')
+    parser.add_argument('--expert_maps', default='docs/images/moeisr_expert_maps.png', help='expert-map picture')
     args = parser.parse_args(argv)
     print(make_gate_overlays(args.overlays))
+    try:
+        print(make_expert_maps(args.expert_maps, args.moeisr_opt))
+    except FileNotFoundError as error:
+        print(f'expert maps skipped: {error}')
     if Path(args.gate).is_file():
         print(make_gate_overlays(args.yolo_overlays, args.gate))
     print(make_before_after(args.opt, args.model_path, args.image, args.crop, args.output))
