@@ -124,6 +124,7 @@ def test_extract_subimages_cuts_category_labels_with_the_images(tmp_path):
     assert len(errors) == 2
     assert any('img.txt:1: unknown class id 5' in error for error in errors)
     assert any('empty.txt: label file missing' in error for error in errors)
+    assert count == 0 and not list((tmp_path / 'x').glob('*')), 'sub-images written without their labels'
 
 
 def make_pairs(root, names_sizes, scale=2):

@@ -38,9 +38,14 @@ class Region:
 
     @property
     def area(self):
-        """Polygon area in normalised units (shoelace formula)."""
-        x, y = self.points[:, 0], self.points[:, 1]
-        return 0.5 * abs(float(np.dot(x, np.roll(y, -1)) - np.dot(y, np.roll(x, -1))))
+        """Polygon area in normalised units."""
+        return polygon_area(self.points)
+
+
+def polygon_area(points):
+    """Area of a polygon given as N x 2 points (shoelace formula)."""
+    x, y = points[:, 0], points[:, 1]
+    return 0.5 * abs(float(np.dot(x, np.roll(y, -1)) - np.dot(y, np.roll(x, -1))))
 
 
 def parse_label_line(line, source, number, num_categories):

@@ -14,10 +14,8 @@ than ``--min_label_area`` HR pixels² inside a crop are dropped, and a crop with
 from functools import partial
 from pathlib import Path
 
-import numpy as np
-
 from moesr_arch.data.categories import load_categories
-from moesr_arch.data.category_labels import clip_polygon, format_label_line, read_labels
+from moesr_arch.data.category_labels import clip_polygon, format_label_line, polygon_area, read_labels
 from moesr_arch.tools.common import (error_text, get_tool_logger, list_images, read_raw, run_parallel, standalone,
                                       write_png)
 
@@ -45,20 +43,24 @@ def crop_label_lines(regions, image_size, box, min_area):
     lines = []
     for region in regions:
         inside = clip_polygon(region.points * image_size, x0, y0, x1, y1)
-        if len(inside) < 3:
-            continue
-        x, y = inside[:, 0], inside[:, 1]
-        if 0.5 * abs(float(x @ np.roll(y, -1) - y @ np.roll(x, -1))) < min_area:
+        if len(inside) < 3 or polygon_area(inside) < min_area:
             continue
         lines.append(format_label_line(region.category, (inside - (x0, y0)) / (x1 - x0, y1 - y0)))
     return lines
 
 
-def write_crop_labels(opt, stem, gt_shape, crops):
-    """Write the label file of every sub-image ``name -> (x0, y0, x1, y1)`` of the HR image ``stem``."""
+def image_regions(opt, stem):
+    """The label regions of the HR image ``stem``, or None without ``--labels`` (read before any output is
+    written, so a bad label file leaves no sub-images without labels)."""
     if opt['labels'] is None:
+        return None
+    return read_labels(Path(opt['labels']) / f'{stem}.txt', opt['num_categories'], required=opt['labels_required'])
+
+
+def write_crop_labels(opt, regions, gt_shape, crops):
+    """Write the label file of every sub-image ``name -> (x0, y0, x1, y1)`` (HR pixels of a ``gt_shape`` image)."""
+    if regions is None:
         return
-    regions = read_labels(Path(opt['labels']) / f'{stem}.txt', opt['num_categories'], required=opt['labels_required'])
     image_size = (gt_shape[1], gt_shape[0])
     for name, box in crops.items():
         lines = crop_label_lines(regions, image_size, box, opt['min_label_area'])
@@ -69,6 +71,7 @@ def process_one(gt_path, opt):
     """Cut one image (and its LR partner); return ``(number of sub-images, error message or None)``."""
     try:
         stem = Path(gt_path).stem
+        regions = image_regions(opt, stem)
         gt = read_raw(gt_path)
         scale = opt['scale']
         if opt['lq'] is None:
@@ -78,7 +81,7 @@ def process_one(gt_path, opt):
                 name = f'{stem}_s{index:03d}.png'
                 write_png(Path(opt['output']) / name, piece, opt['compression_level'])
                 crops[name] = (x, y, x + piece.shape[1], y + piece.shape[0])
-            write_crop_labels(opt, stem, gt.shape, crops)
+            write_crop_labels(opt, regions, gt.shape, crops)
             return len(pieces), None
         lq_path = opt['lq_names'].get(opt['filename_tmpl'].format(stem))
         if lq_path is None:
@@ -101,7 +104,7 @@ def process_one(gt_path, opt):
             write_png(Path(opt['lq_output']) / name, lq_piece, opt['compression_level'])
             crops[name] = (x * scale, y * scale, x * scale + gt_piece.shape[1], y * scale + gt_piece.shape[0])
         # Labels are normalised to the whole HR image, before the trim to a multiple of the scale.
-        write_crop_labels(opt, stem, full_shape, crops)
+        write_crop_labels(opt, regions, full_shape, crops)
         return len(pieces), None
     except Exception as error:  # reported at the end; the other images are still cut
         return 0, error_text(gt_path, error)
