@@ -334,30 +334,40 @@ class Upscaler:
         return expert_map_image(expert_map, labels)[:, :, ::-1]  # maps are RGB
 
     def memory_check(self, h, w, peak):
+        """Bytes an ``h x w`` image needs; raises :class:`InferenceError` before starting when they are not there.
+
+        Networks that process whole images (``infer_image``) tell their own need (``inference_memory``).
+        """
         scale = float(self.out_scale or self.scale)
         tile = self.tiler.tile
-        need = estimate_memory(h, w, scale, tile, in_bytes=2 if peak > 255 else 1, out_bytes=2 if peak > 255 else 1)
+        pixel_bytes = 2 if peak > 255 else 1
+        if hasattr(self.network, 'inference_memory'):
+            need = self.network.inference_memory(h, w, tile) + out_size(h, scale) * out_size(w, scale) * 3 * pixel_bytes
+            advice = f'{type(self.network).__name__} holds the whole image; use a smaller image or split it'
+        else:
+            need = estimate_memory(h, w, scale, tile, in_bytes=pixel_bytes, out_bytes=pixel_bytes)
+            advice = f'with --tile {tile}; use a smaller --tile, a smaller scale or a smaller image'
         free = available_memory()
         if need > 0.9 * free:
             raise InferenceError(
                 f'a {w}x{h} image at x{scale:g} gives a {out_size(w, scale)}x{out_size(h, scale)} output that needs '
-                f'about {need / GIB:.1f} GiB of memory with --tile {tile}, but only {free / GIB:.1f} GiB is '
-                'available; use a smaller --tile, a smaller scale or a smaller image')
+                f'about {need / GIB:.1f} GiB of memory, but only {free / GIB:.1f} GiB is available: {advice}')
         return need
 
     def upscale_array(self, bgr, peak):
         """SR of ``bgr`` (h x w x 3, uint8/uint16); returns ``(bgr output of the same dtype, maps)``."""
         h, w = bgr.shape[:2]
+        self.memory_check(h, w, peak)
         if hasattr(self.network, 'infer_image'):
             lq = torch.from_numpy(np.ascontiguousarray(bgr[:, :, ::-1])).permute(2, 0, 1)[None].float() / peak
             lq = lq.contiguous()  # NCHW, as in training (see Tiler.run_tile)
             with torch.inference_mode():
                 result = self.network.infer_image(lq, tiler=self.tiler, device=self.device, scale=self.out_scale,
                                                   want_maps=self.want_maps)
-            sr, maps = result if isinstance(result, tuple) else (result, {})
-            sr = sr[0].float().clamp(0, 1).permute(1, 2, 0).cpu().numpy()[:, :, ::-1]
-            return np.round(sr * peak).astype(bgr.dtype), maps
-        self.memory_check(h, w, peak)
+                sr, maps = result if isinstance(result, tuple) else (result, {})
+                # In place: the output is the largest tensor here, and a copy per step would double the peak.
+                sr = sr[0].float().cpu().clamp_(0, 1).mul_(peak).round_().permute(1, 2, 0).numpy()[:, :, ::-1]
+            return sr.astype(bgr.dtype), maps
         fn, scale = self.forward_fn()
         output = np.empty((out_size(h, scale), out_size(w, scale), 3), bgr.dtype)
         experts = self.map_experts()

@@ -219,6 +219,20 @@ def test_sparse_runs_category_experts_only_on_their_crops():
     assert seen['people'] == [(1, 3, 10 + 12 + 32, 22 + 12 + 32)]
 
 
+def test_tile_size_bounds_every_expert_call_and_keeps_the_output_exact():
+    net = moesr(tile_size=16, max_batch=3)
+    seen = []
+    for expert in net.experts.values():
+        expert.register_forward_hook(lambda module, args, out: seen.append(tuple(args[0].shape[-2:])))
+    lq = torch.rand(1, 3, 90, 80)
+    weights = gate_weights(90, 80, regions=[(0, 5, 85, 5, 70, 1.0), (1, 50, 60, 60, 75, 0.6)])
+    with torch.no_grad():
+        sparse = net.run(lq, weights)['output']
+        dense = net.run(lq, weights, sparse=False)['output']
+    assert max(max(size) for size in seen[:-3]) <= 16 + 2 * net.crop_margin  # the dense pass is last
+    torch.testing.assert_close(sparse, dense, rtol=0, atol=1e-5)
+
+
 def test_support_cores_merge_only_neighbours():
     mask = torch.zeros(50, 50, dtype=torch.bool)
     mask[0:5, 0:5] = mask[0:5, 8:10] = mask[40:45, 40:45] = True

@@ -94,6 +94,21 @@ def test_a_huge_request_is_tiled_within_memory_or_refused_clearly(monkeypatch):
         upscaler.memory_check(10000, 10000, 255.)
 
 
+def test_a_huge_moesr_request_is_refused_before_it_runs_out_of_memory(monkeypatch):
+    """MoE-SR holds whole-image HR tensors (blend, weights): its own estimate decides, before any work."""
+    expert = dict(type='EDSR', num_in_ch=3, num_out_ch=3, num_feat=8, num_block=1, upscale=2)
+    net = ARCH_REGISTRY.get('MoESRNet')(experts={'people': expert, 'cat': expert, 'background': expert})
+    upscaler = Upscaler(net, 2, 'cpu', progress=False)
+    monkeypatch.setattr(inference, 'available_memory', lambda: 64 * GIB)
+    need = upscaler.memory_check(10000, 10000, 255.)
+    assert need > 4 * 20000**2 * (6 + 2 * 3)  # background, blend and 2 x 3 weight maps, float32 at HR
+    assert upscaler.memory_check(100, 100, 255.) < GIB
+    monkeypatch.setattr(inference, 'available_memory', lambda: 16 * GIB)
+    with pytest.raises(InferenceError, match=r'10000x10000 image at x2 gives a 20000x20000 output that needs about '
+                                             r'\d+\.\d GiB .* only 16\.0 GiB is available: MoESRNet holds the whole'):
+        upscaler.upscale_array(np.zeros((10000, 10000, 3), np.uint8), 255.)
+
+
 class ArbitraryScale(nn.Module):
     """A stand-in for MoEISR: ``upscale(lr, scale)`` at any float scale."""
 

@@ -152,6 +152,14 @@ def tile_cores(height, width, tile_size):
             for y in range(0, height, tile_size) for x in range(0, width, tile_size)]
 
 
+def split_cores(cores, tile_size):
+    """Cores cut into boxes of at most ``tile_size`` per side (0: unchanged), so no expert call sees more."""
+    if tile_size <= 0:
+        return cores
+    return [(y0 + ty0, y0 + ty1, x0 + tx0, x0 + tx1) for y0, y1, x0, x1 in cores
+            for ty0, ty1, tx0, tx1 in tile_cores(y1 - y0, x1 - x0, tile_size)]
+
+
 def crop_windows(cores, margin, height, width):
     """Windows of one common size around each core: core + margin, grown to the largest and kept inside."""
     padded = [(max(y0 - margin, 0), min(y1 + margin, height), max(x0 - margin, 0), min(x1 + margin, width))

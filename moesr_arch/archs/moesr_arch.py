@@ -6,7 +6,9 @@ from basicsr.archs import build_network
 from basicsr.utils.registry import ARCH_REGISTRY
 from torch import nn
 
-from moesr_arch.archs.fusion import blend_weights, run_on_crops, support_cores, support_mask, tile_cores
+from moesr_arch.archs.fusion import (blend_weights, run_on_crops, split_cores, support_cores, support_mask,
+                                     tile_cores)
+from moesr_arch.utils.macs import activation_bytes
 
 BACKGROUND = 'background'
 
@@ -23,7 +25,7 @@ class MoESRNet(nn.Module):
     In training (or with gradients enabled) every expert runs on the whole input (dense). In eval mode
     without gradients and with ``sparse``, each category expert runs only on margin-widened crops around
     the pixels where its weight is positive, batched, and is skipped where it has none; the background
-    expert runs on the whole image, tiled when ``tile_size`` is set.
+    expert runs on the whole image, tiled (and large crops split) when ``tile_size`` is set.
 
     Args:
         experts (dict): Expert name -> network options (``{type: <registered arch>, ...}``), one per
@@ -42,8 +44,9 @@ class MoESRNet(nn.Module):
         crop_margin (int): Context around each crop, LR pixels; sparse output equals dense output when
             it is at least the experts' receptive-field radius
             (:func:`moesr_arch.archs.fusion.receptive_radius`). Default: 16.
-        tile_size (int): Background tile size in LR pixels at inference; 0 runs the whole image.
-            Default: 0.
+        tile_size (int): Largest LR side an expert sees at once in sparse inference: the background runs
+            on tiles of this size, larger category crops are split alike (exact with a full margin). 0: whole
+            image and whole crops (``basicsr infer`` then uses its ``--tile``). Default: 0.
         max_batch (int): Crops per expert call at inference. Default: 8.
         probe_size (int): Side of the LR probe used to measure each expert's scale at build. Default: 16.
     """
@@ -119,7 +122,8 @@ class MoESRNet(nn.Module):
         lq = lq.to(device)
         with tiler.autocast():
             weights = gate(lq) if gate is not None else None
-            output = self.run(lq, weights, sparse=True)['output'].float()
+            # Experts run on tiles of at most the tiler's size, so their activations stay bounded.
+            output = self.run(lq, weights, sparse=True, tile_size=self.tile_size or tiler.tile)['output'].float()
         maps = {}
         if want_maps:
             from moesr_arch.gating.overlay import draw_overlay
@@ -130,7 +134,25 @@ class MoESRNet(nn.Module):
             maps['gate'] = draw_overlay(rgb, weights[0], self.categories)
         return output, maps
 
-    def run(self, lq, weights=None, sparse=None):
+    def inference_memory(self, h, w, tile_size=0):
+        """Bytes ``infer_image`` needs for one ``h x w`` LR image (an estimate that errs on the high side).
+
+        Whole-image tensors: at HR the background output, the blend and one weight map per expert plus the
+        blending's work area; at LR the image and the gate's weights. Expert activations: one batch of
+        ``max_batch`` crops of ``tile_size`` (``self.tile_size`` first) plus margins, at the largest
+        per-pixel activation size of the experts (every layer's output counted, measured on a probe).
+        """
+        experts = len(self.names)
+        tile = self.tile_size or tile_size or max(h, w)
+        crop_pixels = self.max_batch * (min(tile, h) + 2 * self.crop_margin) * (min(tile, w) + 2 * self.crop_margin)
+        if not hasattr(self, '_activation_bytes_per_pixel'):
+            probe = next(self.parameters()).new_zeros(1, first_conv_channels(self.experts[BACKGROUND]) or 3, 16, 16)
+            self._activation_bytes_per_pixel = max(activation_bytes(expert, probe) for expert in self.experts.values())
+            self._activation_bytes_per_pixel /= probe.shape[-2] * probe.shape[-1]
+        whole_image = 4 * (h * self.scale * w * self.scale * (6 + 2 * experts) + h * w * (3 + 2 * experts))
+        return int(whole_image + crop_pixels * self._activation_bytes_per_pixel)
+
+    def run(self, lq, weights=None, sparse=None, tile_size=None):
         """Blend the experts; returns ``output``, ``background`` (the background expert alone) and ``weights``.
 
         Args:
@@ -138,6 +160,8 @@ class MoESRNet(nn.Module):
             weights (Tensor | None): ``[B, K+1, h, w]`` gate weights; None means background only.
             sparse (bool | None): Force sparse (True) or dense (False) execution; None chooses sparse in
                 eval mode without gradients when the net was built with ``sparse``.
+            tile_size (int | None): Largest LR side an expert sees at once in sparse execution (the
+                background's tiles, category crops split alike); None: the net's ``tile_size``.
         """
         b, _, h, w = lq.shape
         if weights is None:
@@ -150,7 +174,7 @@ class MoESRNet(nn.Module):
         if sparse is None:
             sparse = self.sparse and not self.training and not torch.is_grad_enabled()
         if sparse:
-            background, output = self._sparse(lq, hr_weights)
+            background, output = self._sparse(lq, hr_weights, self.tile_size if tile_size is None else tile_size)
         else:
             background = self.experts[BACKGROUND](lq)
             output = background * hr_weights[:, -1:]
@@ -167,10 +191,10 @@ class MoESRNet(nn.Module):
         self._count(hr_weights)
         return {'output': output, 'background': background, 'weights': hr_weights}
 
-    def _sparse(self, lq, hr_weights):
+    def _sparse(self, lq, hr_weights, tile_size):
         _, _, h, w = lq.shape
         s = self.scale
-        tiles = tile_cores(h, w, self.tile_size)
+        tiles = tile_cores(h, w, tile_size)
         if len(tiles) == 1:  # the whole batch at once
             background = self.experts[BACKGROUND](lq)
         else:
@@ -191,7 +215,7 @@ class MoESRNet(nn.Module):
                 output[image_index][(slice(None), ) + box] *= weight[-1][box]
         for image_index, (image, weight) in enumerate(zip(lq.split(1), hr_weights)):
             for index, name in enumerate(self.categories):
-                cores = support_cores(support_mask(weight[index], s), self.crop_margin)
+                cores = split_cores(support_cores(support_mask(weight[index], s), self.crop_margin), tile_size)
                 # Cores are disjoint (boxes whose margins meet were merged): add each in place.
                 for (y0, y1, x0, x1), patch in run_on_crops(self.experts[name], image, cores, s, self.crop_margin,
                                                             self.max_batch):

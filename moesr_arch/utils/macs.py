@@ -1,4 +1,4 @@
-"""Measured multiply-accumulate counts: forward hooks on every convolution and linear layer."""
+"""Measured multiply-accumulate counts and activation sizes: forward hooks on the layers of a network."""
 import math
 
 import torch
@@ -23,6 +23,32 @@ def count_macs(model, *inputs):
             total += output.numel() * module.in_features
 
     handles = [m.register_forward_hook(hook) for m in model.modules() if isinstance(m, (nn.Conv2d, nn.Linear))]
+    was_training = model.training
+    model.eval()
+    try:
+        with torch.no_grad():
+            model(*inputs)
+    finally:
+        for handle in handles:
+            handle.remove()
+        model.train(was_training)
+    return total
+
+
+def activation_bytes(model, *inputs):
+    """Bytes of the outputs of every leaf module in one eval forward pass of ``model(*inputs)``.
+
+    An upper bound of the activation memory of that pass (not all of them are alive at once), for memory
+    estimates that must not fall short.
+    """
+    total = 0
+
+    def hook(module, args, output):
+        nonlocal total
+        if torch.is_tensor(output):
+            total += output.numel() * output.element_size()
+
+    handles = [m.register_forward_hook(hook) for m in model.modules() if not list(m.children())]
     was_training = model.training
     model.eval()
     try:
