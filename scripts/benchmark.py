@@ -2,6 +2,9 @@
 
 Usage: ``python scripts/benchmark.py [--only archs,seemore] [--quick] [--output docs/benchmarks.md]``
 
+The ``## GPU`` section of an existing output file (figures from a machine with a GPU, naming it) is
+carried over into the new report.
+
 Each section prints its tables as it finishes; the report names the machine and the commands used.
 ``--quick`` shrinks every input to smoke-test the script itself (its figures mean nothing).
 """
@@ -37,6 +40,17 @@ def machine_description():
     return '\n'.join(lines)
 
 
+def kept_gpu_section(previous_report):
+    """The ``## GPU`` section of an earlier report: figures measured on a machine with a GPU are kept
+    when the report is regenerated on one without (the section's text names the device)."""
+    text = previous_report.read_text() if previous_report.is_file() else ''
+    start = text.find('\n## GPU')
+    if start < 0:
+        return ''
+    end = text.find('\n## ', start + 1)
+    return text[start + 1:end if end > 0 else len(text)].rstrip() + '\n'
+
+
 def sections():
     return sorted(p.stem for p in (ROOT / 'scripts' / 'bench').glob('*.py') if p.stem != '__init__')
 
@@ -66,6 +80,7 @@ def main(argv=None):
         report.append(f'_Section `{name}` took {time.perf_counter() - started:.0f} s._\n')
     if args.output:
         Path(args.output).parent.mkdir(parents=True, exist_ok=True)
+        report.append(kept_gpu_section(Path(args.output)))
         Path(args.output).write_text('\n'.join(report))
         print(f'report written to {args.output}')
 
