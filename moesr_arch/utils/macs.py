@@ -22,16 +22,7 @@ def count_macs(model, *inputs):
         else:
             total += output.numel() * module.in_features
 
-    handles = [m.register_forward_hook(hook) for m in model.modules() if isinstance(m, (nn.Conv2d, nn.Linear))]
-    was_training = model.training
-    model.eval()
-    try:
-        with torch.no_grad():
-            model(*inputs)
-    finally:
-        for handle in handles:
-            handle.remove()
-        model.train(was_training)
+    run_with_hooks(model, [m for m in model.modules() if isinstance(m, (nn.Conv2d, nn.Linear))], hook, inputs)
     return total
 
 
@@ -48,7 +39,14 @@ def activation_bytes(model, *inputs):
         if torch.is_tensor(output):
             total += output.numel() * output.element_size()
 
-    handles = [m.register_forward_hook(hook) for m in model.modules() if not list(m.children())]
+    run_with_hooks(model, [m for m in model.modules() if not list(m.children())], hook, inputs)
+    return total
+
+
+def run_with_hooks(model, modules, hook, inputs):
+    """One eval, no-grad forward pass of ``model(*inputs)`` with ``hook`` on ``modules``; the model's mode
+    and hooks are restored afterwards."""
+    handles = [module.register_forward_hook(hook) for module in modules]
     was_training = model.training
     model.eval()
     try:
@@ -58,7 +56,6 @@ def activation_bytes(model, *inputs):
         for handle in handles:
             handle.remove()
         model.train(was_training)
-    return total
 
 
 def count_params(model):
