@@ -146,7 +146,7 @@ def main(argv=None):
     parser.add_argument('--yolo_overlays', default='docs/images/yolo_gate_overlays.png',
                         help='YOLO gate overlay picture')
     parser.add_argument('--moeisr_opt', default='options/test_moeisr_demo.yml',
-                        help='MoEISR test option file for the expert-map picture (skipped when its weights are missing)')
+                        help='MoEISR test option file for the expert-map picture (skipped without its weights)')
     parser.add_argument('--expert_maps', default='docs/images/moeisr_expert_maps.png', help='expert-map picture')
     args = parser.parse_args(argv)
     print(make_gate_overlays(args.overlays))

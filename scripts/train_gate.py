@@ -1,8 +1,9 @@
 """Train a YOLO segmentation gate for MoE-SR on category labels, offline (same as ``basicsr train-gate``).
 
-Demo (a few epochs on CPU)::
+Demo (2 min 40 s on a 2-core CPU)::
 
-    python scripts/train_gate.py --dataset datasets/demo --lr-scale 2 --epochs 40 --repeat 8 --imgsz 256 --output experiments/gate_demo
+    python scripts/train_gate.py --dataset datasets/demo --lr-scale 2 --epochs 40 --repeat 8 --imgsz 256 \
+        --output experiments/gate_demo
 """
 import argparse
 import sys

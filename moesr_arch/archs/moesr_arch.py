@@ -146,7 +146,7 @@ class MoESRNet(nn.Module):
         tile = self.tile_size or tile_size or max(h, w)
         crop_pixels = self.max_batch * (min(tile, h) + 2 * self.crop_margin) * (min(tile, w) + 2 * self.crop_margin)
         if not hasattr(self, '_activation_bytes_per_pixel'):
-            probe = next(self.parameters()).new_zeros(1, first_conv_channels(self.experts[BACKGROUND]) or 3, 16, 16)
+            probe = next(self.parameters()).new_zeros(1, first_conv_channels(self.experts[BACKGROUND]), 16, 16)
             self._activation_bytes_per_pixel = max(activation_bytes(expert, probe) for expert in self.experts.values())
             self._activation_bytes_per_pixel /= probe.shape[-2] * probe.shape[-1]
         whole_image = 4 * (h * self.scale * w * self.scale * (6 + 2 * experts) + h * w * (3 + 2 * experts))
