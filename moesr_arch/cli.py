@@ -29,6 +29,16 @@ def run_pipeline(kind, argv, prog):
     sys.argv = [prog] + list(argv)
     pipeline = train_pipeline if kind == 'train' else test_pipeline
     pipeline(os.getcwd())
+    leave_process_group()
+
+
+def leave_process_group():
+    """End a distributed run in step: a gloo group left to the interpreter's exit can abort a rank
+    ("terminate called without an active exception", SIGABRT) after a run that succeeded."""
+    import torch.distributed as dist
+    if dist.is_available() and dist.is_initialized():
+        dist.barrier()
+        dist.destroy_process_group()
 
 
 def build_parser(prog):
