@@ -34,6 +34,12 @@ import torch
 import torch.nn.functional as F
 
 
+def mask_box(mask):
+    """Bounding box ``(y0, y1, x0, x1)`` (end exclusive) of the True pixels of a non-empty 2-D bool mask."""
+    rows, cols = mask.any(1).nonzero()[:, 0], mask.any(0).nonzero()[:, 0]
+    return int(rows[0]), int(rows[-1]) + 1, int(cols[0]), int(cols[-1]) + 1
+
+
 def grey_dilate(x, radius):
     """Max over a ``(2 radius + 1)`` square around each pixel (separable; pixels outside are ignored).
 
@@ -92,9 +98,8 @@ def blend_weights(weights, scale, dilation=0, feather=0):
     for k in range(channels - 1):
         used = low[:, k].detach().amax(0) > 0
         if used.any():
-            rows, cols = used.any(1).nonzero()[:, 0], used.any(0).nonzero()[:, 0]
-            boxes[k] = (max(int(rows[0]) - reach, 0), min(int(rows[-1]) + 1 + reach, h),
-                        max(int(cols[0]) - reach, 0), min(int(cols[-1]) + 1 + reach, w))
+            y0, y1, x0, x1 = mask_box(used)
+            boxes[k] = (max(y0 - reach, 0), min(y1 + reach, h), max(x0 - reach, 0), min(x1 + reach, w))
     if not boxes:
         return torch.cat([weights.new_zeros(b, channels - 1, h * scale, w * scale),
                           weights.new_ones(b, 1, h * scale, w * scale)], 1)

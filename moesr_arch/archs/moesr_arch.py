@@ -6,8 +6,8 @@ from basicsr.archs import build_network
 from basicsr.utils.registry import ARCH_REGISTRY
 from torch import nn
 
-from moesr_arch.archs.fusion import (blend_weights, run_on_crops, split_cores, support_cores, support_mask,
-                                     tile_cores)
+from moesr_arch.archs.fusion import (blend_weights, mask_box, run_on_crops, split_cores, support_cores,
+                                     support_mask, tile_cores)
 from moesr_arch.utils.macs import activation_bytes
 
 BACKGROUND = 'background'
@@ -210,9 +210,8 @@ class MoESRNet(nn.Module):
         for image_index, weight in enumerate(hr_weights):
             shared = weight[-1] < 1
             if shared.any():
-                rows, cols = shared.any(1).nonzero()[:, 0], shared.any(0).nonzero()[:, 0]
-                box = (slice(int(rows[0]), int(rows[-1]) + 1), slice(int(cols[0]), int(cols[-1]) + 1))
-                output[image_index][(slice(None), ) + box] *= weight[-1][box]
+                y0, y1, x0, x1 = mask_box(shared)
+                output[image_index, :, y0:y1, x0:x1] *= weight[-1, y0:y1, x0:x1]
         for image_index, (image, weight) in enumerate(zip(lq.split(1), hr_weights)):
             for index, name in enumerate(self.categories):
                 cores = split_cores(support_cores(support_mask(weight[index], s), self.crop_margin), tile_size)
