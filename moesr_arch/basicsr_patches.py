@@ -5,15 +5,20 @@
 - Resuming works on CPU (BasicSR maps states onto ``torch.cuda.current_device()``), ``--auto_resume``
   looks in this run's own ``experiments/<name>/training_states`` (BasicSR looks relative to the current
   directory) and skips unreadable states, so a state cut short by a crash never blocks a resume.
-- ``--launcher pytorch`` (torchrun) works without GPUs: gloo on CPU, NCCL on CUDA with the device
-  chosen by LOCAL_RANK (BasicSR always asks for NCCL and picks the device by global rank).
+- ``--launcher pytorch`` (torchrun): the process-group backend follows the model's device (gloo for
+  ``num_gpu: 0``, NCCL on CUDA with the device chosen by LOCAL_RANK); BasicSR always asks for NCCL,
+  ignores ``dist_params.backend`` and picks the device by global rank.
+- Resume states are read onto the CPU whatever the device (the optimizer moves its state to the
+  parameters' device when it loads it); only a truncated or corrupt state counts as unreadable.
 - A resumed run continues the interrupted epoch where it stopped (BasicSR restarts the epoch, so the
-  resumed run would see other batches than an uninterrupted one); with the random generators restored
-  by the model, resumed training retraces the uninterrupted run.
+  resumed run would see other batches than an uninterrupted one), also behind BasicSR's prefetchers and
+  with loader workers, whose throw-away first iterators would otherwise use the skip up; with the random
+  generators restored per rank by the model, resumed training retraces the uninterrupted run.
 """
 import argparse
 import logging
 import os
+import pickle
 import sys
 
 import torch
@@ -42,20 +47,58 @@ def registry_get(self, name, suffix='basicsr'):
     return found
 
 
-def validate_argv_options(argv=None, is_train=True):
-    """Validate the option file named by ``-opt`` in ``argv`` (BasicSR's command line) and return it."""
+def parse_argv(argv=None):
+    """``-opt``, ``--force_yml`` and ``--launcher`` of BasicSR's command line (the rest is BasicSR's)."""
     parser = argparse.ArgumentParser(add_help=False)
     parser.add_argument('-opt', required=True)
     parser.add_argument('--force_yml', nargs='+', default=None)
+    parser.add_argument('--launcher', default='none')
     args, _ = parser.parse_known_args(sys.argv[1:] if argv is None else argv)
+    return args
+
+
+def validate_argv_options(argv=None, is_train=True):
+    """Validate the option file named by ``-opt`` in ``argv`` (BasicSR's command line) and return it."""
+    args = parse_argv(argv)
     opt = apply_force_yml(load_options(args.opt), args.force_yml, args.opt)
     validate_options(opt, args.opt, is_train=is_train)
     return opt
 
 
+def uses_cuda(opt):
+    """Whether the model of ``opt`` runs on CUDA (``num_gpu`` > 0, or ``auto`` with a visible GPU)."""
+    num_gpu = opt.get('num_gpu', 0)
+    if num_gpu == 'auto':
+        return torch.cuda.is_available() and torch.cuda.device_count() > 0
+    return bool(num_gpu)
+
+
+def dist_backend(opt, source):
+    """The process-group backend for the model's device: ``dist_params.backend`` when given (it must suit
+    the device), else NCCL on CUDA and gloo on the CPU."""
+    cuda = uses_cuda(opt)
+    backend = (opt.get('dist_params') or {}).get('backend')
+    if backend == 'nccl' and not cuda:
+        raise OptionError(f'{source}: dist_params.backend is nccl, which needs CUDA, but the model runs on the '
+                          f'CPU (num_gpu: {opt.get("num_gpu")}); use gloo or leave dist_params.backend out')
+    return backend or ('nccl' if cuda else 'gloo')
+
+
+def init_process_group(opt, source):
+    """torchrun's process group, on the backend of the model's device (one GPU per process by LOCAL_RANK)."""
+    import torch.distributed as dist
+    backend = dist_backend(opt, source)
+    if uses_cuda(opt):
+        torch.cuda.set_device(int(os.environ.get('LOCAL_RANK', 0)))
+    dist.init_process_group(backend=backend)
+
+
 def parse_options(root_path, is_train=True):
+    args = parse_argv()
     try:
-        validate_argv_options(is_train=is_train)
+        opt = validate_argv_options(is_train=is_train)
+        if args.launcher == 'pytorch':
+            init_process_group(opt, args.opt)
     except OptionError as error:
         raise SystemExit(f'Invalid options: {error}') from None
     opt, args = _original_parse_options(root_path, is_train)
@@ -66,14 +109,11 @@ def parse_options(root_path, is_train=True):
 
 
 def init_dist(launcher, backend='nccl', **kwargs):
-    if launcher != 'pytorch':
-        return basicsr_init_dist(launcher, backend, **kwargs)
+    """BasicSR's ``init_dist``; under torchrun the group already exists (:func:`init_process_group`)."""
     import torch.distributed as dist
-    if torch.cuda.is_available():
-        torch.cuda.set_device(int(os.environ.get('LOCAL_RANK', 0)))
-        dist.init_process_group(backend='nccl')
-    else:
-        dist.init_process_group(backend='gloo')
+    if launcher == 'pytorch' and dist.is_initialized():
+        return
+    return basicsr_init_dist(launcher, backend, **kwargs)
 
 
 def _state_files(folder):
@@ -84,11 +124,11 @@ def _state_files(folder):
                   reverse=True)
 
 
-def map_location(opt):
-    if opt.get('num_gpu', 0) and torch.cuda.is_available():
-        device = torch.device('cuda', torch.cuda.current_device())
-        return lambda storage, loc: storage.to(device)
-    return 'cpu'
+def is_unreadable_state_error(error):
+    """True for what ``torch.load`` raises on a truncated or corrupt file (and only that)."""
+    if isinstance(error, (EOFError, pickle.UnpicklingError)):
+        return True
+    return isinstance(error, RuntimeError) and 'PytorchStreamReader' in str(error)
 
 
 def remove_partial_checkpoints(opt, logger):
@@ -118,11 +158,12 @@ def load_resume_state(opt):
         candidates = [opt['path']['resume_state']] if opt['path'].get('resume_state') else []
     for path in candidates:
         try:
-            state = torch.load(path, map_location=map_location(opt), weights_only=False)
-        except Exception as error:  # a truncated or corrupt file: fall back to the previous state
-            if not opt['auto_resume']:
-                raise RuntimeError(f'cannot read resume state {path}: {error}') from error
-            logger.warning(f'Skipping unreadable training state {path}: {error}')
+            # On the CPU whatever the device: the optimizers move their state onto the parameters' device.
+            state = torch.load(path, map_location='cpu', weights_only=False)
+        except Exception as error:
+            if not (opt['auto_resume'] and is_unreadable_state_error(error)):
+                raise SystemExit(f'cannot read resume state {path}: {type(error).__name__}: {error}') from error
+            logger.warning(f'Skipping unreadable training state {path} (truncated or corrupt: {error})')
             continue
         opt['path']['resume_state'] = path
         models = opt['path'].get('models')
@@ -137,15 +178,24 @@ def load_resume_state(opt):
 
 
 class ResumableEnlargedSampler(EnlargedSampler):
-    """BasicSR's sampler, able to leave out the samples an interrupted epoch already used."""
+    """BasicSR's sampler, able to leave out the samples an interrupted epoch already used.
+
+    Every iterator made during that epoch leaves them out, until the next epoch is set: BasicSR's
+    prefetchers and loader workers also make iterators of their own (and throw them away, at times from a
+    background thread), and those must not use the skip up.
+    """
 
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
         self.skip = {}  # epoch -> number of this rank's samples to leave out
 
+    def set_epoch(self, epoch):
+        super().set_epoch(epoch)
+        self.skip = {key: value for key, value in self.skip.items() if key >= epoch}
+
     def __iter__(self):
         indices = list(super().__iter__())
-        return iter(indices[self.skip.pop(self.epoch, 0):])
+        return iter(indices[self.skip.get(self.epoch, 0):])
 
 
 def create_train_val_dataloader(opt, logger):

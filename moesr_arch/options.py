@@ -474,6 +474,9 @@ def _validate_options(opt, source, is_train):
     extra_check = getattr(model_cls, 'validate_options', None)
     if extra_check is not None:
         extra_check(opt, source, is_train)
+    ddp_check = getattr(model_cls, 'check_ddp_options', None)
+    if is_train and ddp_check is not None:
+        ddp_check(opt, source)
 
 
 def load_options(path):

@@ -51,3 +51,77 @@ def test_two_process_gloo_training_keeps_replicas_identical(workdir, system):
     assert [it for it, _ in agreements] == ['2', '4', '-1']
     assert all(float(diff) == 0.0 for _, diff in agreements)
     assert torch.load(run_dir / 'models' / 'net_g_4.pth', weights_only=True)['params']
+
+
+def test_shipped_moesr_recipe_trains_under_torchrun(workdir):
+    """The main job as shipped (no find_unused_parameters): its stages leave experts without gradients,
+    which DDP must be told about; the model derives it."""
+    stages = [{'stage': 'generalist', 'iters': 2}, {'stage': 'experts', 'iters': 1}, {'stage': 'joint', 'iters': 1}]
+    options = write_options('options/train_moesr.yml', workdir / 'ddp.yml', name='ddp_shipped', train__stages=stages,
+                            val__save_img=False, **COMMON)
+    assert 'find_unused_parameters' not in options.read_text()
+    torchrun(workdir, options)
+    log = next((workdir / 'experiments' / 'ddp_shipped').glob('train_*.log')).read_text()
+    assert 'DDP: find_unused_parameters set to true (the experts and generalist stages train only some experts)' in log
+    assert 'Stage joint starts at iteration 4' in log and 'End of training' in log
+
+
+def test_moesr_recipe_that_forbids_unused_parameters_fails_at_start(workdir):
+    from moesr_arch.options import OptionError, load_options, validate_options
+    options = write_options('options/train_moesr.yml', workdir / 'bad.yml', find_unused_parameters=False)
+    with pytest.raises(OptionError, match='find_unused_parameters is false, but the experts and generalist stages'):
+        validate_options(load_options(str(options)), str(options))
+
+
+@pytest.mark.parametrize('num_gpu,given,expected', [(0, None, 'gloo'), (1, None, 'nccl'), ('auto', None, 'nccl'),
+                                                    (0, 'gloo', 'gloo'), (1, 'gloo', 'gloo')])
+def test_process_group_backend_follows_the_models_device(monkeypatch, num_gpu, given, expected):
+    """On a machine with CUDA, a CPU model (num_gpu: 0, as every demo recipe says) gets gloo, not NCCL."""
+    from moesr_arch import basicsr_patches
+    calls = {}
+    monkeypatch.setattr(torch.cuda, 'is_available', lambda: True)
+    monkeypatch.setattr(torch.cuda, 'device_count', lambda: 2)
+    monkeypatch.setattr(torch.cuda, 'set_device', lambda device: calls.setdefault('device', device))
+    monkeypatch.setattr(torch.distributed, 'init_process_group', lambda backend: calls.setdefault('backend', backend))
+    monkeypatch.setenv('LOCAL_RANK', '1')
+    opt = {'num_gpu': num_gpu, 'dist_params': {'backend': given} if given else {'port': 29500}}
+    basicsr_patches.init_process_group(opt, 'x.yml')
+    assert calls['backend'] == expected
+    assert calls.get('device') == (None if num_gpu == 0 else 1)
+
+
+def test_nccl_for_a_cpu_model_fails_naming_the_option():
+    from moesr_arch import basicsr_patches
+    from moesr_arch.options import OptionError
+    with pytest.raises(OptionError, match='x.yml: dist_params.backend is nccl, which needs CUDA'):
+        basicsr_patches.dist_backend({'num_gpu': 0, 'dist_params': {'backend': 'nccl'}}, 'x.yml')
+
+
+def test_resumed_ddp_run_continues_like_an_uninterrupted_one(workdir):
+    """torchrun, 2 ranks: a run resumed mid-epoch continues the same batches, and each rank gets its own
+    random generators back (ranks keep drawing different crops), so it ends with the same weights.
+
+    (With a prefetcher or loader workers, batches are loaded ahead of the saved generators: the resumed
+    run sees the same images in the same order, tested in test_resume.py, with crops drawn afresh.)"""
+    def options(name, total):
+        return write_options('options/train_edsr_demo.yml', workdir / f'{name}.yml', name=name,
+                             network_g__num_feat=8, network_g__num_block=1,
+                             **dict(COMMON, train__total_iter=total, val__val_freq=1000),
+                             train__scheduler__milestones=[6])
+    torchrun(workdir, options('straight', 8))
+    torchrun(workdir, options('cut', 4))
+    state = torch.load(workdir / 'experiments/cut/training_states/4.state', weights_only=False)
+    assert len(state['rng']) == 2, 'the state must hold the generators of both ranks'
+    assert not torch.equal(state['rng'][0]['torch'], state['rng'][1]['torch']), 'ranks drew the same numbers'
+    command = [sys.executable, '-m', 'torch.distributed.run', '--nproc_per_node=2', '--master_addr=127.0.0.1',
+               f'--master_port={free_port()}', '-m', 'moesr_arch.train', '-opt', str(options('cut', 8)),
+               '--launcher', 'pytorch', '--auto_resume']
+    proc = subprocess.run(command, cwd=workdir, env=cli_env(workdir), capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    log = sorted((workdir / 'experiments/cut').glob('train_*.log'))[-1].read_text()
+    assert 'Resuming inside epoch 0: skipping its first 4 batches' in log
+    reference = torch.load(workdir / 'experiments/straight/models/net_g_8.pth', weights_only=True)
+    resumed = torch.load(workdir / 'experiments/cut/models/net_g_8.pth', weights_only=True)
+    for key in ('params', 'params_ema'):
+        for name, value in reference[key].items():
+            assert torch.allclose(resumed[key][name], value, atol=1e-6), f'{key}.{name} differs after resuming'

@@ -38,9 +38,10 @@ def test_forward_uses_the_scale_attribute_and_queries_in_training():
         assert net(torch.rand(1, 3, 6, 6)).shape == (1, 3, 15, 15)
     net.train()
     coord, cell = torch.rand(2, 40, 2) * 2 - 1, torch.full((2, 40, 2), 0.05)
-    values = net(torch.rand(2, 3, 6, 6), coord, cell)
+    values, probs = net(torch.rand(2, 3, 6, 6), coord, cell, return_routing=True)
     assert values.shape == (2, 40, 3)
-    assert net.last_routing_probs.shape == (2, 40, 4)
+    assert probs.shape == (2, 40, 4)
+    assert torch.allclose(probs.sum(-1), torch.ones(2, 40))
     values.mean().backward()  # straight-through Gumbel: the mapper learns from the reconstruction loss
     assert net.mapper_mlp[0].weight.grad.abs().sum() > 0
 

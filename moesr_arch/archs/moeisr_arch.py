@@ -84,8 +84,10 @@ class MoEISR(nn.Module):
     by the argmax expert only (pixels are gathered per expert, so cheaper experts save real compute).
 
     ``forward(lq)`` / :meth:`upscale` return the SR image at ``self.scale`` (or a given scale);
-    ``forward(lq, coord, cell)`` returns RGB values at query coordinates (training), and leaves the
-    mapper's soft probabilities in ``self.last_routing_probs`` for the balance loss.
+    ``forward(lq, coord, cell)`` returns RGB values at query coordinates (training);
+    ``forward(lq, coord, cell, return_routing=True)`` returns them with the mapper's soft probabilities
+    (B, Q, K; None with a single decoder) for the balance loss, as a return value so that DataParallel
+    gathers them from its replicas.
 
     Args:
         num_in_ch (int): Input channels. Default: 3.
@@ -174,7 +176,6 @@ class MoEISR(nn.Module):
             self.mapper_pixel_macs = linear_macs(self.mapper_mlp)
         else:  # a single decoder: plain LIIF, nothing to route
             self.mapper_conv_macs = self.mapper_pixel_macs = 0
-        self.last_routing_probs = None
         self.last_decode = None
         self.reset_routing_statistics()
 
@@ -240,8 +241,10 @@ class MoEISR(nn.Module):
         return self.mapper_mlp(torch.cat([_sample(mapper_feat, inner), rel_coord, cell * size], dim=-1))
 
     def query(self, lq, feat, mapper_feat, coord, cell):
-        """RGB in [0, 1] at ``coord`` (B, Q, 2) for pixels of size ``cell`` (B, Q, 2); see class docstring."""
+        """RGB in [0, 1] at ``coord`` (B, Q, 2) for pixels of size ``cell`` (B, Q, 2), each pixel's expert
+        (B, Q) and, in training with several experts, the mapper's soft probabilities (B, Q, K)."""
         num_experts = len(self.experts)
+        probs = None
         if num_experts > 1 and not self.training:
             logits = self.route_logits(mapper_feat, coord, cell)
             choice = (logits - self.routing_bias * self.expert_cost).argmax(-1)
@@ -253,7 +256,7 @@ class MoEISR(nn.Module):
                 choice = torch.zeros(coord.shape[:2], dtype=torch.long, device=coord.device)
             else:
                 logits = self.route_logits(mapper_feat, coord, cell)
-                self.last_routing_probs = logits.softmax(-1)
+                probs = logits.softmax(-1)
                 # Straight-through hard sample: forward uses one expert, gradients reach the mapper.
                 gates = F.gumbel_softmax(logits, tau=self.temperature, hard=True, dim=-1)
                 decoded = 0
@@ -264,7 +267,7 @@ class MoEISR(nn.Module):
             base = _sample(lq, coord.clamp(-1, 1), mode='bicubic')
         else:
             base = 0.5
-        return decoded * 0.5 + base, choice
+        return decoded * 0.5 + base, choice, probs
 
     def _decode_sparse(self, feat, coord, cell, choice):
         """Each query pixel decoded by its chosen expert only.
@@ -282,13 +285,14 @@ class MoEISR(nn.Module):
                     out[image, rows] = (expert(inputs) * weights.unsqueeze(-1)).sum(0)[0]
         return out
 
-    def forward(self, lq, coord=None, cell=None):
+    def forward(self, lq, coord=None, cell=None, return_routing=False):
         if coord is None:
             return self.upscale(lq, self.scale)
         if cell is None:
             raise ValueError('MoEISR.forward: give cell (B, Q, 2) together with coord')
         feat, mapper_feat = self.encode(lq)
-        return self.query(lq, feat, mapper_feat, coord, cell)[0]
+        values, _, probs = self.query(lq, feat, mapper_feat, coord, cell)
+        return (values, probs) if return_routing else values
 
     def upscale(self, lq, scale):
         """SR image (B, C, round(scale * H), round(scale * W)) of the LR batch ``lq`` at any ``scale``.
@@ -306,7 +310,7 @@ class MoEISR(nn.Module):
         for start in range(0, out_h * out_w, self.chunk_size):
             coord = coord_all[start:start + self.chunk_size].unsqueeze(0).expand(b, -1, -1)
             cell = cell_size.expand_as(coord)
-            values, choice = self.query(lq, feat, mapper_feat, coord, cell)
+            values, choice, _ = self.query(lq, feat, mapper_feat, coord, cell)
             rgb.append(values)
             choices.append(choice)
         sr = torch.cat(rgb, 1).permute(0, 2, 1).reshape(b, -1, out_h, out_w)

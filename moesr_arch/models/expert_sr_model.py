@@ -11,6 +11,7 @@ from basicsr.utils.dist_util import master_only
 from basicsr.utils.registry import MODEL_REGISTRY
 from torch.nn.parallel import DistributedDataParallel
 
+from moesr_arch.options import OptionError
 from moesr_arch.utils.checkpoint import atomic_torch_save
 from moesr_arch.utils.ensemble import self_ensemble
 
@@ -24,15 +25,39 @@ class ExpertSRModel(SRModel):
     - a NaN or Inf loss stops training before the weights are touched, naming the iteration and term;
     - checkpoints and training states are written atomically (a crash never leaves a truncated latest);
     - ``train.grad_clip_norm`` clips the gradient norm (VDSR's recipe);
-    - training states carry the random number generators, so a resumed run continues exactly;
+    - training states carry the random number generators of every rank, so a resumed run continues
+      exactly and the ranks of a distributed run keep drawing different crops after a resume;
     - distributed training runs on CPU (gloo) too, and every checkpoint checks that all replicas hold
-      the same weights;
+      the same weights; a model whose training leaves parameters without gradients (``unused_parameters``)
+      gets DDP's ``find_unused_parameters`` without being asked;
     - ``val.self_ensemble: true`` tests with the x8 geometric self-ensemble (EDSR+);
     - archs that count their routing decisions (``routing_statistics()`` / ``reset_routing_statistics()``)
       have the counts of each validation logged to the log file and TensorBoard.
     """
 
     TRAIN_OPTIONS = {'grad_clip_norm': Optional[float]}
+
+    @staticmethod
+    def unused_parameters(opt):
+        """Why some parameters get no gradient in some iterations of this training (None: they all do).
+
+        DDP waits for every parameter's gradient unless told otherwise (``find_unused_parameters``)."""
+        return None
+
+    @classmethod
+    def check_ddp_options(cls, opt, source):
+        """Fail at start when ``find_unused_parameters: false`` contradicts :meth:`unused_parameters`."""
+        reason = cls.unused_parameters(opt)
+        if reason and opt.get('find_unused_parameters') is False:
+            raise OptionError(f'{source}: find_unused_parameters is false, but {reason}: distributed training '
+                              'would stop at the first such iteration; set it to true or leave it out')
+
+    def __init__(self, opt):
+        reason = self.unused_parameters(opt) if opt.get('is_train') else None
+        if reason and opt.get('dist') and opt.get('find_unused_parameters') is None:
+            opt['find_unused_parameters'] = True
+            get_root_logger().info(f'DDP: find_unused_parameters set to true ({reason})')
+        super().__init__(opt)
 
     def init_training_settings(self):
         super().init_training_settings()
@@ -85,7 +110,9 @@ class ExpertSRModel(SRModel):
         return self.net_g_ema if hasattr(self, 'net_g_ema') else self.net_g
 
     def test(self):
-        net = self.test_network()
+        # The bare network: validation is one image at a time, and DataParallel replicas would keep the
+        # routing statistics that the network counts.
+        net = self.get_bare_model(self.test_network())
         was_training = net.training
         net.eval()
         with torch.no_grad():
@@ -107,6 +134,8 @@ class ExpertSRModel(SRModel):
     def save(self, epoch, current_iter):
         if self.opt['dist']:
             check_replicas_agree(self.get_bare_model(self.net_g), current_iter)
+        if current_iter != -1:  # every rank's generators, gathered before rank 0 writes the state
+            self.rank_rng_states = gather_rng_states(self.opt['dist'])
         super().save(epoch, current_iter)
 
     @master_only
@@ -129,25 +158,57 @@ class ExpertSRModel(SRModel):
             'iter': current_iter,
             'optimizers': [o.state_dict() for o in self.optimizers],
             'schedulers': [s.state_dict() for s in self.schedulers],
-            'rng': {
-                'python': random.getstate(),
-                'numpy': np.random.get_state(),
-                'torch': torch.get_rng_state(),
-                'cuda': torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [],
-            },
+            'rng': self.rank_rng_states,  # one entry per rank
         }
         atomic_torch_save(state, f"{self.opt['path']['training_states']}/{current_iter}.state")
 
-
     def resume_training(self, resume_state):
         super().resume_training(resume_state)
-        rng = resume_state.get('rng')
-        if rng:  # restored last, after the network was built, so data sampling continues where it stopped
-            random.setstate(rng['python'])
-            np.random.set_state(rng['numpy'])
-            torch.set_rng_state(rng['torch'].cpu())
-            if rng['cuda'] and torch.cuda.is_available() and len(rng['cuda']) == torch.cuda.device_count():
-                torch.cuda.set_rng_state_all([state.cpu() for state in rng['cuda']])
+        # Restored last, after the network was built, so data sampling continues where it stopped.
+        restore_rng_states(resume_state.get('rng'), self.opt, resume_state['iter'])
+
+
+def rng_state():
+    return {
+        'python': random.getstate(),
+        'numpy': np.random.get_state(),
+        'torch': torch.get_rng_state(),
+        'cuda': torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [],
+    }
+
+
+def gather_rng_states(distributed):
+    """The random generator states of every rank, in rank order (all ranks take part)."""
+    if not distributed:
+        return [rng_state()]
+    import torch.distributed as dist
+    states = [None] * dist.get_world_size()
+    dist.all_gather_object(states, rng_state())
+    return states
+
+
+def restore_rng_states(states, opt, current_iter):
+    """Give this rank its own saved generators back; with another world size, seed each rank afresh.
+
+    States written before the per-rank format hold one dict (rank 0's): other ranks are seeded afresh
+    too, so ranks never draw the same random numbers."""
+    if not states:
+        return
+    states = [states] if isinstance(states, dict) else states
+    rank, world_size = opt.get('rank', 0), opt.get('world_size', 1)
+    if len(states) == world_size or (rank == 0 and len(states) == 1):
+        state = states[rank]
+        random.setstate(state['python'])
+        np.random.set_state(state['numpy'])
+        torch.set_rng_state(state['torch'].cpu())
+        if state['cuda'] and torch.cuda.is_available() and len(state['cuda']) == torch.cuda.device_count():
+            torch.cuda.set_rng_state_all([s.cpu() for s in state['cuda']])
+        return
+    from basicsr.utils import set_random_seed
+    seed = (opt.get('manual_seed') or 0) + 1000 * current_iter + rank
+    get_root_logger().warning(f'The training state holds random generators of {len(states)} rank(s), this run has '
+                              f'{world_size}: rank {rank} is seeded afresh with {seed}')
+    set_random_seed(seed)
 
 
 def check_finite_losses(losses, current_iter):

@@ -5,7 +5,7 @@ from basicsr.utils.registry import MODEL_REGISTRY
 
 from moesr_arch.archs.moeisr_arch import describe_flops
 from moesr_arch.losses.expert_balance_loss import ExpertBalanceLoss
-from moesr_arch.models.expert_sr_model import ExpertSRModel, check_finite_losses
+from moesr_arch.models.expert_sr_model import ExpertSRModel
 from moesr_arch.options import OptionError
 from moesr_arch.utils.expert_map import expert_map_image
 
@@ -16,7 +16,7 @@ class MoEISRModel(ExpertSRModel):
 
     Training batches (``RandomScaleSRDataset``) carry query ``coord``/``cell`` and the ``gt`` values there;
     the loss is ``pixel_opt`` on those values plus any ``ExpertBalanceLoss`` (e.g. ``balance_opt``) on the
-    mapper's routing probabilities. Each validation set is decoded at its own ``scale`` (leave the top-level
+    mapper's routing probabilities, in the training step every model shares (gradient clipping, NaN guard). Each validation set is decoded at its own ``scale`` (leave the top-level
     ``scale`` out to validate at several scales in one run), so PSNR is logged per scale. For every
     validation image the decoder FLOPs spent are logged beside those of the deepest decoder alone (the
     LIIF baseline), and with ``save_img`` an expert map (``*_experts.png``) is saved beside the SR image
@@ -45,26 +45,15 @@ class MoEISRModel(ExpertSRModel):
         self.coord = data['coord'].to(self.device) if 'coord' in data else None
         self.cell = data['cell'].to(self.device) if 'cell' in data else None
 
-    def optimize_parameters(self, current_iter):
-        self.optimizer_g.zero_grad(set_to_none=True)
-        self.output = self.net_g(self.lq, self.coord, self.cell)
-        losses = self.compute_losses()
-        check_finite_losses(losses, current_iter)
-        sum(losses.values()).backward()
-        self.optimizer_g.step()
-        self.log_dict = self.reduce_loss_dict(losses)
-        if self.ema_decay > 0:
-            self.model_ema(decay=self.ema_decay)
-
-    def compute_losses(self):
+    def training_losses(self, current_iter):
+        self.output, probs = self.net_g(self.lq, self.coord, self.cell, return_routing=True)
         balance = {name: loss for name, loss in self.extra_losses.items() if isinstance(loss, ExpertBalanceLoss)}
         others = self.extra_losses
         self.extra_losses = {name: loss for name, loss in others.items() if name not in balance}
         try:
-            losses = super().compute_losses()
+            losses = self.compute_losses()
         finally:
             self.extra_losses = others
-        probs = self.get_bare_model(self.net_g).last_routing_probs
         if probs is not None:  # a single decoder has no routing to balance
             for name, loss in balance.items():
                 losses[f'l_{name}'] = loss(probs)

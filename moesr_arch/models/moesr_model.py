@@ -100,6 +100,15 @@ class MoESRModel(ExpertSRModel):
                 raise OptionError(f'{source}: train.stages add up to {total} iterations but train.total_iter is '
                                   f'{train["total_iter"]}')
 
+    @staticmethod
+    def unused_parameters(opt):
+        train = opt.get('train') or {}
+        stages = [entry['stage'] for entry in train.get('stages') or ()] or [train.get('stage')]
+        partial = sorted({stage for stage in stages if stage in ('generalist', 'experts')})
+        if partial:
+            return f'the {" and ".join(partial)} stage{"s" if len(partial) > 1 else ""} train only some experts'
+        return None
+
     def __init__(self, opt):
         super().__init__(opt)
         from moesr_arch.gating import build_gate
@@ -197,12 +206,18 @@ class MoESRModel(ExpertSRModel):
         net = self.get_bare_model(self.test_network())
         was_training = net.training
         net.eval()
-        with torch.no_grad():
-            start = time.perf_counter()
-            self.gate_weights = self.gate(self.lq, self.data)
-            gated = time.perf_counter()
-            result = net.run(self.lq, self.gate_weights)
-            self.timing = (gated - start, time.perf_counter() - gated)
+        # Sparse experts see crops of ever new shapes: cuDNN's autotuner (BasicSR turns it on) would
+        # re-tune for each of them, costing more than it saves.
+        benchmark, torch.backends.cudnn.benchmark = torch.backends.cudnn.benchmark, False
+        try:
+            with torch.no_grad():
+                start = synchronized_clock(self.device)
+                self.gate_weights = self.gate(self.lq, self.data)
+                gated = synchronized_clock(self.device)
+                result = net.run(self.lq, self.gate_weights)
+                self.timing = (gated - start, synchronized_clock(self.device) - gated)
+        finally:
+            torch.backends.cudnn.benchmark = benchmark
         net.train(was_training)
         self.output, self.background_output = result['output'], result['background']
 
@@ -320,6 +335,13 @@ class MoESRModel(ExpertSRModel):
                 cells += f'{mix:>13.{digits}f}{alone:>12.{digits}f}{mix - alone:>+9.{digits}f}'
             lines.append(f'\t{label:<12}{count:>7}{area:>7}   {cells}')
         get_root_logger().info('\n'.join(lines))
+
+
+def synchronized_clock(device):
+    """``time.perf_counter()`` once the work queued on ``device`` is done (CUDA runs asynchronously)."""
+    if device.type == 'cuda':
+        torch.cuda.synchronize(device)
+    return time.perf_counter()
 
 
 def stage_schedule(train_opt):
