@@ -270,3 +270,32 @@ def test_training_validates_at_several_scales_with_flops_and_expert_maps(workdir
     out = workdir / 'results' / 'tiny_moeisr_test' / 'visualization' / 'demo_val'
     assert cv2.imread(str(out / 'zidane_tiny_moeisr_test.png')).shape == (46, 46, 3)
     assert (out / 'zidane_tiny_moeisr_test_experts.png').is_file()
+
+
+class Replicas(torch.nn.Module):
+    """What DataParallel does to a module on several GPUs: each call runs on a copy, whose attributes
+    are thrown away afterwards (on the CPU DataParallel calls the module itself, hiding the problem)."""
+
+    def __init__(self, module):
+        super().__init__()
+        self.module = module
+
+    def forward(self, *args, **kwargs):
+        import copy
+        return copy.deepcopy(self.module)(*args, **kwargs)
+
+
+def test_balance_loss_survives_dataparallel_replicas():
+    from moesr_arch.losses.expert_balance_loss import ExpertBalanceLoss
+    from moesr_arch.models.moeisr_model import MoEISRModel
+    model = MoEISRModel.__new__(MoEISRModel)  # only the training-step parts, without BasicSR's set-up
+    model.opt = {'train': {}}
+    model.net_g = Replicas(tiny_moeisr().train())
+    model.cri_pix, model.cri_perceptual = torch.nn.L1Loss(), None
+    model.extra_losses = {'balance': ExpertBalanceLoss()}
+    model.get_bare_model = lambda net: net.module
+    model.lq, model.coord = torch.rand(2, 3, 6, 6), torch.rand(2, 40, 2) * 2 - 1
+    model.cell, model.gt = torch.full((2, 40, 2), 0.05), torch.rand(2, 40, 3)
+    losses = model.training_losses(1)
+    assert set(losses) == {'l_pix', 'l_balance'}
+    assert losses['l_balance'].requires_grad
