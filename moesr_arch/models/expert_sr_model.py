@@ -73,19 +73,20 @@ class ExpertSRModel(SRModel):
             return DistributedDataParallel(net, find_unused_parameters=self.opt.get('find_unused_parameters', False))
         return super().model_to_device(net)
 
-    def compute_losses(self):
-        """Loss terms for the current ``self.output`` against ``self.gt``, by name."""
+    def compute_losses(self, output=None, prefix='l_'):
+        """Loss terms of ``output`` (default: ``self.output``) against ``self.gt``, by name."""
+        output = self.output if output is None else output
         losses = OrderedDict()
         if self.cri_pix:
-            losses['l_pix'] = self.cri_pix(self.output, self.gt)
+            losses[f'{prefix}pix'] = self.cri_pix(output, self.gt)
         if self.cri_perceptual:
-            l_percep, l_style = self.cri_perceptual(self.output, self.gt)
+            l_percep, l_style = self.cri_perceptual(output, self.gt)
             if l_percep is not None:
-                losses['l_percep'] = l_percep
+                losses[f'{prefix}percep'] = l_percep
             if l_style is not None:
-                losses['l_style'] = l_style
+                losses[f'{prefix}style'] = l_style
         for name, loss in self.extra_losses.items():
-            losses[f'l_{name}'] = loss(self.output, self.gt)
+            losses[f'{prefix}{name}'] = loss(output, self.gt)
         return losses
 
     def training_losses(self, current_iter):
@@ -96,15 +97,24 @@ class ExpertSRModel(SRModel):
     def optimize_parameters(self, current_iter):
         self.optimizer_g.zero_grad(set_to_none=True)
         losses = self.training_losses(current_iter)
-        check_finite_losses(losses, current_iter)
-        sum(losses.values()).backward()
-        clip = self.opt['train'].get('grad_clip_norm')
-        if clip:
-            torch.nn.utils.clip_grad_norm_(self.net_g.parameters(), clip)
-        self.optimizer_g.step()
+        self.step(self.net_g, self.optimizer_g, losses, current_iter)
         self.log_dict = self.reduce_loss_dict(losses)
         if self.ema_decay > 0:
             self.model_ema(decay=self.ema_decay)
+
+    def step(self, net, optimizer, losses, current_iter):
+        """One optimisation step of ``net`` on ``losses``: NaN guard, backward, gradient clipping."""
+        check_finite_losses(losses, current_iter)
+        sum(losses.values()).backward()
+        self.discard_gradients(net)
+        clip = self.opt['train'].get('grad_clip_norm')
+        if clip:
+            torch.nn.utils.clip_grad_norm_(net.parameters(), clip)
+        optimizer.step()
+
+    def discard_gradients(self, net):
+        """Hook before the optimizer step: models that must keep some parameters still drop their gradients
+        here (Adam skips a parameter without a gradient, but moves one whose gradient is zero)."""
 
     def test_network(self):
         return self.net_g_ema if hasattr(self, 'net_g_ema') else self.net_g

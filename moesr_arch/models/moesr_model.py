@@ -1,19 +1,21 @@
 import os.path as osp
 import time
 from collections import OrderedDict
-from typing import Literal
+from typing import Literal, Optional
 
 import numpy as np
 import torch
 import torch.nn.functional as F
+from basicsr.archs import build_network
 from basicsr.metrics import calculate_metric
 from basicsr.utils import get_root_logger, imwrite, tensor2img
 from basicsr.utils.registry import MODEL_REGISTRY
 from tqdm import tqdm
 
 from moesr_arch.models.expert_sr_model import ExpertSRModel, log_routing_statistics
-from moesr_arch.options import Checker, OptionError, check, checking_paths, section
+from moesr_arch.options import Checker, OptionError, check, check_network, checking_paths, section
 from moesr_arch.utils.region_metrics import masked_psnr, masked_ssim
+from moesr_arch.utils.specialisation import SpecialisationMatrix, bicubic_upscale
 
 STAGES = ('generalist', 'experts', 'joint')
 BACKGROUND = 'background'
@@ -58,16 +60,36 @@ class MoESRModel(ExpertSRModel):
     (``psnr_<category>``, ``psnr_<category>_background``), when the dataset gives a ``category_map``.
     A table of these goes to the log, every value to TensorBoard; ``save_img`` also writes the
     background-only image and the gate overlay beside each blended image.
+
+    **The equal-budget control** (``network_ref``, e.g. the background expert's options): a single network
+    trained beside the mixture on the very same batches, for the same iterations, with the same optimizer,
+    schedule and EMA, on the plain loss over all pixels. Validation and test report it (``<metric>_reference``)
+    and bicubic (``<metric>_bicubic``) beside the blend, overall and inside each category, so the mixture's
+    gain is read against a fair baseline; the table is also written to
+    ``<log folder>/comparison_<dataset>.txt``. Its weights are ``net_ref_<iter>.pth`` (``path.
+    pretrain_network_ref`` at test).
+
+    **The specialisation matrix** (``val.specialisation``, default on): every expert run alone on every
+    image, scored (PSNR, Y when the metric says so) inside each category's regions and on the unlabelled
+    background; logged, written to TensorBoard (``specialisation/<dataset>/<expert>/<region>``) and drawn
+    as a heat map (``<visualization>/specialisation_<dataset>_<iter>.png``). The experts specialise when
+    each column's best value sits in its own expert's row.
+
+    In the ``experts`` stage a category absent from the batch (on every rank) keeps its weights: its
+    gradients are dropped, so Adam's momentum does not move it. With ``train.background_in_experts``
+    the background expert learns in that stage too, on the unlabelled pixels.
     """
 
-    TOP_OPTIONS = {'gate': Checker(check_gate)}
+    TOP_OPTIONS = {'gate': Checker(check_gate), 'network_ref': Checker(check_network)}
+    PATH_OPTIONS = {'pretrain_network_ref': Optional[str], 'param_key_ref': str, 'strict_load_ref': bool}
     TRAIN_OPTIONS = {
         **ExpertSRModel.TRAIN_OPTIONS,
         'stage': Literal[STAGES],
         'stages': Checker(check_stages),
         'init_experts': bool,
+        'background_in_experts': bool,
     }
-    VAL_OPTIONS = {'region_metrics': bool, 'save_overlay': bool, 'save_background': bool}
+    VAL_OPTIONS = {'region_metrics': bool, 'save_overlay': bool, 'save_background': bool, 'specialisation': bool}
 
     @staticmethod
     def validate_options(opt, source, is_train):
@@ -121,6 +143,66 @@ class MoESRModel(ExpertSRModel):
         if self.is_train:
             self.train_gate = build_gate({'type': 'LabelGate', 'categories': net.categories}, source='train')
             self.schedule = stage_schedule(opt['train'])
+        elif 'network_ref' in opt:
+            self.net_ref = self.build_reference(opt['path'].get('param_key_ref', 'params_ema'))
+        self.absent_experts = []
+
+    # ------------------------------------------------------------------------------------------
+    # The equal-budget control
+
+    def build_reference(self, param_key):
+        net = self.model_to_device(build_network(self.opt['network_ref']))
+        path = self.opt['path'].get('pretrain_network_ref')
+        if path is not None:
+            self.load_network(net, path, self.opt['path'].get('strict_load_ref', True), param_key)
+        elif not self.is_train:
+            raise ValueError('network_ref is given but path.pretrain_network_ref is not: the control has no weights')
+        return net
+
+    def init_training_settings(self):
+        self.net_ref = self.build_reference('params') if 'network_ref' in self.opt else None
+        super().init_training_settings()
+        if self.net_ref is not None:
+            self.net_ref.train()
+            if self.ema_decay > 0:
+                self.net_ref_ema = build_network(self.opt['network_ref']).to(self.device).eval()
+                path = self.opt['path'].get('pretrain_network_ref')
+                if path is not None:
+                    self.load_network(self.net_ref_ema, path, self.opt['path'].get('strict_load_ref', True),
+                                      'params_ema')
+                else:
+                    self.net_ref_ema.load_state_dict(self.get_bare_model(self.net_ref).state_dict())
+
+    def setup_optimizers(self):
+        optim_opt = dict(self.opt['train']['optim_g'])  # BasicSR pops its type
+        super().setup_optimizers()
+        if self.net_ref is not None:
+            optim_opt = dict(optim_opt)
+            params = [p for p in self.net_ref.parameters() if p.requires_grad]
+            self.optimizer_ref = self.get_optimizer(optim_opt.pop('type'), params, **optim_opt)
+            self.optimizers.append(self.optimizer_ref)  # BasicSR gives it the same schedule
+
+    def optimize_parameters(self, current_iter):
+        super().optimize_parameters(current_iter)
+        if self.net_ref is None:
+            return
+        self.optimizer_ref.zero_grad(set_to_none=True)
+        losses = self.compute_losses(self.net_ref(self.lq), prefix='l_ref_')
+        self.step(self.net_ref, self.optimizer_ref, losses, current_iter)
+        self.log_dict.update(self.reduce_loss_dict(losses))
+        if self.ema_decay > 0:
+            ema_update(self.net_ref_ema, self.get_bare_model(self.net_ref), self.ema_decay)
+
+    def save(self, epoch, current_iter):
+        super().save(epoch, current_iter)
+        if getattr(self, 'net_ref', None) is not None:
+            nets, keys = [self.net_ref], ['params']
+            if hasattr(self, 'net_ref_ema'):
+                nets, keys = nets + [self.net_ref_ema], keys + ['params_ema']
+            self.save_network(nets, 'net_ref', current_iter, param_key=keys)
+
+    def reference_network(self):
+        return getattr(self, 'net_ref_ema', None) or getattr(self, 'net_ref', None)
 
     @property
     def bare_net(self):
@@ -159,18 +241,33 @@ class MoESRModel(ExpertSRModel):
             raise ValueError('the experts stage needs a category_map from the dataset (use '
                              'CategoryPairedImageDataset with category labels)')
         losses = OrderedDict()
-        names = self.bare_net.categories
-        # One forward pass for all category experts (DDP allows one per backward); every rank then has
+        names = list(self.bare_net.categories)
+        if self.opt['train'].get('background_in_experts', False):
+            names.append(BACKGROUND)  # its pixels: the map's value K, after the K categories
+        # One forward pass for all trained experts (DDP allows one per backward); every rank then has
         # the same loss terms, so the loss reduction and the gradient all-reduce stay in step.
-        outputs = self.net_g(self.lq, expert=list(names))
+        outputs = self.net_g(self.lq, expert=names)
+        present = torch.stack([(self.category_map == index).any() for index in range(len(names))]).float()
+        if self.opt['dist']:
+            torch.distributed.all_reduce(present, op=torch.distributed.ReduceOp.MAX)
+        self.absent_experts = [name for name, here in zip(names, present.tolist()) if not here]
         for index, (name, output) in enumerate(zip(names, outputs)):
             mask = (self.category_map == index).float()[:, None]
-            if mask.any():  # pixels of other categories and of the background have weight 0
+            if mask.any():  # pixels of other categories (and of the background) have weight 0
                 mask = F.interpolate(mask, scale_factor=self.bare_net.scale, mode='nearest')
                 losses[f'l_pix_{name}'] = self.cri_pix(output, self.gt, weight=mask)
-            else:  # the category is not in this batch: a zero loss that still touches the expert
+            else:  # not in this rank's batch: a zero loss keeps the graph alike on every rank
                 losses[f'l_pix_{name}'] = output.sum() * 0
         return losses
+
+    def discard_gradients(self, net):
+        """Experts whose category no rank's batch holds keep their weights (see the class docstring)."""
+        if net is not self.net_g:
+            return
+        for name in self.absent_experts:
+            for param in self.bare_net.experts[name].parameters():
+                param.grad = None
+        self.absent_experts = []
 
     def start_stage(self, stage, current_iter):
         logger = get_root_logger()
@@ -216,6 +313,13 @@ class MoESRModel(ExpertSRModel):
                 gated = synchronized_clock(self.device)
                 result = net.run(self.lq, self.gate_weights)
                 self.timing = (gated - start, synchronized_clock(self.device) - gated)
+                reference = self.reference_network()
+                self.reference_output = None
+                if reference is not None:
+                    reference_was_training = reference.training
+                    reference.eval()
+                    self.reference_output = self.get_bare_model(reference)(self.lq)
+                    reference.train(reference_was_training)
         finally:
             torch.backends.cudnn.benchmark = benchmark
         net.train(was_training)
@@ -231,6 +335,9 @@ class MoESRModel(ExpertSRModel):
         net = self.get_bare_model(self.test_network())
         net.reset_routing_statistics()
         sums, counts, shares, times = OrderedDict(), OrderedDict(), OrderedDict(), np.zeros(2)
+        matrix = None
+        if val_opt.get('specialisation', True) and 'psnr' in region_opts:
+            matrix = SpecialisationMatrix(net.names, net.categories + [BACKGROUND])
 
         def add(key, value):
             if not np.isnan(value):
@@ -243,20 +350,23 @@ class MoESRModel(ExpertSRModel):
             self.feed_data(val_data)
             self.test()
             times += self.timing
-            sr_img, bg_img = tensor2img([self.output.cpu()]), tensor2img([self.background_output.cpu()])
+            images = self._compared_images()
             if 'gt' in val_data:
                 gt_img = tensor2img([self.gt.cpu()])
                 for name, opt_ in metrics.items():
-                    add(name, calculate_metric({'img': sr_img, 'img2': gt_img}, opt_))
-                    add(f'{name}_background', calculate_metric({'img': bg_img, 'img2': gt_img}, opt_))
-                if self.category_map is not None and val_opt.get('region_metrics', True):
-                    self._region_metrics(sr_img, bg_img, gt_img, region_opts, add, shares)
+                    for suffix, img in images.items():
+                        add(f'{name}{suffix}', calculate_metric({'img': img, 'img2': gt_img}, opt_))
+                masks = self._region_masks() if self.category_map is not None else {}
+                if masks and val_opt.get('region_metrics', True):
+                    self._region_metrics(images, gt_img, masks, region_opts, add, shares)
+                if masks and matrix is not None:
+                    self._specialisation(matrix, net, gt_img, masks, images, region_opts['psnr'])
             if save_img:
-                self._save_images(img_name, dataset_name, current_iter, sr_img, bg_img)
+                self._save_images(img_name, dataset_name, current_iter, images[''], images['_background'])
             if pbar:
                 pbar.update(1)
                 pbar.set_description(f'Test {img_name}')
-            del self.lq, self.output, self.background_output
+            del self.lq, self.output, self.background_output, self.reference_output
             if hasattr(self, 'gt'):
                 del self.gt
         if pbar:
@@ -268,22 +378,68 @@ class MoESRModel(ExpertSRModel):
         self.log_table(dataset_name, current_iter, shares, times / max(len(dataloader), 1), region_opts)
         if self.metric_results:
             self._log_validation_metric_values(current_iter, dataset_name, tb_logger)
+        if matrix is not None and matrix.counts.any():
+            self._report_specialisation(matrix, dataset_name, current_iter, tb_logger)
         log_routing_statistics(net.routing_statistics(), dataset_name, current_iter, tb_logger)
 
-    def _region_metrics(self, sr_img, bg_img, gt_img, region_opts, add, shares):
+    def _compared_images(self):
+        """HR images of the blend and of its baselines, by metric-key suffix ('' is MoE-SR)."""
+        images = OrderedDict([('', tensor2img([self.output.cpu()])),
+                              ('_background', tensor2img([self.background_output.cpu()]))])
+        if self.reference_output is not None:
+            images['_reference'] = tensor2img([self.reference_output.cpu()])
+        bicubic = bicubic_upscale(self.lq[0].cpu(), self.bare_net.scale, self.output.shape[-2:])
+        images['_bicubic'] = tensor2img([bicubic])
+        return images
+
+    def _region_masks(self):
+        """HR masks of each category's labelled pixels and of the unlabelled rest (``background``)."""
         scale = self.bare_net.scale
         category_map = self.category_map[0].cpu().numpy()
         category_map = np.kron(category_map, np.ones((scale, scale), dtype=category_map.dtype))
-        for index, name in enumerate(self.bare_net.categories):
-            mask = category_map == index
-            if not mask.any():
+        masks = OrderedDict((name, category_map == index) for index, name in enumerate(self.bare_net.categories))
+        masks[BACKGROUND] = category_map == len(self.bare_net.categories)
+        return OrderedDict((name, mask) for name, mask in masks.items() if mask.any())
+
+    def _region_metrics(self, images, gt_img, masks, region_opts, add, shares):
+        for name, mask in masks.items():
+            if name == BACKGROUND:
                 continue
             shares.setdefault(name, []).append(float(mask.mean()))
             for kind, opt_ in region_opts.items():
                 function = masked_psnr if kind == 'psnr' else masked_ssim
                 kwargs = dict(crop_border=opt_.get('crop_border', 0), test_y_channel=opt_.get('test_y_channel', False))
-                add(f'{kind}_{name}', function(sr_img, gt_img, mask, **kwargs))
-                add(f'{kind}_{name}_background', function(bg_img, gt_img, mask, **kwargs))
+                for suffix, img in images.items():
+                    add(f'{kind}_{name}{suffix}', function(img, gt_img, mask, **kwargs))
+
+    def _specialisation(self, matrix, net, gt_img, masks, images, psnr_opt):
+        """Every expert alone on this image, scored inside every region (plus the blend and the control)."""
+        kwargs = dict(crop_border=psnr_opt.get('crop_border', 0), test_y_channel=psnr_opt.get('test_y_channel', False))
+        outputs = OrderedDict()
+        with torch.no_grad():
+            for name in net.names:
+                expert = net.experts[name]
+                was_training = expert.training
+                expert.eval()
+                outputs[name] = tensor2img([expert(self.lq).cpu()])
+                expert.train(was_training)
+        outputs['MoE-SR'] = images['']
+        if '_reference' in images:
+            outputs['single network'] = images['_reference']
+        outputs['bicubic'] = images['_bicubic']
+        for row, img in outputs.items():
+            for region, mask in masks.items():
+                matrix.add(row, region, masked_psnr(img, gt_img, mask, **kwargs))
+
+    def _report_specialisation(self, matrix, dataset_name, current_iter, tb_logger):
+        get_root_logger().info(f'Specialisation on {dataset_name} at {current_iter} (PSNR of each expert alone inside '
+                               'each region; rows: experts, columns: regions):\n' + matrix.table())
+        if tb_logger:
+            for (row, region), value in matrix.means().items():
+                tb_logger.add_scalar(f'specialisation/{dataset_name}/{row}/{region}', value, current_iter)
+        if self.opt['rank'] == 0:
+            path = osp.join(self.opt['path']['visualization'], f'specialisation_{dataset_name}_{current_iter}.png')
+            matrix.save_heatmap(path, title=f'{dataset_name}, iteration {current_iter}: PSNR-Y inside each region')
 
     def _save_images(self, img_name, dataset_name, current_iter, sr_img, bg_img):
         from moesr_arch.gating.overlay import draw_overlay
@@ -311,30 +467,60 @@ class MoESRModel(ExpertSRModel):
         self._update_best_metric_result(dataset_name, key, value, current_iter)
 
     def log_table(self, dataset_name, current_iter, shares, times, region_opts):
-        """The MoE-SR table: blend vs background expert alone, on the whole images and inside each category."""
+        """The MoE-SR table: the blend beside the equal-budget single network, the background expert alone
+        and bicubic, on the whole images and inside each category; also written to comparison_<dataset>.txt."""
         results = self.metric_results
         kinds = [kind for kind in ('psnr', 'ssim') if kind in results]
         if not kinds:
             return
+        baseline = '_reference' if f'{kinds[0]}_reference' in results else '_background'
+        columns = [('', 'MoE-SR'), ('_reference', 'single'), ('_background', 'bg alone'), ('_bicubic', 'bicubic')]
+        columns = [(suffix, title) for suffix, title in columns if f'{kinds[0]}{suffix}' in results]
         described = ', '.join(f'{kind.upper()}' + (' Y' if region_opts.get(kind, {}).get('test_y_channel') else '') +
                               f' crop {region_opts.get(kind, {}).get("crop_border", 0)}' for kind in kinds)
-        lines = [f'MoE-SR on {dataset_name} at {current_iter} ({described}; regions = labelled pixels; '
-                 f'gate {times[0] * 1000:.0f} ms + experts and blend {times[1] * 1000:.0f} ms per image):',
+        gain_of = 'single' if baseline == '_reference' else 'bg alone'
+        lines = [f'MoE-SR on {dataset_name} at {current_iter} ({described}; regions = labelled pixels; single = the '
+                 f'equal-budget single network; gain = MoE-SR - {gain_of}; gate {times[0] * 1000:.0f} ms + experts '
+                 f'and blend {times[1] * 1000:.0f} ms per image):',
                  f'\t{"region":<12}{"images":>7}{"area":>7}   ' + ''.join(
-                     f'{kind.upper() + " MoE-SR":>13}{"background":>12}{"gain":>9}' for kind in kinds)]
+                     ''.join(f'{(kind.upper() + " " if not suffix else "") + title:>14}' for suffix, title in columns) +
+                     f'{"gain":>9}' for kind in kinds)]
         rows = [('all', '', None)] + [(name, f'_{name}', shares.get(name)) for name in self.bare_net.categories]
-        for label, suffix, share in rows:
-            if f'{kinds[0]}{suffix}' not in results:
+        for label, region, share in rows:
+            if f'{kinds[0]}{region}' not in results:
                 continue
-            count = self.region_image_counts.get(f'{kinds[0]}{suffix}', 0)
+            count = self.region_image_counts.get(f'{kinds[0]}{region}', 0)
             area = '100%' if share is None else f'{100 * np.mean(share):.0f}%'
             cells = ''
             for kind in kinds:
-                mix, alone = results.get(f'{kind}{suffix}'), results.get(f'{kind}{suffix}_background')
                 digits = 2 if kind == 'psnr' else 4
-                cells += f'{mix:>13.{digits}f}{alone:>12.{digits}f}{mix - alone:>+9.{digits}f}'
+                values = [results.get(f'{kind}{region}{suffix}', float('nan')) for suffix, _ in columns]
+                gain = values[0] - results.get(f'{kind}{region}{baseline}', float('nan'))
+                cells += ''.join(f'{value:>14.{digits}f}' for value in values) + f'{gain:>+9.{digits}f}'
             lines.append(f'\t{label:<12}{count:>7}{area:>7}   {cells}')
-        get_root_logger().info('\n'.join(lines))
+        table = '\n'.join(lines)
+        get_root_logger().info(table)
+        if self.opt['rank'] == 0:
+            write_text_atomically(osp.join(self.opt['path']['log'], f'comparison_{dataset_name}.txt'), table + '\n')
+
+
+def ema_update(ema_net, net, decay):
+    """BasicSR's EMA rule (``model_ema``) for a network other than net_g."""
+    ema_params = dict(ema_net.named_parameters())
+    with torch.no_grad():
+        for name, param in net.named_parameters():
+            ema_params[name].mul_(decay).add_(param, alpha=1 - decay)
+
+
+def write_text_atomically(path, text):
+    import os
+    import tempfile
+    folder = osp.dirname(osp.abspath(path))
+    os.makedirs(folder, exist_ok=True)
+    handle, tmp = tempfile.mkstemp(prefix=f'.{osp.basename(path)}.', suffix='.tmp', dir=folder)
+    with os.fdopen(handle, 'w') as f:
+        f.write(text)
+    os.replace(tmp, path)
 
 
 def synchronized_clock(device):
