@@ -1,0 +1,46 @@
+import torch
+import torch.nn.functional as F
+from basicsr.archs import build_network
+from basicsr.utils.registry import ARCH_REGISTRY
+from torch import nn
+
+
+@ARCH_REGISTRY.register()
+class BicubicResidual(nn.Module):
+    """Any registered SR arch made to learn the residual over a bicubic upsampling of its input.
+
+    ``out = bicubic(lq) + gain * network(lq)``, with ``gain`` a learned scalar that starts at 0: the
+    untrained model already equals bicubic, so a short training on few photos can only start from there,
+    and a constant colour offset of the inner network is no longer baked into every output. The inner
+    network keeps its own parameter names under ``network.`` (its official checkpoints load with
+    ``strict=False`` into ``network`` alone, or with the wrapper's own checkpoints as usual).
+
+    Args:
+        network (dict): Options of the wrapped arch (``{type: <registered arch>, ...}``); it must upscale by
+            ``upscale``. Required.
+        upscale (int): Upsampling factor of the wrapped arch. Required.
+        initial_gain (float): Starting value of ``gain``. Default: 0.
+    """
+
+    def __init__(self, network=None, upscale=None, initial_gain=0.0):
+        super().__init__()
+        if not isinstance(network, dict) or 'type' not in network:
+            raise ValueError(f'BicubicResidual needs network: {{type: <arch>, ...}}, got {network!r}')
+        if upscale is None or int(upscale) != upscale or upscale < 1:
+            raise ValueError(f'BicubicResidual upscale must be a positive integer, got {upscale!r}')
+        self.upscale = int(upscale)
+        self.network = build_network(dict(network))
+        self.gain = nn.Parameter(torch.tensor(float(initial_gain)))
+
+    @staticmethod
+    def validate_options(kwargs, where, source):
+        from moesr_arch.options import check_network
+        check_network(kwargs.get('network'), f'{where}.network', source)
+
+    def forward(self, lq):
+        base = F.interpolate(lq, scale_factor=self.upscale, mode='bicubic', align_corners=False)
+        residual = self.network(lq)
+        if residual.shape != base.shape:
+            raise ValueError(f'BicubicResidual: the wrapped {type(self.network).__name__} returned '
+                             f'{tuple(residual.shape)} for {tuple(lq.shape)}, not x{self.upscale} {tuple(base.shape)}')
+        return base + self.gain * residual
