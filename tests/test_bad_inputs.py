@@ -428,3 +428,180 @@ def test_duplicate_yaml_keys_are_refused_with_file_line_and_key(tmp_path):
 def test_a_scale_the_network_does_not_produce_is_refused(tmp_path, scale):
     with pytest.raises(InferenceError, match=rf'scale is {scale} but network_g \(EDSR\) upscales x2'):
         build_from_options(str(tiny_options(tmp_path, scale=scale)))
+
+
+def lmdb_pair(tmp_path):
+    for sub, size in (('HR', 16), ('LR', 8)):
+        (tmp_path / sub).mkdir()
+        for name in ('a', 'b'):
+            write(tmp_path / sub / f'{name}.png', photo(size, size))
+    return [tmp_path / 'HR', tmp_path / 'X_HR.lmdb', [tmp_path / 'LR'], [tmp_path / 'X_LR.lmdb']]
+
+
+KILL_BETWEEN_RENAMES = '''
+import os, sys
+sys.path.insert(0, sys.argv[1])
+from moesr_arch.tools.prepare import create_lmdb
+real, renamed = os.replace, []
+def replace(src, dst):
+    if str(src).endswith('.lmdb.partial'):
+        if renamed:
+            os._exit(9)  # killed between the two renames: no cleanup runs
+        renamed.append(dst)
+    real(src, dst)
+create_lmdb.os.replace = replace
+root = sys.argv[2]
+create_lmdb.create_lmdb(root + '/HR', root + '/X_HR.lmdb', [root + '/LR'], [root + '/X_LR.lmdb'])
+'''
+
+
+def test_an_lmdb_pair_killed_between_its_renames_is_completed_by_the_next_run(tmp_path):
+    args = lmdb_pair(tmp_path)
+    proc = subprocess.run([sys.executable, '-c', KILL_BETWEEN_RENAMES, str(ROOT), str(tmp_path)],
+                          capture_output=True, text=True)
+    assert proc.returncode == 9, proc.stderr[-2000:]
+    assert (tmp_path / 'X_HR.lmdb').exists() and (tmp_path / 'X_LR.lmdb.partial').exists()  # the half state
+    assert create_lmdb.create_lmdb(*args) == []  # the re-run finishes the pair instead of refusing
+    from moesr_arch.data.lmdb_util import read_meta_info
+    for name in ('X_HR.lmdb', 'X_LR.lmdb'):
+        assert [key for key, _ in read_meta_info(tmp_path / name)] == ['a', 'b']
+    assert sorted(os.listdir(tmp_path)) == ['HR', 'LR', 'X_HR.lmdb', 'X_LR.lmdb']
+
+
+def test_an_lmdb_rename_that_fails_leaves_neither_lmdb(tmp_path, monkeypatch):
+    args = lmdb_pair(tmp_path)
+    real = os.replace
+
+    def replace(src, dst):
+        if str(src).endswith('X_LR.lmdb.partial'):
+            raise PermissionError(errno.EACCES, os.strerror(errno.EACCES), str(src))
+        real(src, dst)
+    monkeypatch.setattr(create_lmdb.os, 'replace', replace)
+    with pytest.raises(PermissionError):
+        create_lmdb.create_lmdb(*args)
+    assert sorted(os.listdir(tmp_path)) == ['HR', 'LR']
+
+
+def test_an_lmdb_on_a_full_disk_names_the_lmdb_and_the_reason(tmp_path, monkeypatch):
+    import lmdb
+    args = lmdb_pair(tmp_path)
+
+    def full(*a, **k):
+        raise lmdb.Error(f'{tmp_path}/X_HR.lmdb.partial: No space left on device')
+    monkeypatch.setattr(create_lmdb.lmdb, 'open', full)
+    with pytest.raises(OSError, match=r'X_HR.lmdb: could not write the LMDB: .*No space left on device'):
+        create_lmdb.create_lmdb(*args)
+
+
+def test_check_dataset_reports_looping_links_doubled_stems_and_images_smaller_than_the_crop(tmp_path):
+    from moesr_arch.tools.prepare.check_dataset import check_dataset
+    for sub, size in (('HR', 32), ('LR', 16)):
+        (tmp_path / sub).mkdir()
+        for name in ('a', 'b'):
+            write(tmp_path / sub / f'{name}.png', photo(size, size))
+    (tmp_path / 'HR' / 'b.png').unlink()
+    os.symlink('b.png', tmp_path / 'HR' / 'b.png')  # a link to itself: Errno 40 when read
+    write(tmp_path / 'LR' / 'a.jpg', photo(16, 16))
+    text = '\n'.join(check_dataset(tmp_path / 'HR', [tmp_path / 'LR'], [2], gt_size=48))
+    assert 'HR/b.png: cannot read: Too many levels of symbolic links' in text
+    assert 'LR image without an HR partner' not in text  # b's LR partner is not an orphan
+    assert 'two images for one stem' in text and 'LR/a.jpg' in text
+    assert 'HR/a.png: 32x32 is smaller than gt_size 48' in text
+    with pytest.raises(ValueError, match='HR/b.png: Too many levels of symbolic links'):  # training: at start
+        CheckedPairedImageDataset({'name': 't', 'type': 'CheckedPairedImageDataset', 'phase': 'val', 'scale': 2,
+                                   'dataroot_gt': str(tmp_path / 'HR'), 'dataroot_lq': str(tmp_path / 'LR'),
+                                   'io_backend': {'type': 'disk'}})
+    os.remove(tmp_path / 'HR' / 'b.png')
+    with pytest.raises(ValueError, match='LR/a.jpg and .*LR/a.png: two LR images for one stem'):
+        CheckedPairedImageDataset({'name': 't', 'type': 'CheckedPairedImageDataset', 'phase': 'val', 'scale': 2,
+                                   'dataroot_gt': str(tmp_path / 'HR'), 'dataroot_lq': str(tmp_path / 'LR'),
+                                   'io_backend': {'type': 'disk'}})
+
+
+def test_derived_path_keys_are_refused_not_ignored(workdir):
+    path = write_options('options/train_edsr_demo.yml', workdir / 'bad.yml', path__experiments_root='elsewhere')
+    with pytest.raises(OptionError, match='path.experiments_root is set by BasicSR from name'):
+        validate_argv_options(['-opt', str(path)])
+
+
+def test_a_two_point_polygon_is_not_silently_a_box():
+    from moesr_arch.data.category_labels import LabelError, parse_label_line
+    with pytest.raises(LabelError, match=r'f.txt:1: .*4 numbers are read as a box cx cy w h.*at least 3 points'):
+        parse_label_line('0 0.1 0.1 0.6 0.7', 'f.txt', 1, 2)
+
+
+def bad_inputs(tmp_path):
+    """``{case: (argv, words the one error line must hold)}`` for every tool subcommand."""
+    options = tiny_options(tmp_path)
+    photos = tmp_path / 'photos'
+    photos.mkdir()
+    write(photos / 'a.png', photo(8, 8))
+    (tmp_path / 'a_file').write_text('x')
+    truncated = tmp_path / 'cut.pth'
+    truncated.write_bytes((tmp_path / 'net.pth').read_bytes()[:300])
+    torch.save({'epoch': 0, 'iter': 1, 'optimizers': [{}], 'schedulers': []}, tmp_path / '1.state')
+    infer = ['infer', '-opt', options, '-i', photos, '-o', tmp_path / 'out']
+    export = ['export', '-opt', options, '--trace_size', 16]
+    return {
+        'infer -o is a file': (infer[:-1] + [tmp_path / 'a_file'], ['a_file: is a file, not a folder']),
+        'infer truncated checkpoint': (infer + ['--model_path', truncated], ['cut.pth: not a readable weights file']),
+        'infer a .state as weights': (infer + ['--model_path', tmp_path / '1.state'], ['1.state: a training state']),
+        'infer a PNG as weights': (infer + ['--model_path', photos / 'a.png'], ['a.png: not a readable weights file']),
+        'infer --device gpu': (infer + ['--device', 'gpu'], ["--device 'gpu': not a device"]),
+        'infer missing input': (infer[:4] + ['nowhere'] + infer[5:], ['no such file or folder: nowhere']),
+        'infer missing option file': (['infer', '-opt', 'none.yml', '-i', photos, '-o', 'o'], ['none.yml']),
+        'export ONNX under a file': (export + ['--onnx', tmp_path / 'a_file' / 'net.onnx'],
+                                     ['a_file: Not a directory']),
+        'export ONNX on a folder': (export + ['--onnx', photos], ['photos: Is a directory']),
+        'export nothing to do': (export, ['nothing to do']),
+        'generate_lr missing folder': (['prepare', 'generate_lr', '-i', 'nowhere', '-o', 'x'], ['nowhere']),
+        'extract_subimages output not empty': (['prepare', 'extract_subimages', '-i', photos, '-o', photos],
+                                               ['photos exists and is not empty']),
+        'create_lmdb bad name': (['prepare', 'create_lmdb', '--gt', photos, '--gt_lmdb', tmp_path / 'x'],
+                                 ['must end with .lmdb']),
+        'check_dataset missing folder': (['prepare', 'check_dataset', '--gt', 'nowhere'], ['no such folder: nowhere']),
+        'label_categories missing weights': (['prepare', 'label_categories', '-i', photos, '-o', tmp_path / 'labels',
+                                              '--weights', 'none.pt', '--categories', 'none.yml'], ['none.pt']),
+        'train-gate without data': (['train-gate', '--output', tmp_path / 'gate'], ['give --dataset']),
+        'train-gate missing categories': (['train-gate', '--dataset', tmp_path, '--output', tmp_path / 'gate'],
+                                          ['categories file not found']),
+    }
+
+
+def test_every_tool_subcommand_answers_bad_inputs_with_one_line_and_a_non_zero_exit(tmp_path, capsys, monkeypatch):
+    for case, (argv, words) in bad_inputs(tmp_path).items():
+        code, err = basicsr(argv, capsys, monkeypatch)  # an exception escaping here would be a traceback
+        assert code != 0, case
+        line = one_error_line(err)
+        assert line.startswith(f'basicsr {argv[0]}') and all(word in line for word in words), (case, line)
+        assert 'Traceback' not in err and 'Errno' not in line, (case, err)
+
+
+def test_a_read_only_output_folder_fails_before_any_work(tmp_path, capsys, monkeypatch):
+    options = tiny_options(tmp_path)
+    (tmp_path / 'photos').mkdir()
+    write(tmp_path / 'photos' / 'a.png', photo(8, 8))
+    started = []
+    monkeypatch.setattr(Upscaler, 'upscale_file', lambda self, path: started.append(path))
+
+    def read_only(*args, **kwargs):  # the tests run as root, for whom chmod does not make a folder read-only
+        raise PermissionError(errno.EACCES, os.strerror(errno.EACCES))
+    monkeypatch.setattr(atomic.tempfile, 'mkstemp', read_only)
+    code, err = basicsr(['infer', '-opt', options, '-i', tmp_path / 'photos', '-o', tmp_path / 'out'],
+                        capsys, monkeypatch)
+    assert code == 2 and one_error_line(err).endswith('out: Permission denied') and not started
+
+
+@pytest.mark.parametrize('command, message', [
+    ('train', "duplicate key 'num_gpu'"),
+    ('test', 'path.results_root is set by BasicSR from name'),
+])
+def test_train_and_test_answer_bad_options_with_one_line(workdir, command, message):
+    if command == 'train':  # a second num_gpu at the end of the file
+        (workdir / 'bad.yml').write_text((ROOT / 'options/train_edsr_demo.yml').read_text() + 'num_gpu: 0\n')
+    else:
+        write_options('options/test_edsr_demo.yml', workdir / 'bad.yml', path__results_root='elsewhere')
+    proc = run_cli([command, '-opt', 'bad.yml'], workdir, check=False)
+    assert proc.returncode != 0 and 'Traceback' not in proc.stderr
+    line = one_error_line(proc.stderr)
+    assert line.startswith(f'basicsr {command}: error: Invalid options: bad.yml') and message in line

@@ -13,6 +13,7 @@ from pathlib import Path
 from tqdm import tqdm
 
 from moesr_arch.tools.common import OutputPlan, error_text, get_tool_logger, is_image_file, standalone, write_png
+from moesr_arch.utils.atomic import check_writable
 
 
 def input_files(path):
@@ -80,7 +81,7 @@ def main(args):
     if args.save_maps and not upscaler.map_names():
         logger.warning(f'--save_maps: {type(network).__name__} makes no maps (see moesr_arch/inference.py)')
     pairs = plan_outputs(files, args.output, args.suffix, upscaler.map_names())
-    Path(args.output).mkdir(parents=True, exist_ok=True)  # an unwritable place fails here, before any SR work
+    check_writable(args.output)  # a read-only or missing place fails here, before any SR work
     failures = []
     for path, target in tqdm(pairs, desc='images', unit='img', disable=len(files) == 1):
         start = time.time()

@@ -101,6 +101,18 @@ def atomic_torch_save(obj, path):
     return atomic_write_bytes(path, buffer.getbuffer())
 
 
+def check_writable(folder):
+    """Create ``folder`` and a file in it (removed at once), so a read-only or full place fails before hours of
+    work, naming the folder and the operating system's reason."""
+    make_folders(folder)
+    try:
+        handle, tmp_path = temporary_name(os.path.join(folder, 'write-check'))
+    except OSError as error:
+        raise type(error)(error.errno, error.strerror, os.fspath(folder)) from None
+    os.close(handle)
+    os.remove(tmp_path)
+
+
 def remove_stale_temporaries(folder):
     """Delete the temporary files an interrupted write left in ``folder``; return their paths."""
     removed = []
