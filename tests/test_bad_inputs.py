@@ -6,7 +6,11 @@ names), MoE-SR set-ups (missing expert weights, experts of different scales), la
 lines, a 1x1 image, and a corrupt image met during training and inference. Further cases live beside
 their feature: every option mistake (test_options.py), every label error (test_moesr_data.py), the
 10000x10000 inference request (test_tools_infer.py), half-written LMDBs (test_tools_prepare.py),
-truncated checkpoints (test_resume.py).
+truncated checkpoints (test_resume.py). Issue 11 adds: outputs that collide with each other or with an
+input, writes that fail half-way (a full disk, a read-only folder), file modes, a gate-less MoE-SR export,
+gate overlays of large images, training sets that make no batch, duplicate YAML keys, a scale the network
+does not produce, LMDB sets killed between their renames, looping links, and every subcommand answering
+bad inputs with one line.
 """
 import shutil
 
