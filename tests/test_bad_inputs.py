@@ -194,7 +194,6 @@ def test_inference_skips_unreadable_files_and_processes_the_rest(workdir):
 # Issue 11: nothing lost, nothing silent.
 
 import errno  # noqa: E402
-import json  # noqa: E402
 import logging  # noqa: E402
 import os  # noqa: E402
 import stat  # noqa: E402
