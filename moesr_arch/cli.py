@@ -58,13 +58,32 @@ def build_parser(prog):
     return parser
 
 
+def run_guarded(prog, function, *args):
+    """``function(*args)`` with user errors reported as one line ``<prog>: error: <cause>`` (exit code 2).
+
+    BasicSR's pipelines stop on bad options with ``SystemExit(message)``; those messages get the same
+    prefix. Other exceptions are bugs and keep their traceback.
+    """
+    from moesr_arch.tools.common import guarded
+    try:
+        return guarded(lambda _: function(*args), None, prog)
+    except SystemExit as stop:
+        if isinstance(stop.code, str):
+            print(f'{prog}: error: {stop.code}', file=sys.stderr)
+            return 2
+        raise
+
+
 def main(argv=None):
     argv = sys.argv[1:] if argv is None else list(argv)
     prog = os.path.basename(sys.argv[0]) or 'basicsr'
+    if prog in ('__main__.py', 'cli.py'):  # python -m moesr_arch
+        prog = 'basicsr'
     if argv and argv[0] in ('train', 'test') and not {'-h', '--help'} & set(argv[1:]):
-        return run_pipeline(argv[0], argv[1:], f'{prog} {argv[0]}')
+        return run_guarded(f'{prog} {argv[0]}', run_pipeline, argv[0], argv[1:], f'{prog} {argv[0]}')
     args = build_parser(prog).parse_args(argv)
-    return args.tool.main(args)
+    command = args.command + (f' {args.prepare_tool}' if getattr(args, 'prepare_tool', None) else '')
+    return run_guarded(f'{prog} {command}', args.tool.main, args)
 
 
 if __name__ == '__main__':

@@ -13,7 +13,8 @@ Plug-in protocol for networks built from ``network_g`` (checked in this order):
   on ``device`` with the chosen precision and returns the blended CPU float tensor; ``scale`` is the
   ``--scale`` value or None; ``want_maps`` is ``--save_maps``. It returns the SR tensor (1, 3, H, W) in
   [0, 1], or ``(sr, maps)`` with ``maps`` a dict ``{name: uint8 RGB array (H, W, 3)}`` saved beside the
-  output as ``<stem>_<name>.png``.
+  output as ``<stem>_<name>.png``; the network lists those names in ``MAP_NAMES`` (the outputs of a run
+  are planned, and checked for collisions, before any image is run).
 - ``upscale(lr, scale)``: arbitrary-scale networks (MoEISR); used for ``--scale FLOAT`` through the tiled loop.
   If such a network has ``experts`` and leaves ``last_decode['expert_map']`` (B, H, W expert indices) after
   each call, ``--save_maps`` assembles the map over the tiles (one-hot channels blended like the image, the
@@ -30,12 +31,13 @@ import torch
 import torch.nn.functional as F
 from tqdm import tqdm
 
+from moesr_arch.errors import UserError
 from moesr_arch.utils.ensemble import self_ensemble
 
 GIB = 1 << 30
 
 
-class InferenceError(RuntimeError):
+class InferenceError(UserError, RuntimeError):
     """A problem that stops inference (bad options, missing weights, an image too large for memory)."""
 
 
@@ -206,21 +208,60 @@ def read_input(path):
     return np.ascontiguousarray(colour), alpha, grey, peak
 
 
+def _first_line(error):
+    return (str(error).strip().splitlines() or [type(error).__name__])[0]
+
+
 def load_state_dict(path, param_key):
     """The state dict in ``path`` (.pth in BasicSR's format or .safetensors); ``param_key`` as BasicSR uses it."""
     if not os.path.isfile(path):
-        raise InferenceError(f'weights file not found: {path}')
-    if str(path).endswith('.safetensors'):
-        from safetensors.torch import load_file
-        return load_file(path)
-    state = torch.load(path, map_location='cpu', weights_only=True)
+        raise InferenceError(f'weights file not found: {path}' if not os.path.isdir(path)
+                             else f'{path}: is a folder, not a weights file')
+    try:
+        if str(path).endswith('.safetensors'):
+            from safetensors.torch import load_file
+            return load_file(path)
+        state = torch.load(path, map_location='cpu', weights_only=True)
+    except OSError:
+        raise
+    except Exception as error:  # truncated, corrupt or not a checkpoint at all (an image, a text file)
+        raise InferenceError(f'{path}: not a readable weights file (truncated, corrupt or another kind of '
+                             f'file): {_first_line(error)}') from None
     if isinstance(state, dict) and param_key in state:
         return state[param_key]
     if isinstance(state, dict) and 'params' in state:  # BasicSR falls back to 'params' the same way
         return state['params']
     if isinstance(state, dict) and all(isinstance(v, torch.Tensor) for v in state.values()):
         return state
+    if isinstance(state, dict) and 'optimizers' in state:
+        raise InferenceError(f'{path}: a training state, not weights; give the network file of the same '
+                             'iteration (experiments/<name>/models/net_g_<iter>.pth)')
     raise InferenceError(f'{path}: no {param_key!r} or "params" entry and not a plain state dict')
+
+
+def arbitrary_scale(network):
+    """Whether ``network`` has the ``upscale(lr, scale)`` method of arbitrary-scale networks (VDSR's
+    ``upscale`` is its integer factor, not that method)."""
+    return callable(getattr(network, 'upscale', None))
+
+
+def measured_scale(network, probe_size=16):
+    """The factor ``network`` really upscales by, from its own ``scale`` (MoE-SR) or a tiny probe; None for
+    arbitrary-scale networks (``upscale(lr, scale)``)."""
+    if arbitrary_scale(network):
+        return None
+    if hasattr(network, 'infer_image') and getattr(network, 'scale', None):
+        return network.scale
+    from moesr_arch.archs.moesr_arch import first_conv_channels
+    was_training = network.training
+    network.eval()
+    try:
+        with torch.no_grad():
+            out = network(torch.zeros(1, first_conv_channels(network), probe_size, probe_size))
+    finally:
+        network.train(was_training)
+    factor = out.shape[-1] / probe_size
+    return int(factor) if factor == int(factor) else factor
 
 
 def build_from_options(opt_path, model_path=None, require_weights=True):
@@ -261,6 +302,12 @@ def build_from_options(opt_path, model_path=None, require_weights=True):
     scale = opt.get('scale', opt['network_g'].get('upscale'))
     if scale is None:
         raise InferenceError(f'{opt_path}: no scale (top-level "scale" key)')
+    # A wrong scale would not fail: tiles coming back a pixel or two off are resized, so the output
+    # would silently have the wrong size. Check it against what the network produces.
+    actual = measured_scale(network)
+    if actual is not None and float(actual) != float(scale):
+        raise InferenceError(f'{opt_path}: scale is {scale} but network_g ({opt["network_g"].get("type")}) '
+                             f'upscales x{actual}; set scale: {actual}')
     return network, scale, opt
 
 
@@ -290,7 +337,10 @@ class Upscaler:
                  out_scale=None, want_maps=False, progress=True):
         if device == 'auto':
             device = 'cuda' if torch.cuda.is_available() else 'cpu'
-        self.device = torch.device(device)
+        try:
+            self.device = torch.device(device)
+        except RuntimeError:
+            raise InferenceError(f"--device {device!r}: not a device; use auto, cpu, cuda or cuda:<index>") from None
         if self.device.type == 'cuda' and not torch.cuda.is_available():
             raise InferenceError('--device cuda but CUDA is not available')
         self.network = network.to(self.device).eval()
@@ -300,21 +350,31 @@ class Upscaler:
         self.scale = scale
         self.out_scale = out_scale
         self.want_maps = want_maps
-        if out_scale is not None and float(out_scale) != float(scale) and not hasattr(network, 'upscale') \
+        if out_scale is not None and float(out_scale) != float(scale) and not arbitrary_scale(network) \
                 and not hasattr(network, 'infer_image'):
             raise InferenceError(f'{type(network).__name__} only upscales x{scale}; --scale {out_scale} needs an '
                                  'arbitrary-scale network (one with an upscale(lr, scale) method, e.g. MoEISR)')
 
     def forward_fn(self):
         """``(fn, scale)``: what runs on one tile and its scale."""
-        if self.out_scale is not None and hasattr(self.network, 'upscale'):
+        if self.out_scale is not None and arbitrary_scale(self.network):
             scale = float(self.out_scale)
             return (lambda x: self.network.upscale(x, scale)), scale
         return self.network, self.scale
 
+    def map_names(self):
+        """Names of the maps ``--save_maps`` writes beside each output (known before any image is run, so that
+        their files take part in the collision check): ``MAP_NAMES`` of ``infer_image`` networks, or
+        ``experts`` for networks whose expert map is assembled here."""
+        if not self.want_maps:
+            return ()
+        if hasattr(self.network, 'infer_image'):
+            return tuple(getattr(self.network, 'MAP_NAMES', ()))
+        return ('experts', ) if self.map_experts() else ()
+
     def map_experts(self):
         """Number of experts whose per-pixel choice ``--save_maps`` records (0: none)."""
-        if not self.want_maps or not hasattr(self.network, 'upscale') or not hasattr(self.network, 'last_decode'):
+        if not self.want_maps or not arbitrary_scale(self.network) or not hasattr(self.network, 'last_decode'):
             return 0
         return len(getattr(self.network, 'experts', ()))
 

@@ -376,17 +376,19 @@ def check_datasets(value, where, source, is_train):
 # ----------------------------------------------------------------------------------------------
 # Top level.
 
+def _derived_path(value, where, source):
+    """BasicSR sets these folders from ``name`` and overwrites what the file says: refuse instead of ignoring."""
+    raise OptionError(f'{source}: {where} is set by BasicSR from name (experiments/<name>/..., results/<name>/...) '
+                      'and a value here would be ignored; remove it and choose the folder with name')
+
+
 PATH_SECTION = {
     'pretrain_network_g': Optional[str],
     'param_key_g': str,
     'strict_load_g': bool,
     'resume_state': Optional[str],
-    'experiments_root': str,
-    'results_root': str,
-    'visualization': str,
-    'log': str,
-    'models': str,
-    'training_states': str,
+    **{key: Checker(_derived_path) for key in ('experiments_root', 'results_root', 'visualization', 'log', 'models',
+                                                'training_states')},
 }
 
 TRAIN_SECTION = {
@@ -482,11 +484,13 @@ def _validate_options(opt, source, is_train):
 def load_options(path):
     """Read an option YAML file the way BasicSR does (keys in order), with readable errors."""
     from basicsr.utils.options import ordered_yaml
+
+    from moesr_arch.utils.yaml_keys import unique_keys_loader
     if not os.path.isfile(path):
         raise OptionError(f'option file not found: {path}')
     with open(path, encoding='utf-8') as f:
         try:
-            return yaml.load(f, Loader=ordered_yaml()[0])
+            return yaml.load(f, Loader=unique_keys_loader(ordered_yaml()[0], path, OptionError))
         except yaml.YAMLError as error:
             raise OptionError(f'{path}: not valid YAML: {error}') from error
 

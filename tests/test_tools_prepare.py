@@ -206,7 +206,7 @@ def test_create_lmdb_rejects_different_names(tmp_path):
 
 def check_args(root, **extra):
     args = dict(gt=str(root / 'HR'), lq=[str(root / 'LR')], scale=[2], labels=str(root / 'labels'),
-                categories=str(root / 'cats.yml'), filename_tmpl='{}')
+                categories=str(root / 'cats.yml'), filename_tmpl='{}', gt_size=None)
     args.update(extra)
     return Namespace(**args)
 

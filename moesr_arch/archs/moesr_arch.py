@@ -51,6 +51,8 @@ class MoESRNet(nn.Module):
         probe_size (int): Side of the LR probe used to measure each expert's scale at build. Default: 16.
     """
 
+    MAP_NAMES = ('gate', )  # what infer_image returns with want_maps (see moesr_arch/inference.py)
+
     def __init__(self, experts=None, categories=(), categories_file='', expert_weights=None, param_key='params',
                  scale=0, dilation=4, feather=8, sparse=True, crop_margin=16, tile_size=0, max_batch=8,
                  probe_size=16):

@@ -14,6 +14,8 @@ import os
 
 import yaml
 
+from moesr_arch.utils.yaml_keys import unique_keys_loader
+
 
 class CategoriesError(ValueError):
     """A categories file that is missing or malformed."""
@@ -51,7 +53,7 @@ def load_categories(path):
         raise CategoriesError(f'categories file not found: {path}')
     with open(path, encoding='utf-8') as f:
         try:
-            mapping = yaml.safe_load(f)
+            mapping = yaml.load(f, Loader=unique_keys_loader(yaml.SafeLoader, path, CategoriesError))
         except yaml.YAMLError as error:
             raise CategoriesError(f'{path}: not valid YAML: {error}') from error
     return parse_categories(mapping, path)

@@ -86,6 +86,10 @@ def parse_label_line(line, source, number, num_categories):
         points = values.reshape(-1, 2)
     if points.min() < -_TOLERANCE or points.max() > 1 + _TOLERANCE:
         bad = points[(points < -_TOLERANCE) | (points > 1 + _TOLERANCE)]
+        if len(values) == 4:  # 4 numbers are YOLO's box; a 2-point "polygon" lands here far more often than not
+            raise LabelError(f'{where}: coordinates must be normalised to [0, 1]: 4 numbers are read as a box '
+                             f'cx cy w h, and this box reaches {bad[0]:g}; a polygon needs at least 3 points '
+                             '(6 numbers)')
         raise LabelError(f'{where}: coordinates must be normalised to [0, 1], got {bad[0]:g}')
     return Region(category, np.clip(points, 0, 1), source, number)
 

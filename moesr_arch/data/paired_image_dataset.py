@@ -17,6 +17,18 @@ def is_image_file(name):
     return name.lower().endswith(IMAGE_EXTENSIONS)
 
 
+def image_names(folder):
+    """Sorted image names of ``folder``; an entry that cannot be opened (a looping or broken symbolic link)
+    stops here, at start, naming it and the reason, instead of mid-training."""
+    names = sorted(n for n in os.listdir(folder) if is_image_file(n))
+    for name in names:
+        try:
+            os.stat(os.path.join(folder, name))
+        except OSError as error:
+            raise ValueError(f'{os.path.join(folder, name)}: {error.strerror}') from None
+    return names
+
+
 def paired_paths_from_image_folders(gt_folder, lq_folder, filename_tmpl='{}'):
     """Pairs ``gt_folder/<stem><ext>`` with ``lq_folder/<tmpl(stem)><ext>``; other files are ignored.
 
@@ -26,10 +38,16 @@ def paired_paths_from_image_folders(gt_folder, lq_folder, filename_tmpl='{}'):
     for folder in (gt_folder, lq_folder):
         if not os.path.isdir(folder):
             raise FileNotFoundError(f'no such data folder: {folder}')
-    gt_names = sorted(n for n in os.listdir(gt_folder) if is_image_file(n))
+    gt_names = image_names(gt_folder)
     if not gt_names:
         raise ValueError(f'{gt_folder}: no image files (looked for {", ".join(IMAGE_EXTENSIONS)})')
-    lq_names = {os.path.splitext(n)[0]: n for n in os.listdir(lq_folder) if is_image_file(n)}
+    lq_names = {}
+    for name in image_names(lq_folder):
+        stem = os.path.splitext(name)[0]
+        if stem in lq_names:
+            raise ValueError(f'{os.path.join(lq_folder, lq_names[stem])} and {os.path.join(lq_folder, name)}: two LR '
+                             f'images for one stem {stem!r}; remove one')
+        lq_names[stem] = name
     pairs = []
     for gt_name in gt_names:
         stem = os.path.splitext(gt_name)[0]

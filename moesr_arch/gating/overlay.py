@@ -23,7 +23,8 @@ def draw_overlay(lq_rgb_uint8, weights, categories=None, alpha=0.55, min_size=25
         min_size (int): small images are enlarged (nearest, integer factor) until the shorter side reaches
             this, so the legend stays readable.
     """
-    image = np.asarray(lq_rgb_uint8)
+    # OpenCV draws only into C-contiguous arrays; a transposed tensor's numpy view is not one.
+    image = np.ascontiguousarray(lq_rgb_uint8)
     if image.ndim != 3 or image.shape[2] != 3 or image.dtype != np.uint8:
         raise ValueError(f'draw_overlay: expected an [h, w, 3] uint8 image, got {image.shape} {image.dtype}')
     if isinstance(weights, torch.Tensor):
@@ -42,7 +43,7 @@ def draw_overlay(lq_rgb_uint8, weights, categories=None, alpha=0.55, min_size=25
     tint = (weights[:k, :, :, None] * colours).sum(axis=0)
     cover = np.clip(weights[:k].sum(axis=0), 0, 1)[:, :, None] * alpha
     out = image.astype(np.float32) * (1 - cover) + tint * alpha
-    out = np.clip(out, 0, 255).astype(np.uint8)
+    out = np.ascontiguousarray(np.clip(out, 0, 255).astype(np.uint8))
     winner = weights.argmax(axis=0)
     for i in range(k):
         mask = (winner == i).astype(np.uint8)

@@ -157,7 +157,7 @@ def main(args):
             paths[key] = Path(getattr(args, key))
     missing = [f'--{k.replace("_", "-")}' for k in ('train_images', 'train_labels', 'categories') if k not in paths]
     if missing:
-        raise SystemExit(f'train-gate: give --dataset or {", ".join(missing)}')
+        raise ValueError(f'give --dataset or {", ".join(missing)}')
     extra = parse_train_args(args.train_arg)
     categories = load_categories(paths['categories'])
     data_yaml = write_dataset(args.output, categories, paths['train_images'], paths['train_labels'],

@@ -1,6 +1,7 @@
 """Small helpers shared by the tools: listing images, reading and writing them losslessly, logging."""
 import logging
 import os
+import sys
 from pathlib import Path
 
 import cv2
@@ -8,6 +9,8 @@ import numpy as np
 
 from moesr_arch.data.image_io import ImageReadError, _apply_exif_orientation
 from moesr_arch.data.paired_image_dataset import IMAGE_EXTENSIONS, is_image_file
+from moesr_arch.errors import UserError
+from moesr_arch.utils.atomic import atomic_write_bytes
 
 __all__ = ['IMAGE_EXTENSIONS', 'ImageReadError', 'is_image_file', 'list_images', 'read_raw', 'write_png',
            'get_tool_logger', 'report_problems']
@@ -68,10 +71,16 @@ def read_raw(path, exif=True):
 
 
 def write_png(path, image, compression=3):
-    """Write ``image`` (uint8 or uint16) as PNG, creating the folder; raise naming the file on failure."""
-    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
-    if not cv2.imwrite(str(path), image, [cv2.IMWRITE_PNG_COMPRESSION, int(compression)]):
-        raise OSError(f'{path}: could not write the image')
+    """Write ``image`` (uint8 or uint16) as PNG all-or-nothing, creating the folder.
+
+    Encoded in memory and written through :func:`atomic_write_bytes`: a kill never leaves a truncated PNG
+    under the final name, and a failing write raises the operating system's reason naming the file
+    (``cv2.imwrite`` only says that it failed).
+    """
+    ok, encoded = cv2.imencode('.png', np.ascontiguousarray(image), [cv2.IMWRITE_PNG_COMPRESSION, int(compression)])
+    if not ok:
+        raise ValueError(f'{path}: PNG encoding failed for a {image.dtype} image of shape {image.shape}')
+    atomic_write_bytes(path, encoded)
 
 
 def run_parallel(work, items, n_thread, desc, unit='img'):
@@ -98,19 +107,71 @@ def run_parallel(work, items, n_thread, desc, unit='img'):
             return results
 
 
+# What the command line reports as one line: the user's mistakes and the operating system's refusals.
+# Anything else is a bug in the package and keeps its traceback.
+USER_ERRORS = (OSError, ValueError, UserError)
+
+
+def describe_error(error):
+    """One line naming the cause: ``<file>: <OS reason>`` for OSErrors, the message otherwise."""
+    if isinstance(error, OSError) and error.strerror:
+        text = error.strerror
+        if error.filename is not None:
+            text = f'{error.filename}: {text}'
+            if error.filename2 is not None:
+                text += f' (-> {error.filename2})'
+    else:
+        text = str(error) or type(error).__name__
+    return ' '.join(text.split('\n'))
+
+
 def error_text(path, error):
-    """``error`` as a message that names ``path`` once."""
-    text = str(error)
+    """``error`` as a message that names ``path`` once (and the exception type when it is not a user error)."""
+    text = describe_error(error)
+    if not isinstance(error, USER_ERRORS):  # a bug, not bad input: say what kind of failure it was
+        text = f'{type(error).__name__}: {text}'
     return text if str(path) in text else f'{path}: {text}'
 
 
-def guarded(main, args):
-    """``main(args)``, turning a user error (bad folder, name or value) into one logged line and exit code 2."""
+def guarded(main, args, prog='basicsr'):
+    """``main(args)``, turning a user error into one line ``<prog>: error: <cause>`` and exit code 2."""
     try:
         return main(args)
-    except (OSError, ValueError) as error:
-        get_tool_logger().error(str(error))
+    except USER_ERRORS as error:
+        print(f'{prog}: error: {describe_error(error)}', file=sys.stderr)
         return 2
+
+
+class OutputCollision(ValueError):
+    """Two outputs of a run, or an output and an input, are the same file."""
+
+
+def same_file_key(path):
+    """Identity of a path for collision checks: absolute, symlinks resolved, case folded (a case-insensitive
+    file system, e.g. on macOS or Windows, maps ``a.PNG`` and ``A.png`` to one file)."""
+    return os.path.normcase(os.path.realpath(os.path.abspath(path))).casefold()
+
+
+class OutputPlan:
+    """Every target of a run, worked out before any work starts.
+
+    ``claim(target, source)`` raises :class:`OutputCollision` naming both files when ``target`` is an input
+    of the run or was already claimed for another source, so nothing is written before the clash is known.
+    """
+
+    def __init__(self, inputs=()):
+        self.claimed = {same_file_key(path): (Path(path), None) for path in inputs}
+
+    def claim(self, target, source, hint=''):
+        key = same_file_key(target)
+        if key in self.claimed:
+            other, other_source = self.claimed[key]
+            if other_source is None:
+                raise OutputCollision(f'{source}: its output {target} would overwrite the input {other}{hint}')
+            if Path(other_source) != Path(source):
+                raise OutputCollision(f'{other_source} and {source} would both be written to {target}{hint}')
+        self.claimed[key] = (Path(target), source)
+        return target
 
 
 def standalone(doc, add_arguments, main, argv=None):
@@ -118,4 +179,4 @@ def standalone(doc, add_arguments, main, argv=None):
     import argparse
     parser = argparse.ArgumentParser(description=doc.strip(), formatter_class=argparse.RawDescriptionHelpFormatter)
     add_arguments(parser)
-    return guarded(main, parser.parse_args(argv))
+    return guarded(main, parser.parse_args(argv), parser.prog)

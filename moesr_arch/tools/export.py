@@ -7,53 +7,87 @@ onnxruntime on an input of another size than the one traced and compared with Py
 difference must stay under ``--tolerance``). ``--safetensors`` writes the weights as a safetensors file
 (readable by ``basicsr infer --model_path`` and spandrel).
 """
-from pathlib import Path
+import io
 
 import numpy as np
 import torch
 
+from moesr_arch.errors import UserError
 from moesr_arch.tools.common import get_tool_logger, standalone
+from moesr_arch.utils.atomic import atomic_write_bytes
 
 
-class ExportError(RuntimeError):
+class ExportError(UserError, RuntimeError):
     """The export failed or its output does not match PyTorch."""
 
 
-def export_onnx(network, path, trace_size=64, opset=17):
-    """Write ``network`` to ``path`` as ONNX with dynamic batch, height and width."""
-    Path(path).parent.mkdir(parents=True, exist_ok=True)
+def onnx_bytes(network, trace_size=64, opset=17):
+    """``network`` as an ONNX model (bytes) with dynamic batch, height and width."""
     example = torch.rand(1, 3, trace_size, trace_size)
     axes = {0: 'batch', 2: 'height', 3: 'width'}
+    buffer = io.BytesIO()
     # The TorchScript exporter (dynamo=False): the dynamo one needs onnxscript, not a dependency here.
     with torch.no_grad():
-        torch.onnx.export(network, (example, ), str(path), dynamo=False, input_names=['input'],
+        torch.onnx.export(network, (example, ), buffer, dynamo=False, input_names=['input'],
                           output_names=['output'], dynamic_axes={'input': axes, 'output': axes},
                           opset_version=opset, do_constant_folding=True)
+    return buffer.getvalue()
+
+
+def export_onnx(network, path, trace_size=64, opset=17):
+    """Write ``network`` to ``path`` as ONNX with dynamic batch, height and width (all-or-nothing)."""
+    atomic_write_bytes(path, onnx_bytes(network, trace_size, opset))
     return path
 
 
-def verify_onnx(network, path, size=(48, 80), tolerance=1e-4):
-    """Max abs difference between onnxruntime and PyTorch on a random (1, 3, *size) input; raises above tolerance."""
+def verify_onnx(network, model, size=(48, 80), tolerance=1e-4, name=None):
+    """Max abs difference between onnxruntime and PyTorch on a random (1, 3, *size) input; raises above tolerance.
+
+    ``model`` is an ONNX file or the model's bytes (checked before they are written anywhere).
+    """
     import onnxruntime
-    session = onnxruntime.InferenceSession(str(path), providers=['CPUExecutionProvider'])
+    name = name or model
+    session = onnxruntime.InferenceSession(model if isinstance(model, bytes) else str(model),
+                                           providers=['CPUExecutionProvider'])
     x = torch.rand(1, 3, *size, generator=torch.Generator().manual_seed(0))
     with torch.no_grad():
         expected = network(x).numpy()
     got = session.run(None, {'input': x.numpy()})[0]
     if got.shape != expected.shape:
-        raise ExportError(f'{path}: ONNX output shape {got.shape} differs from PyTorch {expected.shape}')
+        raise ExportError(f'{name}: ONNX output shape {got.shape} differs from PyTorch {expected.shape}')
     diff = float(np.abs(got - expected).max())
     if diff >= tolerance:
-        raise ExportError(f'{path}: ONNX and PyTorch differ by {diff:.3g} (tolerance {tolerance:g})')
+        raise ExportError(f'{name}: ONNX and PyTorch differ by {diff:.3g} (tolerance {tolerance:g})')
     return diff
 
 
 def export_safetensors(network, path, metadata=None):
-    from safetensors.torch import save_file
-    Path(path).parent.mkdir(parents=True, exist_ok=True)
+    from safetensors.torch import save
     state = {k: v.detach().cpu().contiguous() for k, v in network.state_dict().items()}
-    save_file(state, str(path), metadata={k: str(v) for k, v in (metadata or {}).items()})
+    atomic_write_bytes(path, save(state, metadata={k: str(v) for k, v in (metadata or {}).items()}))
     return path
+
+
+def select_network(network, opt, opt_path, expert, onnx):
+    """``(network to export, its network_g options)``: the network itself, or one expert of MoE-SR.
+
+    A network that runs whole images itself (MoE-SR: a gate, then experts only around the gate's regions)
+    is Python control flow that a trace cannot capture: its ONNX graph would be the background expert
+    alone and differ from ``basicsr infer``. Such networks are exported one expert at a time, by name.
+    """
+    experts = getattr(network, 'experts', None)
+    if expert is not None:
+        if not isinstance(experts, torch.nn.ModuleDict):
+            raise ExportError(f'--expert {expert}: {type(network).__name__} has no experts to choose from')
+        if expert not in experts:
+            raise ExportError(f'--expert {expert}: no such expert; experts: {", ".join(experts)}')
+        return experts[expert], opt['network_g']['experts'][expert]
+    if onnx and hasattr(network, 'infer_image'):
+        names = f'; experts: {", ".join(experts)}' if isinstance(experts, torch.nn.ModuleDict) else ''
+        raise ExportError(f'{opt_path}: {type(network).__name__} cannot be exported as one ONNX graph: its gate and '
+                          'its per-region experts run as Python code that a trace would freeze, and the graph would '
+                          f'differ from basicsr infer; export one expert with --expert NAME{names}')
+    return network, opt['network_g']
 
 
 def add_arguments(parser):
@@ -61,6 +95,7 @@ def add_arguments(parser):
     parser.add_argument('--model_path', help='weights (.pth or .safetensors) instead of path.pretrain_network_g')
     parser.add_argument('--onnx', help='output ONNX file')
     parser.add_argument('--safetensors', help='output safetensors file of the weights')
+    parser.add_argument('--expert', help='export this expert of a mixture network (MoE-SR) alone, e.g. background')
     parser.add_argument('--opset', type=int, default=17, help='ONNX opset (default: 17)')
     parser.add_argument('--trace_size', type=int, default=64, help='input size used to trace (default: 64)')
     parser.add_argument('--tolerance', type=float, default=1e-4,
@@ -69,23 +104,21 @@ def add_arguments(parser):
 
 def main(args):
     import moesr_arch  # noqa: F401  (registers the package's archs)
-    from moesr_arch.inference import InferenceError, build_from_options
+    from moesr_arch.inference import build_from_options
     logger = get_tool_logger()
     if not args.onnx and not args.safetensors:
-        logger.error('nothing to do: give --onnx and/or --safetensors')
-        return 2
-    try:
-        network, scale, opt = build_from_options(args.opt, args.model_path)
-        if args.safetensors:
-            export_safetensors(network, args.safetensors, {'network_g': dict(opt['network_g']), 'scale': scale})
-            logger.info(f'weights written to {args.safetensors}')
-        if args.onnx:
-            export_onnx(network, args.onnx, args.trace_size, args.opset)
-            diff = verify_onnx(network, args.onnx, tolerance=args.tolerance)
-            logger.info(f'ONNX written to {args.onnx}; onnxruntime vs PyTorch on a 48x80 input: max |diff| {diff:.2e}')
-    except (InferenceError, ExportError, FileNotFoundError) as error:
-        logger.error(str(error))
-        return 1
+        raise ValueError('nothing to do: give --onnx and/or --safetensors')
+    network, scale, opt = build_from_options(args.opt, args.model_path)
+    network, network_opt = select_network(network, opt, args.opt, args.expert, args.onnx)
+    if args.onnx:  # traced and checked before anything is written, so a failed check leaves no file
+        model = onnx_bytes(network, args.trace_size, args.opset)
+        diff = verify_onnx(network, model, tolerance=args.tolerance, name=args.onnx)
+    if args.safetensors:
+        export_safetensors(network, args.safetensors, {'network_g': dict(network_opt), 'scale': scale})
+        logger.info(f'weights written to {args.safetensors}')
+    if args.onnx:
+        atomic_write_bytes(args.onnx, model)
+        logger.info(f'ONNX written to {args.onnx}; onnxruntime vs PyTorch on a 48x80 input: max |diff| {diff:.2e}')
     return 0
 
 

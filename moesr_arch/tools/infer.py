@@ -12,7 +12,8 @@ from pathlib import Path
 
 from tqdm import tqdm
 
-from moesr_arch.tools.common import error_text, get_tool_logger, is_image_file, standalone, write_png
+from moesr_arch.tools.common import OutputPlan, error_text, get_tool_logger, is_image_file, standalone, write_png
+from moesr_arch.utils.atomic import check_writable
 
 
 def input_files(path):
@@ -20,19 +21,35 @@ def input_files(path):
     if path.is_file():
         return [path]
     if path.is_dir():
-        files = sorted(p for p in path.iterdir() if p.is_file() and is_image_file(p.name))
+        # A broken or looping symbolic link is kept: reading it reports the reason instead of a silent skip.
+        files = [entry for entry in sorted(path.iterdir())
+                 if is_image_file(entry.name) and (entry.is_file() or entry.is_symlink())]
         if not files:
             raise FileNotFoundError(f'{path}: no image files')
         return files
     raise FileNotFoundError(f'no such file or folder: {path}')
 
 
-def output_path(outdir, source, suffix):
-    name = source.stem + (f'_{suffix}' if suffix else '') + '.png'
-    target = Path(outdir) / name
-    if target.resolve() == source.resolve():
-        raise ValueError(f'{source}: the output would overwrite the input; give another -o or a --suffix')
-    return target
+def plan_outputs(files, outdir, suffix, map_names=()):
+    """``[(source, target)]`` for every input, all worked out before any work.
+
+    Stops before anything is written when ``outdir`` is a file, when two inputs would give the same
+    output (``upper.JPG`` and ``upper.PNG`` both give ``upper.png``) or when an output (image or map)
+    would replace any input.
+    """
+    outdir = Path(outdir)
+    if outdir.exists() and not outdir.is_dir():
+        raise NotADirectoryError(f'-o {outdir}: is a file, not a folder')
+    plan = OutputPlan(files)
+    hint = '; give another -o or a --suffix, or rename one of the files'
+    pairs = []
+    for source in files:
+        target = outdir / (source.stem + (f'_{suffix}' if suffix else '') + '.png')
+        plan.claim(target, source, hint)
+        for name in map_names:
+            plan.claim(target.with_name(f'{target.stem}_{name}.png'), source, hint)
+        pairs.append((source, target))
+    return pairs
 
 
 def add_arguments(parser):
@@ -55,29 +72,26 @@ def add_arguments(parser):
 
 def main(args):
     import moesr_arch  # noqa: F401  (registers the package's archs)
-    from moesr_arch.inference import InferenceError, Upscaler, build_from_options
+    from moesr_arch.inference import Upscaler, build_from_options
     logger = get_tool_logger()
-    try:
-        files = input_files(args.input)
-        network, scale, _ = build_from_options(args.opt, args.model_path)
-        upscaler = Upscaler(network, scale, args.device, args.precision, args.tile, args.tile_overlap, args.ensemble,
-                            args.scale, args.save_maps)
-    except (InferenceError, FileNotFoundError, ValueError) as error:
-        logger.error(str(error))
-        return 2
-    if args.save_maps and not hasattr(network, 'infer_image') and not upscaler.map_experts():
+    files = input_files(args.input)
+    network, scale, _ = build_from_options(args.opt, args.model_path)
+    upscaler = Upscaler(network, scale, args.device, args.precision, args.tile, args.tile_overlap, args.ensemble,
+                        args.scale, args.save_maps)
+    if args.save_maps and not upscaler.map_names():
         logger.warning(f'--save_maps: {type(network).__name__} makes no maps (see moesr_arch/inference.py)')
+    pairs = plan_outputs(files, args.output, args.suffix, upscaler.map_names())
+    check_writable(args.output)  # a read-only or missing place fails here, before any SR work
     failures = []
-    for path in tqdm(files, desc='images', unit='img', disable=len(files) == 1):
+    for path, target in tqdm(pairs, desc='images', unit='img', disable=len(files) == 1):
         start = time.time()
         try:
-            target = output_path(args.output, path, args.suffix)
             image, maps = upscaler.upscale_file(path)
             write_png(target, image)
             for name, picture in maps.items():
                 write_png(target.with_name(f'{target.stem}_{name}.png'), picture[:, :, ::-1])
             tqdm.write(f'{path.name} -> {target} ({image.shape[1]}x{image.shape[0]}, {time.time() - start:.1f}s)')
-        except (InferenceError, ValueError, OSError) as error:  # unreadable image, unwritable output: skip it
+        except Exception as error:  # whatever went wrong with this image, the rest of the folder still runs
             failures.append(error_text(path, error))
     for failure in failures:
         logger.error(failure)

@@ -18,5 +18,4 @@ def add_arguments(parser):
 
 
 def main(args):
-    from moesr_arch.tools.common import guarded
-    return guarded(args.prepare_module.main, args)
+    return args.prepare_module.main(args)  # user errors are reported by the command line (moesr_arch.cli)

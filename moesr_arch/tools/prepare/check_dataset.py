@@ -27,7 +27,17 @@ class FolderSource:
         self.name = str(folder)
         if not Path(folder).is_dir():
             raise FileNotFoundError(f'no such folder: {folder}')
-        self.paths = {p.stem: p for p in sorted(Path(folder).iterdir()) if p.is_file() and is_image_file(p.name)}
+        self.paths, self.problems = {}, []
+        # Broken or looping symbolic links are kept: reading them reports the reason (instead of their
+        # partners being reported as orphans).
+        for path in sorted(Path(folder).iterdir()):
+            if not is_image_file(path.name) or not (path.is_file() or path.is_symlink()):
+                continue
+            if path.stem in self.paths:
+                self.problems.append(f'{self.paths[path.stem]} and {path}: two images for one stem '
+                                     f'{path.stem!r}; the datasets would pair only one of them')
+                continue
+            self.paths[path.stem] = path
 
     def keys(self):
         return set(self.paths)
@@ -46,6 +56,7 @@ class LmdbSource:
     def __init__(self, path):
         import lmdb
         self.name = str(path)
+        self.problems = []
         self.meta = dict(read_meta_info(path))
         self.env = lmdb.open(str(path), readonly=True, lock=False, readahead=False)
 
@@ -74,8 +85,12 @@ def open_source(path):
     return LmdbSource(path) if str(path).rstrip('/').endswith('.lmdb') else FolderSource(path)
 
 
-def check_dataset(gt, lq=(), scales=(), labels=None, categories=None, filename_tmpl='{}'):
-    """All problems found, as messages (empty list: the dataset is fine)."""
+def check_dataset(gt, lq=(), scales=(), labels=None, categories=None, filename_tmpl='{}', gt_size=None):
+    """All problems found, as messages (empty list: the dataset is fine).
+
+    ``gt_size`` (the training crop) also reports HR images smaller than it, which training would meet
+    only when it draws them.
+    """
     if len(lq) != len(scales):
         raise ValueError(f'give one --scale per --lq folder (got {len(lq)} folders and {len(scales)} scales)')
     problems = []
@@ -83,6 +98,8 @@ def check_dataset(gt, lq=(), scales=(), labels=None, categories=None, filename_t
     lq_sources = [(open_source(folder), int(scale)) for folder, scale in zip(lq, scales)]
     num_categories = len(load_categories(categories)) if categories else None
     gt_keys = gt_source.keys()
+    for source in [gt_source] + [source for source, _ in lq_sources]:
+        problems += source.problems
     for source, _ in lq_sources:
         expected = {filename_tmpl.format(k) for k in gt_keys}
         for key in sorted(source.keys() - expected):
@@ -93,6 +110,9 @@ def check_dataset(gt, lq=(), scales=(), labels=None, categories=None, filename_t
         except Exception as error:
             problems.append(error_text(gt_source.where(key), error))
             continue
+        if gt_size and min(h, w) < gt_size:
+            problems.append(f'{gt_source.where(key)}: {w}x{h} is smaller than gt_size {gt_size}; training cannot '
+                            'crop it')
         for source, scale in lq_sources:
             lq_key = filename_tmpl.format(key)
             if lq_key not in source.keys():
@@ -129,10 +149,12 @@ def add_arguments(parser):
     parser.add_argument('--labels', help='folder of YOLO label files <name>.txt')
     parser.add_argument('--categories', help='categories file (id: name) the label ids must come from')
     parser.add_argument('--filename_tmpl', default='{}', help="LR stem from HR stem (default: '{}')")
+    parser.add_argument('--gt_size', type=int, help='training crop size: HR images smaller than it are reported')
 
 
 def main(args):
-    problems = check_dataset(args.gt, args.lq, args.scale, args.labels, args.categories, args.filename_tmpl)
+    problems = check_dataset(args.gt, args.lq, args.scale, args.labels, args.categories, args.filename_tmpl,
+                             args.gt_size)
     return report_problems(problems, '{count} problem(s) found', 'no problems found')
 
 

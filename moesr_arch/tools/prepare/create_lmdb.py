@@ -20,6 +20,7 @@ from tqdm import tqdm
 
 from moesr_arch.data.lmdb_util import CATEGORIES_FILE, LABELS_FILE
 from moesr_arch.tools.common import error_text, get_tool_logger, list_images, read_raw, report_problems, standalone
+from moesr_arch.utils.atomic import atomic_write_text
 
 PNG_SIGNATURE = b'\x89PNG\r\n\x1a\n'
 
@@ -89,9 +90,9 @@ class LmdbWriter:
         self.flush()
         self.env.sync()
         self.env.close()
-        (self.partial / 'meta_info.txt').write_text('\n'.join(self.meta) + '\n', encoding='utf-8')
+        atomic_write_text(self.partial / 'meta_info.txt', '\n'.join(self.meta) + '\n')
         for name, text in extra_files:
-            (self.partial / name).write_text(text, encoding='utf-8')
+            atomic_write_text(self.partial / name, text)
 
     def commit(self):
         os.replace(self.partial, self.path)
@@ -124,7 +125,10 @@ def make_lmdb(folder, lmdb_path, keys=None, n_thread=1, compress_level=1, batch=
     if lmdb_path.exists():
         raise FileExistsError(f'{lmdb_path} exists; remove it or choose another name')
     ordered = sorted(keys)
-    writer = LmdbWriter(lmdb_path, estimate_map_size(keys.values()), batch)
+    try:
+        writer = LmdbWriter(lmdb_path, estimate_map_size(keys.values()), batch)
+    except lmdb.Error as error:
+        raise lmdb_os_error(lmdb_path, error) from None
     errors = []
     work = partial(encode_one, compress_level=compress_level)
     paths = [keys[k] for k in ordered]
@@ -152,10 +156,60 @@ def make_lmdb(folder, lmdb_path, keys=None, n_thread=1, compress_level=1, batch=
             writer.finish(extra_files)
             if commit:
                 writer.commit()
+    except lmdb.Error as error:  # a full disk, a read-only folder: the operating system's reason, not a traceback
+        writer.abort()
+        raise lmdb_os_error(lmdb_path, error) from None
     except BaseException:
         writer.abort()
         raise
     return errors, writer
+
+
+def lmdb_os_error(lmdb_path, error):
+    """An ``lmdb.Error`` as an OSError naming the LMDB (py-lmdb's messages carry the OS reason as text)."""
+    return OSError(f'{lmdb_path}: could not write the LMDB: {error}')
+
+
+def commit_journal(gt_lmdb):
+    """The file that lists a set of complete ``.partial`` LMDBs while they are renamed into place."""
+    return Path(f'{gt_lmdb}.commit.json')
+
+
+def commit_all(writers, gt_lmdb):
+    """Rename every complete ``.partial`` into place, all or nothing even if killed half-way.
+
+    Several renames cannot be one atomic step, so the list of renames is written first (atomically): a run
+    killed between two renames leaves that journal, and the next run finishes the renames
+    (:func:`finish_interrupted_commit`) instead of finding one LMDB of the set complete and the other not.
+    """
+    journal = commit_journal(gt_lmdb)
+    atomic_write_text(journal, json.dumps([[str(w.partial.resolve()), str(w.path.resolve())] for w in writers]))
+    done = []
+    try:
+        for writer in writers:
+            writer.commit()
+            done.append(writer)
+    except BaseException:  # a rename refused (not a kill): put the renamed ones back, so none is in place
+        for writer in done:
+            os.replace(writer.path, writer.partial)
+        journal.unlink()
+        raise
+    journal.unlink()
+
+
+def finish_interrupted_commit(gt_lmdb):
+    """Finish the renames a run killed inside :func:`commit_all` left undone; the LMDBs of that set."""
+    journal = commit_journal(gt_lmdb)
+    if not journal.exists():
+        return []
+    renames = json.loads(journal.read_text(encoding='utf-8'))
+    for partial_path, final in renames:
+        if os.path.exists(partial_path) and not os.path.exists(final):
+            os.replace(partial_path, final)
+    journal.unlink()
+    finals = [final for _, final in renames if os.path.exists(final)]
+    get_tool_logger().warning('finished the renames of an interrupted run; complete: ' + ', '.join(finals))
+    return finals
 
 
 def read_labels(label_folder, keys):
@@ -182,6 +236,10 @@ def create_lmdb(gt, gt_lmdb, lq=(), lq_lmdb=(), labels=None, categories=None, n_
     logger = get_tool_logger()
     if len(lq) != len(lq_lmdb):
         raise ValueError(f'give one --lq_lmdb per --lq folder (got {len(lq)} folders and {len(lq_lmdb)} outputs)')
+    finished = finish_interrupted_commit(gt_lmdb)
+    wanted = [str(Path(out).resolve()) for out in [gt_lmdb, *lq_lmdb]]
+    if finished and sorted(finished) == sorted(wanted):
+        return []  # the interrupted run had written every LMDB asked for; only its renames were missing
     gt_keys = image_keys(gt)
     jobs = [(gt, gt_lmdb, gt_keys)]
     for folder, out in zip(lq, lq_lmdb):
@@ -210,8 +268,7 @@ def create_lmdb(gt, gt_lmdb, lq=(), lq_lmdb=(), labels=None, categories=None, n_
             writers.append(writer)
             if errors:
                 return errors
-        for writer in writers:  # all or nothing: the set appears only when every LMDB is complete
-            writer.commit()
+        commit_all(writers, gt_lmdb)  # all or nothing: the set appears only when every LMDB is complete
         writers = []
         return []
     finally:

@@ -16,8 +16,9 @@ from pathlib import Path
 
 from moesr_arch.data.categories import load_categories
 from moesr_arch.data.category_labels import clip_polygon, format_label_line, polygon_area, read_labels
-from moesr_arch.tools.common import (error_text, get_tool_logger, list_images, read_raw, run_parallel, standalone,
-                                      write_png)
+from moesr_arch.tools.common import (OutputPlan, error_text, get_tool_logger, list_images, read_raw, run_parallel,
+                                      standalone, write_png)
+from moesr_arch.utils.atomic import atomic_write_text
 
 
 def crop_starts(length, crop, step, thresh):
@@ -64,7 +65,7 @@ def write_crop_labels(opt, regions, gt_shape, crops):
     image_size = (gt_shape[1], gt_shape[0])
     for name, box in crops.items():
         lines = crop_label_lines(regions, image_size, box, opt['min_label_area'])
-        (Path(opt['labels_output']) / f'{Path(name).stem}.txt').write_text(''.join(f'{line}\n' for line in lines))
+        atomic_write_text(Path(opt['labels_output']) / f'{Path(name).stem}.txt', ''.join(f'{line}\n' for line in lines))
 
 
 def process_one(gt_path, opt):
@@ -110,6 +111,27 @@ def process_one(gt_path, opt):
         return 0, error_text(gt_path, error)
 
 
+def plan_outputs(gt_paths, folders):
+    """Sub-images are named ``<stem>_sNNN``: two HR images of one stem (``a.png``, ``a.jpg``) would write
+    over each other's, so such a folder is refused before anything is written, naming both files."""
+    plan = OutputPlan(gt_paths)
+    for path in gt_paths:
+        for folder in folders:
+            if folder is not None:
+                plan.claim(Path(folder) / f'{path.stem}_sNNN.png', path, '; rename one of them')
+
+
+def images_by_stem(folder):
+    """``{stem: path}`` of an LR folder; two files of one stem are an error (which one pairs is a guess)."""
+    found = {}
+    for path in list_images(folder):
+        key = path.stem.casefold()
+        if key in found:
+            raise ValueError(f'{found[key][1]} and {path}: two LR images for one stem {path.stem!r}; remove one')
+        found[key] = (path.stem, path)
+    return dict(found.values())
+
+
 def extract_subimages(input_folder, output, crop_size=480, step=240, thresh_size=0, lq=None, lq_output=None,
                       scale=1, filename_tmpl='{}', n_thread=1, compression_level=3, labels=None, labels_output=None,
                       categories=None, labels_required=False, min_label_area=4.0):
@@ -134,9 +156,10 @@ def extract_subimages(input_folder, output, crop_size=480, step=240, thresh_size
     if labels_output is not None:
         Path(labels_output).mkdir(parents=True, exist_ok=True)
     gt_paths = list_images(input_folder)
+    plan_outputs(gt_paths, [output, lq_output if lq else None, labels_output if labels is not None else None])
     opt = dict(output=output, lq=lq, lq_output=lq_output, scale=scale, crop_size=crop_size, step=step,
                thresh_size=thresh_size, filename_tmpl=filename_tmpl, compression_level=compression_level,
-               lq_names={p.stem: p for p in list_images(lq)} if lq else {}, labels=labels,
+               lq_names=images_by_stem(lq) if lq else {}, labels=labels,
                labels_output=labels_output, labels_required=labels_required, min_label_area=min_label_area,
                num_categories=len(load_categories(categories)) if labels is not None else 0)
     results = run_parallel(partial(process_one, opt=opt), gt_paths, n_thread, 'extract_subimages')

@@ -11,8 +11,8 @@ from pathlib import Path
 
 import numpy as np
 
-from moesr_arch.tools.common import (error_text, list_images, read_raw, report_problems, run_parallel, standalone,
-                                      write_png)
+from moesr_arch.tools.common import (OutputPlan, error_text, list_images, read_raw, report_problems, run_parallel,
+                                      standalone, write_png)
 
 
 def mod_crop(image, scale):
@@ -33,16 +33,30 @@ def process_one(path, output, scales, compression):
     """Write the mod-cropped HR and the LR of ``path`` for every scale; return ``(name, error)``."""
     try:
         image = read_raw(path)
+        name = Path(path).stem + '.png'
+        outputs = []  # computed for every scale first: an image too small for one scale writes nothing
         for scale in scales:
             hr = mod_crop(image, scale)
             if hr.shape[0] == 0 or hr.shape[1] == 0:
                 raise ValueError(f'{path}: {image.shape[1]}x{image.shape[0]} is smaller than the scale {scale}')
-            name = Path(path).stem + '.png'
-            write_png(Path(output) / 'HR_mod' / f'X{scale}' / name, hr, compression)
-            write_png(Path(output) / 'LR_bicubic' / f'X{scale}' / name, bicubic_downscale(hr, scale), compression)
+            outputs += [(Path(output) / 'HR_mod' / f'X{scale}' / name, hr),
+                        (Path(output) / 'LR_bicubic' / f'X{scale}' / name, bicubic_downscale(hr, scale))]
+        for target, picture in outputs:
+            write_png(target, picture, compression)
     except Exception as error:  # one bad file must not stop the others; reported at the end
         return str(path), error_text(path, error)
     return str(path), None
+
+
+def plan_outputs(paths, output, scales):
+    """Check every target before any work: two HR images of one stem (``a.png``, ``a.jpg``) would write the
+    same ``<name>.png``, and an output must not replace an input."""
+    plan = OutputPlan(paths)
+    for path in paths:
+        for scale in scales:
+            for kind in ('HR_mod', 'LR_bicubic'):
+                plan.claim(Path(output) / kind / f'X{scale}' / f'{Path(path).stem}.png', path,
+                           '; rename one of them (names are kept, the extension becomes .png)')
 
 
 def generate_lr(input_folder, output, scales=(2, 3, 4), n_thread=1, compression=3):
@@ -51,6 +65,7 @@ def generate_lr(input_folder, output, scales=(2, 3, 4), n_thread=1, compression=
     if any(s < 1 for s in scales):
         raise ValueError(f'scales must be positive integers, got {scales}')
     paths = list_images(input_folder)
+    plan_outputs(paths, output, scales)
     work = partial(process_one, output=output, scales=scales, compression=compression)
     return [error for _, error in run_parallel(work, paths, n_thread, 'generate_lr') if error]
 
@@ -66,7 +81,10 @@ def add_arguments(parser):
 
 def main(args):
     failures = generate_lr(args.input, args.output, args.scale, args.n_thread, args.compression_level)
-    return report_problems(failures, f'{{count}} image(s) failed; the others were written to {args.output}',
+    total = len(list_images(args.input))
+    done = f'the other {total - len(failures)} were written to {args.output}' if len(failures) < total else \
+        'nothing was written'
+    return report_problems(failures, f'{{count}} of {total} image(s) failed; {done}',
                            f'LR images in {Path(args.output) / "LR_bicubic"}, mod-cropped HR in '
                            f'{Path(args.output) / "HR_mod"}')
 

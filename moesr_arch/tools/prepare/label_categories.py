@@ -16,6 +16,7 @@ from tqdm import tqdm
 from moesr_arch.data.categories import load_categories
 from moesr_arch.gating.yolo_gate import CLASS_MAP_PRESETS, load_yolo, resolve_class_map
 from moesr_arch.tools.common import error_text, get_tool_logger, list_images, read_raw, standalone
+from moesr_arch.utils.atomic import atomic_write_text
 
 
 def build_class_map(entries, yolo_names, categories):
@@ -87,7 +88,7 @@ def label_categories(input_folder, output, weights, categories, class_map=(), co
             result = model.predict(image, conf=conf, imgsz=imgsz, device=device, verbose=False,
                                    retina_masks=True)[0]
             lines = label_lines(result, mapping)
-            (Path(output) / f'{path.stem}.txt').write_text(''.join(line + '\n' for line in lines), encoding='utf-8')
+            atomic_write_text(Path(output) / f'{path.stem}.txt', ''.join(line + '\n' for line in lines))
         except Exception as error:  # reported at the end; the other images are still labelled
             errors.append(error_text(path, error))
     return errors

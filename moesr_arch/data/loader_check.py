@@ -1,0 +1,31 @@
+"""A training loader that yields no batch stops the run at start.
+
+BasicSR's training loader drops the incomplete last batch: a training set smaller than the batch gives
+no batch at all, and the run then "trains" zero iterations per epoch, logs ``End of training``, saves
+untrained weights and exits 0. :func:`build_dataloader` (installed into ``basicsr.train``) refuses that.
+"""
+from basicsr import train as basicsr_train
+from basicsr.data import build_dataloader as basicsr_build_dataloader
+
+
+class EmptyLoaderError(ValueError):
+    """The training set cannot fill one batch."""
+
+
+def build_dataloader(dataset, dataset_opt, *args, **kwargs):
+    loader = basicsr_build_dataloader(dataset, dataset_opt, *args, **kwargs)
+    if dataset_opt.get('phase') == 'train' and len(loader) == 0:
+        sampler = kwargs.get('sampler')
+        samples = len(sampler) if sampler is not None else len(dataset)
+        ratio = dataset_opt.get('dataset_enlarge_ratio', 1)
+        per_process = f' ({samples} samples per process with dataset_enlarge_ratio {ratio})' \
+            if samples != len(dataset) else ''
+        raise EmptyLoaderError(
+            f"datasets.train ({dataset_opt.get('name')}): {len(dataset)} training images{per_process} make no "
+            f"batch of batch_size_per_gpu {dataset_opt['batch_size_per_gpu']} (an incomplete batch is dropped); "
+            'lower batch_size_per_gpu or raise dataset_enlarge_ratio')
+    return loader
+
+
+def apply():
+    basicsr_train.build_dataloader = build_dataloader
