@@ -209,7 +209,7 @@ from moesr_arch.inference import InferenceError, build_from_options  # noqa: E40
 from moesr_arch.options import load_options  # noqa: E402
 from moesr_arch.tools.prepare import create_lmdb  # noqa: E402
 from moesr_arch.utils import atomic  # noqa: E402
-from moesr_arch.utils.checkpoint import atomic_torch_save  # noqa: E402
+from moesr_arch.utils.atomic import atomic_torch_save  # noqa: E402
 
 TINY = {'type': 'EDSR', 'num_in_ch': 3, 'num_out_ch': 3, 'num_feat': 4, 'num_block': 1, 'upscale': 2}
 

@@ -12,7 +12,7 @@ from basicsr.utils.registry import MODEL_REGISTRY
 from torch.nn.parallel import DistributedDataParallel
 
 from moesr_arch.options import OptionError
-from moesr_arch.utils.checkpoint import atomic_torch_save
+from moesr_arch.utils.atomic import atomic_torch_save
 from moesr_arch.utils.ensemble import self_ensemble
 
 

@@ -14,6 +14,7 @@ from tqdm import tqdm
 
 from moesr_arch.models.expert_sr_model import ExpertSRModel, log_routing_statistics
 from moesr_arch.options import Checker, OptionError, check, check_network, checking_paths, section
+from moesr_arch.utils.atomic import atomic_write_text
 from moesr_arch.utils.region_metrics import masked_psnr, masked_ssim
 from moesr_arch.utils.specialisation import SpecialisationMatrix, bicubic_upscale
 
@@ -501,7 +502,7 @@ class MoESRModel(ExpertSRModel):
         table = '\n'.join(lines)
         get_root_logger().info(table)
         if self.opt['rank'] == 0:
-            write_text_atomically(osp.join(self.opt['path']['log'], f'comparison_{dataset_name}.txt'), table + '\n')
+            atomic_write_text(osp.join(self.opt['path']['log'], f'comparison_{dataset_name}.txt'), table + '\n')
 
 
 def ema_update(ema_net, net, decay):
@@ -510,17 +511,6 @@ def ema_update(ema_net, net, decay):
     with torch.no_grad():
         for name, param in net.named_parameters():
             ema_params[name].mul_(decay).add_(param, alpha=1 - decay)
-
-
-def write_text_atomically(path, text):
-    import os
-    import tempfile
-    folder = osp.dirname(osp.abspath(path))
-    os.makedirs(folder, exist_ok=True)
-    handle, tmp = tempfile.mkstemp(prefix=f'.{osp.basename(path)}.', suffix='.tmp', dir=folder)
-    with os.fdopen(handle, 'w') as f:
-        f.write(text)
-    os.replace(tmp, path)
 
 
 def synchronized_clock(device):

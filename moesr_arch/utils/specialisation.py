@@ -1,10 +1,10 @@
 """What MoE-SR's evaluation compares: bicubic upscaling, and the expert-by-region specialisation matrix."""
-import os
-import tempfile
 from collections import OrderedDict
 
 import numpy as np
 import torch
+
+from moesr_arch.utils.atomic import atomic_write
 
 
 def bicubic_upscale(lq, scale, size=None):
@@ -109,14 +109,8 @@ class SpecialisationMatrix:
         fig.colorbar(image, ax=ax, label='dB vs the experts\' mean in the column', shrink=0.8)
         ax.set_title(title, fontsize=9)
         fig.tight_layout()
-        folder = os.path.dirname(os.path.abspath(path))
-        os.makedirs(folder, exist_ok=True)
-        handle, tmp = tempfile.mkstemp(prefix=f'.{os.path.basename(path)}.', suffix='.png', dir=folder)
-        os.close(handle)
         try:
-            fig.savefig(tmp)
-            os.replace(tmp, path)
+            with atomic_write(path) as f:
+                fig.savefig(f, format='png')
         finally:
             plt.close(fig)
-            if os.path.exists(tmp):
-                os.remove(tmp)
