@@ -299,7 +299,8 @@ def free_port():
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split('\n\n')[0])
     parser.add_argument('--dry-run', action='store_true', help='run on the CPU (CUDA hidden) to test this script')
-    parser.add_argument('--deadline', type=int, default=450, help='seconds of wall time allowed (default 450)')
+    parser.add_argument('--deadline', type=int, default=450,
+                        help='seconds the whole check may take; torch.compile gets what is left (default 450)')
     parser.add_argument('--output', default='experiments/gpu_check', help='results.txt and the logs go here')
     parser.add_argument('--data', default='.', help='folder holding datasets/demo (default: the current one)')
     parser.add_argument('--work', help='scratch folder for the runs (default: a new temporary folder)')

@@ -434,8 +434,9 @@ def main(argv=None):
     Env.work, Env.data = Path(args.work), Path(args.data)
     Env.work.mkdir(parents=True, exist_ok=True)
     if args.part == 'functional':
-        gpu = f'{torch.cuda.get_device_name(0)}, CUDA {torch.version.cuda}, cuDNN {torch.backends.cudnn.version()}, ' \
-              f'bf16 {torch.cuda.is_bf16_supported()}' if Env.cuda else 'none used'
+        props = torch.cuda.get_device_properties(0) if Env.cuda else None
+        gpu = f'{props.name} ({props.total_memory / 2**30:.0f} GiB), CUDA {torch.version.cuda}, cuDNN ' \
+              f'{torch.backends.cudnn.version()}, bf16 {torch.cuda.is_bf16_supported()}' if Env.cuda else 'none used'
         print(f'INFO torch {torch.__version__}; GPU {gpu}', flush=True)
     run_part(args.part)
 
