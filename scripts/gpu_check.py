@@ -17,6 +17,7 @@ and the throughput table runs on tiny inputs (its figures mean nothing). ``tests
 runs it. The script installs nothing; ``scripts/gpu_check.sh`` prepares a bare GPU machine.
 """
 import argparse
+import importlib.util
 import os
 import re
 import socket
@@ -286,7 +287,6 @@ def gate_verdict(log, run):
 
 
 def module_available(name):
-    import importlib.util
     return importlib.util.find_spec(name) is not None
 
 
