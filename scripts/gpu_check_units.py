@@ -12,6 +12,7 @@ import argparse
 import contextlib
 import copy
 import importlib.util
+import os
 import sys
 import time
 import warnings
@@ -233,6 +234,7 @@ def _():
     require('ultralytics')
     from moesr_arch.gating import build_gate
     gate = build_gate(dict(YOLO_GATE))
+    visible = os.environ.get('CUDA_VISIBLE_DEVICES')  # ultralytics' select_device may set it
     lq = torch.rand(2, 3, 60, 80, device=Env.dev)
     kept = [len(masks) for masks, _, _ in gate.detect(lq)]
     weights = gate(lq)
@@ -242,11 +244,10 @@ def _():
         gate(lq)
     gate.mode = 'boxes'
     gate(lq)
-    # ultralytics may pick a device itself: the gate must leave the process's device alone.
     if Env.cuda and torch.cuda.current_device() != 0:
-        raise AssertionError(f'current CUDA device changed to {torch.cuda.current_device()}')
-    return f'masks and boxes, bf16 autocast + inference_mode; detections kept per image {kept}, ' \
-           f'weights on {weights.device}'
+        raise AssertionError(f'the gate changed the current CUDA device to {torch.cuda.current_device()}')
+    return f'masks and boxes, bf16 autocast + inference_mode; detections kept per image {kept}, weights on ' \
+           f'{weights.device}; CUDA_VISIBLE_DEVICES {visible!r} -> {os.environ.get("CUDA_VISIBLE_DEVICES")!r}'
 
 
 def write_options(name, opt, net):
