@@ -63,3 +63,17 @@ def test_export_reports_a_mismatch_and_needs_an_output(tmp_path):
     with pytest.raises(export.ExportError, match='ONNX and PyTorch differ by'):
         export.verify_onnx(network, tmp_path / 'net.onnx')
     assert export.cli(['-opt', str(options)]) == 2
+
+
+def test_export_traces_on_the_networks_device(monkeypatch):
+    """The tracing example is made where the network's weights are (a CUDA network gets a CUDA example)."""
+    import torch
+    from moesr_arch.tools import export
+    seen = {}
+
+    def fake_export(network, args, buffer, **kwargs):
+        seen['device'] = args[0].device
+    monkeypatch.setattr(torch.onnx, 'export', fake_export)
+    net = torch.nn.Conv2d(3, 3, 3, padding=1).to(torch.device('meta'))  # a device other than the CPU
+    export.onnx_bytes(net)
+    assert seen['device'].type == 'meta'

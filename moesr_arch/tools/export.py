@@ -23,7 +23,8 @@ class ExportError(UserError, RuntimeError):
 
 def onnx_bytes(network, trace_size=64, opset=17):
     """``network`` as an ONNX model (bytes) with dynamic batch, height and width."""
-    example = torch.rand(1, 3, trace_size, trace_size)
+    parameter = next(network.parameters(), None)  # trace where the network is (CPU or CUDA)
+    example = torch.rand(1, 3, trace_size, trace_size, device=parameter.device if parameter is not None else 'cpu')
     axes = {0: 'batch', 2: 'height', 3: 'width'}
     buffer = io.BytesIO()
     # The TorchScript exporter (dynamo=False): the dynamo one needs onnxscript, not a dependency here.
