@@ -1,0 +1,93 @@
+"""MoE-SR's evidence: the equal-budget control, bicubic and the specialisation matrix, and experts that
+stand still when their category is absent."""
+import cv2
+import torch
+import yaml
+from basicsr.losses.basic_loss import L1Loss
+from torch.optim import Adam
+
+from conftest import ROOT, run_cli, write_options
+
+TINY_EXPERT = {'type': 'EDSR', 'num_in_ch': 3, 'num_out_ch': 3, 'num_feat': 8, 'num_block': 1, 'upscale': 2}
+
+
+def expert_names():
+    return list(yaml.safe_load((ROOT / 'options/train_moesr.yml').read_text())['network_g']['experts'])
+
+
+def scalars(folder):
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+    events = EventAccumulator(str(folder))
+    events.Reload()
+    return {tag: [event.value for event in events.Scalars(tag)] for tag in events.Tags()['scalars']}
+
+
+def test_control_trains_on_the_same_budget_and_is_reported_beside_the_blend(workdir):
+    total = 6
+    stages = [{'stage': 'generalist', 'iters': 2}, {'stage': 'experts', 'iters': 2}, {'stage': 'joint', 'iters': 2}]
+    options = write_options(
+        'options/train_moesr.yml', workdir / 'train.yml', name='control', train__stages=stages,
+        train__total_iter=total, network_g__experts={name: TINY_EXPERT for name in expert_names()},
+        network_ref=TINY_EXPERT, datasets__train__batch_size_per_gpu=2, datasets__train__gt_size=32,
+        val__val_freq=total, logger__print_freq=1, logger__save_checkpoint_freq=total,
+        train__scheduler__milestones=[100])
+    run_cli(['train', '-opt', options], workdir)
+    run_dir = workdir / 'experiments' / 'control'
+
+    state = torch.load(run_dir / 'training_states' / f'{total}.state', weights_only=False)
+    steps = [int(next(iter(opt['state'].values()))['step']) for opt in state['optimizers']]
+    assert steps[1] == total, 'the control must take one step per iteration'
+    assert len(state['schedulers']) == 2
+    reference = torch.load(run_dir / 'models' / 'net_ref_latest.pth', weights_only=True)
+    assert set(reference) == {'params', 'params_ema'}
+
+    values = scalars(workdir / 'tb_logger' / 'control')
+    for key in ('psnr', 'psnr_reference', 'psnr_background', 'psnr_bicubic', 'ssim_reference'):
+        assert f'metrics/demo_val/{key}' in values, sorted(values)
+    names = expert_names()
+    spec = [tag for tag in values if tag.startswith('specialisation/demo_val/')]
+    for row in names + ['MoE-SR', 'single network', 'bicubic']:
+        assert any(tag.startswith(f'specialisation/demo_val/{row}/') for tag in spec), (row, spec)
+    assert any(tag.endswith('/background') for tag in spec)
+    heat_maps = sorted((run_dir / 'visualization').glob('specialisation_demo_val_*.png'))
+    assert heat_maps, 'no specialisation heat map'
+    assert cv2.imread(str(heat_maps[-1])).shape[0] > 100
+    table = (run_dir / 'comparison_demo_val.txt').read_text()
+    header = table.splitlines()[1].split()
+    assert header[:7] == ['region', 'images', 'area', 'PSNR', 'MoE-SR', 'single', 'bg'], header
+
+    # test: the control's weights come back from its checkpoint and stand in the same table
+    test = write_options('options/test_moesr.yml', workdir / 'test.yml', name='control_test',
+                         network_g__experts={name: TINY_EXPERT for name in names}, network_ref=TINY_EXPERT,
+                         gate={'type': 'LabelGate', 'categories_file': 'datasets/demo/categories.yml'},
+                         path__pretrain_network_g=str(run_dir / 'models/net_g_latest.pth'),
+                         path__pretrain_network_ref=str(run_dir / 'models/net_ref_latest.pth'), val__save_img=False)
+    run_cli(['test', '-opt', test], workdir)
+    assert 'single' in (workdir / 'results' / 'control_test' / 'comparison_demo_val.txt').read_text()
+
+
+def test_an_expert_whose_category_is_absent_keeps_its_weights():
+    """Adam moves a parameter whose gradient is zero (its momentum); an absent expert must not move."""
+    from basicsr.archs import build_network
+    from moesr_arch.models.moesr_model import MoESRModel
+    torch.manual_seed(0)
+    names = expert_names()
+    model = MoESRModel.__new__(MoESRModel)  # the training-step parts only, without BasicSR's set-up
+    model.net_g = build_network({'type': 'MoESRNet', 'experts': {name: TINY_EXPERT for name in names},
+                                 'categories': names[:-1]})
+    model.opt = {'dist': False, 'train': {}}
+    model.cri_pix = L1Loss()
+    model.get_bare_model = lambda net: net
+    optimizer = Adam(model.net_g.parameters(), lr=1e-2)
+    model.lq, model.gt = torch.rand(2, 3, 12, 12), torch.rand(2, 3, 24, 24)
+    everywhere = torch.arange(len(names) - 1).repeat_interleave(12 * 12 * 2 // (len(names) - 1) + 1)[:288]
+    for category_map in (everywhere.view(2, 12, 12), torch.zeros(2, 12, 12, dtype=torch.long)):
+        model.category_map = category_map  # second step: only the first category is there
+        before = {name: [p.detach().clone() for p in model.net_g.experts[name].parameters()] for name in names}
+        optimizer.zero_grad(set_to_none=True)
+        model.step(model.net_g, optimizer, model.expert_losses(), 1)
+    moved = {name: any(not torch.equal(a, b) for a, b in zip(before[name], model.net_g.experts[name].parameters()))
+             for name in names}
+    assert moved[names[0]], 'the present expert must learn'
+    for name in names[1:]:
+        assert not moved[name], f'expert {name} moved although its category was absent'
