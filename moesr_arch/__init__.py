@@ -6,7 +6,7 @@ registries. BasicSR's own train/test pipelines then run them.
 """
 from moesr_arch import compat  # noqa: F401  (first: basicsr cannot be imported without it)
 from moesr_arch import basicsr_patches
-from moesr_arch import archs, data, losses, models  # noqa: F401  (registration side effects)
+from moesr_arch import archs, data, losses, metrics, models  # noqa: F401  (registration side effects)
 from moesr_arch.data import loader_check
 
 __version__ = '0.1.0'

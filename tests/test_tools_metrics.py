@@ -30,3 +30,17 @@ def test_values_equal_basicsr_metrics_on_the_same_pair(tmp_path):
     psnr = calculate_psnr(gt, restored, crop_border=3, test_y_channel=True)
     assert f'PSNR {psnr:.4f} dB' in proc.stdout
     assert psnr_ssim.cli(['--gt', str(tmp_path / 'gt'), '--restored', str(tmp_path / 'sr')]) == 1  # no suffix
+
+
+def test_color_bias_is_the_largest_mean_channel_offset_in_grey_levels():
+    import numpy as np
+    from basicsr.metrics import calculate_metric
+    rng = np.random.default_rng(0)
+    gt = rng.integers(20, 230, (32, 40, 3)).astype(np.uint8)
+    noisy = np.clip(gt + rng.normal(0, 6, gt.shape).round(), 0, 255).astype(np.uint8)
+    tinted = gt.astype(np.int16)
+    tinted[..., 1] += 4  # a green cast of 4 grey levels
+    tinted[..., 2] -= 1
+    opt = {'type': 'calculate_color_bias', 'crop_border': 2}
+    assert calculate_metric({'img': tinted.astype(np.uint8), 'img2': gt}, opt) == 4.0
+    assert calculate_metric({'img': noisy, 'img2': gt}, opt) < 0.3  # zero-mean noise is no tint
