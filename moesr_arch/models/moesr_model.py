@@ -313,7 +313,7 @@ class MoESRModel(ExpertSRModel):
                 self.gate_weights = self.gate(self.lq, self.data)
                 gated = synchronized_clock(self.device)
                 result = net.run(self.lq, self.gate_weights)
-                self.timing = (gated - start, synchronized_clock(self.device) - gated)
+                blended = synchronized_clock(self.device)
                 reference = self.reference_network()
                 self.reference_output = None
                 if reference is not None:
@@ -321,6 +321,7 @@ class MoESRModel(ExpertSRModel):
                     reference.eval()
                     self.reference_output = self.get_bare_model(reference)(self.lq)
                     reference.train(reference_was_training)
+                self.timing = (gated - start, blended - gated, synchronized_clock(self.device) - blended)
         finally:
             torch.backends.cudnn.benchmark = benchmark
         net.train(was_training)
@@ -335,7 +336,7 @@ class MoESRModel(ExpertSRModel):
                         for kind in ('psnr', 'ssim')) if opt_ is not None}
         net = self.get_bare_model(self.test_network())
         net.reset_routing_statistics()
-        sums, counts, shares, times = OrderedDict(), OrderedDict(), OrderedDict(), np.zeros(2)
+        sums, counts, shares, times = OrderedDict(), OrderedDict(), OrderedDict(), np.zeros(3)
         matrix = None
         if val_opt.get('specialisation', True) and 'psnr' in region_opts:
             matrix = SpecialisationMatrix(net.names, net.categories + [BACKGROUND])
@@ -481,8 +482,9 @@ class MoESRModel(ExpertSRModel):
                               f' crop {region_opts.get(kind, {}).get("crop_border", 0)}' for kind in kinds)
         gain_of = 'single' if baseline == '_reference' else 'bg alone'
         lines = [f'MoE-SR on {dataset_name} at {current_iter} ({described}; regions = labelled pixels; single = the '
-                 f'equal-budget single network; gain = MoE-SR - {gain_of}; gate {times[0] * 1000:.0f} ms + experts '
-                 f'and blend {times[1] * 1000:.0f} ms per image):',
+                 f'equal-budget single network; gain = MoE-SR - {gain_of}; per image: gate {times[0] * 1000:.0f} ms + '
+                 f'experts and blend {times[1] * 1000:.0f} ms' +
+                 (f', single network {times[2] * 1000:.0f} ms' if baseline == '_reference' else '') + '):',
                  f'\t{"region":<12}{"images":>7}{"area":>7}   ' + ''.join(
                      ''.join(f'{(kind.upper() + " " if not suffix else "") + title:>14}' for suffix, title in columns) +
                      f'{"gain":>9}' for kind in kinds)]
