@@ -111,10 +111,10 @@ def bicubic_downscale(image, scale):
     return np.clip(np.round(low * 255.), 0, 255).astype(np.uint8)
 
 
-def write_categories(path):
+def categories_text():
     lines = ['# category id: name (ids used in the YOLO label files; unlabelled pixels are background)']
     lines += [f'{i}: {name}' for i, name in CATEGORIES.items()]
-    path.write_text('\n'.join(lines) + '\n')
+    return '\n'.join(lines) + '\n'
 
 
 def is_complete(output):
@@ -122,15 +122,18 @@ def is_complete(output):
     for split in SPLITS:
         meta = output / 'meta_info' / f'demo_{split}_HR.txt'
         expected = sorted(name for name, entry in PHOTOS.items() if entry['split'] == split)
-        if not meta.is_file() or sorted(line.split('.png')[0] for line in meta.read_text().split('\n') if line) != expected:
+        built = sorted(line.split('.png')[0] for line in meta.read_text().split('\n') if line) if meta.is_file() else []
+        if built != expected:
             return False  # built by an older version of this script (other photos or split)
     for name, entry in PHOTOS.items():
         split = entry['split']
         if not (output / split / 'HR' / f'{name}.png').is_file():
             return False
-        if (HERE / 'demo_labels' / f'{name}.txt').is_file() and not (output / split / 'labels' / f'{name}.txt').is_file():
-            return False  # built before the labels existed
-    return True
+        label, built_label = HERE / 'demo_labels' / f'{name}.txt', output / split / 'labels' / f'{name}.txt'
+        if label.is_file() and not (built_label.is_file() and built_label.read_bytes() == label.read_bytes()):
+            return False  # built before the labels existed, or with older ones
+    categories = output / 'categories.yml'
+    return categories.is_file() and categories.read_text() == categories_text()
 
 
 def build(output, force=False):
@@ -161,7 +164,7 @@ def build(output, force=False):
     (tmp / 'meta_info').mkdir()
     for split, lines in meta.items():
         (tmp / 'meta_info' / f'demo_{split}_HR.txt').write_text('\n'.join(lines) + '\n')
-    write_categories(tmp / 'categories.yml')
+    (tmp / 'categories.yml').write_text(categories_text())
     os.replace(tmp, output)  # the folder appears complete or not at all
     return output
 
