@@ -173,7 +173,7 @@ def test_a_corrupt_image_met_in_training_stops_it_naming_the_file(workdir):
 def test_inference_skips_unreadable_files_and_processes_the_rest(workdir):
     images = workdir / 'photos'
     images.mkdir()
-    shutil.copy(workdir / 'datasets/demo/val/LR_bicubic/X4/chelsea_right.png', images / 'good.png')
+    shutil.copy(workdir / 'datasets/demo/val/LR_bicubic/X4/motorcycle.png', images / 'good.png')
     (images / 'broken.png').write_bytes(b'\x89PNG\r\n\x1a\n broken')
     (images / 'empty.jpg').write_bytes(b'')
     net = {'type': 'VDSR', 'num_feat': 8, 'num_layer': 3, 'upscale': 2}
