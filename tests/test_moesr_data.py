@@ -290,7 +290,7 @@ DEMO_EXPECTED = {
     'zidane': {'people'}, 'motorcycle': {'vehicle'},
     # heldout
     'luispedro': {'people'}, 'chelsea_left': set(), 'chelsea_right': set(), 'china_pagoda': set(),
-    'china_lake': set(), 'china_trees': set(), 'flower_left': set(), 'flower_right': set(),
+    'china_lake': set(), 'china_roofs': set(), 'flower_left': set(), 'flower_right': set(),
 }
 BACKGROUND_ONLY = {name for name, found in DEMO_EXPECTED.items() if not found}
 

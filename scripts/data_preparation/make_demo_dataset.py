@@ -69,9 +69,9 @@ PHOTOS = {
     'luispedro': photo('mahotas', 'luispedro.jpg', 'heldout'),
     'chelsea_left': photo('skimage', 'chelsea.png', 'heldout', crop=(0, 300, 0, 228)),
     'chelsea_right': photo('skimage', 'chelsea.png', 'heldout', crop=(0, 300, 228, 451)),
-    'china_pagoda': photo('sklearn', 'china.jpg', 'heldout', crop=(0, 427, 0, 324)),
-    'china_lake': photo('sklearn', 'china.jpg', 'heldout', crop=(0, 216, 324, 640)),
-    'china_trees': photo('sklearn', 'china.jpg', 'heldout', crop=(216, 427, 324, 640)),
+    'china_roofs': photo('sklearn', 'china.jpg', 'heldout', crop=(0, 216, 0, 324)),
+    'china_pagoda': photo('sklearn', 'china.jpg', 'heldout', crop=(216, 427, 0, 324)),
+    'china_lake': photo('sklearn', 'china.jpg', 'heldout', crop=(120, 427, 324, 640)),  # the sky above: flat
     'flower_left': photo('sklearn', 'flower.jpg', 'heldout', crop=(0, 427, 0, 324)),
     'flower_right': photo('sklearn', 'flower.jpg', 'heldout', crop=(0, 427, 324, 640)),
 }
