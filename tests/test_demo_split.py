@@ -8,7 +8,7 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / 'scripts' / 'data_preparation'))
-from make_demo_dataset import CATEGORIES, PHOTOS, SPLITS  # noqa: E402
+from make_demo_dataset import CATEGORIES, PHOTOS, SPLITS, photo  # noqa: E402
 
 from moesr_arch.data.category_labels import rasterize_category_map, read_labels  # noqa: E402
 
@@ -22,12 +22,12 @@ def test_no_scene_in_two_splits():
     assert not shared, f'scenes in more than one split: {shared}'
 
 
-def test_one_source_file_is_one_scene():
-    """Two entries cut from one file (crops) can't name different scenes and so dodge the check above."""
-    scenes_of = defaultdict(set)
-    for entry in PHOTOS.values():
-        scenes_of[(entry['package'], entry['file'])].add(entry['scene'])
-    assert all(len(scenes) == 1 for scenes in scenes_of.values()), dict(scenes_of)
+def test_the_stereo_pair_is_one_scene():
+    """scikit-image's two motorcycle views show one scene: one can't be in val and the other in train."""
+    left = photo('skimage', 'motorcycle_left.png', 'train')
+    right = photo('skimage', 'motorcycle_right.png', 'val')
+    assert left['scene'] == right['scene']
+    assert photo('skimage', 'chelsea.png', 'train', crop=(0, 10, 0, 10))['scene'] == 'skimage/chelsea.png'
 
 
 def test_heldout_set_size():

@@ -43,14 +43,21 @@ PACKAGES = {
 
 SPLITS = ('train', 'val', 'heldout')
 
+# Source files that show one scene: the two views of scikit-image's stereo pair.
+SHARED_SCENES = {
+    'skimage/motorcycle_left.png': 'skimage/motorcycle (stereo pair)',
+    'skimage/motorcycle_right.png': 'skimage/motorcycle (stereo pair)',
+}
 
-def photo(package, file_name, split, crop=None, downscale=1, scene=None):
-    """One demo image: ``crop`` is (y0, y1, x0, x1) in source pixels; ``scene`` names the photographed scene
-    (default: the source file, ``package/file``). Photos of one scene (crops of one photo, a stereo pair) share
-    it, and no scene is in two splits (``tests/test_demo_split.py``). Downscaled photos are resized with area
-    averaging (anti-aliased) before becoming HR."""
+
+def photo(package, file_name, split, crop=None, downscale=1):
+    """One demo image: ``crop`` is (y0, y1, x0, x1) in source pixels. Its ``scene`` is the source file
+    (``package/file``, or the name of its pair in ``SHARED_SCENES``): crops of one photo share it, and no scene
+    is in two splits (``tests/test_demo_split.py``). Downscaled photos are resized with area averaging
+    (anti-aliased) before becoming HR."""
+    source = f'{package}/{file_name}'
     return {'package': package, 'file': file_name, 'split': split, 'crop': crop, 'downscale': downscale,
-            'scene': scene or f'{package}/{file_name}'}
+            'scene': SHARED_SCENES.get(source, source)}
 
 
 # train: what the demo recipes learn on; val: what they validate (and are tuned) on; heldout: real photos
@@ -64,7 +71,7 @@ PHOTOS = {
     'coffee': photo('skimage', 'coffee.png', 'train'),
     # val: people (zidane), vehicle (motorcycle: the left view; the right view of the stereo pair is unused)
     'zidane': photo('ultralytics', 'zidane.jpg', 'val', downscale=2),
-    'motorcycle': photo('skimage', 'motorcycle_left.png', 'val', downscale=2, scene='skimage/motorcycle'),
+    'motorcycle': photo('skimage', 'motorcycle_left.png', 'val', downscale=2),
     # heldout: a person (luispedro), a cat, a pagoda over a lake, a dahlia
     'luispedro': photo('mahotas', 'luispedro.jpg', 'heldout'),
     'chelsea_left': photo('skimage', 'chelsea.png', 'heldout', crop=(0, 300, 0, 228)),
