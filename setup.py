@@ -17,7 +17,10 @@ setup(
         'opencv-python-headless',
         'lmdb',
         'pyyaml',
-        'scikit-image',
+        'scikit-image',      # demo photos ship in these four packages' wheels (make_demo_dataset.py)
+        'matplotlib',
+        'scikit-learn',
+        'mahotas',
         'numpy',
         'scipy',
         'pillow',

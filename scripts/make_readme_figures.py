@@ -8,7 +8,7 @@ category regions on the demo validation photos (what the MoE-SR experts are give
 ``docs/images/moeisr_expert_maps.png`` the demo MoEISR's decoder choice per output pixel at two routing biases.
 
 Usage: ``python scripts/make_readme_figures.py [-opt options/test_edsr_demo.yml] [--model_path CKPT]
-[--image motorcycle_right] [--crop Y X SIZE]``
+[--image motorcycle] [--crop Y X SIZE]``
 """
 import argparse
 import sys
@@ -85,7 +85,7 @@ def yolo_gate_weights(data_root, gate_weights, imgsz=256, conf=0.25):
 
 
 def make_gate_overlays(output, gate_weights=None, data_root='datasets/demo',
-                       names=('zidane', 'motorcycle_right', 'chelsea_right'), height=180):
+                       names=('zidane', 'motorcycle'), height=180):
     """Overlays of the demo validation photos: the label gate's regions, or the YOLO gate's with ``gate_weights``."""
     import moesr_arch  # noqa: F401
 
@@ -106,7 +106,7 @@ def make_gate_overlays(output, gate_weights=None, data_root='datasets/demo',
     return output
 
 
-def make_expert_maps(output, opt='options/test_moeisr_demo.yml', model_path=None, image='motorcycle_right',
+def make_expert_maps(output, opt='options/test_moeisr_demo.yml', model_path=None, image='motorcycle',
                      scale=4, biases=(0.0, 0.5, 1.0), data_root='datasets/demo/val'):
     """MoEISR's SR output beside its expert maps (decoder per output pixel) at each routing bias."""
     import moesr_arch  # noqa: F401
@@ -136,7 +136,7 @@ def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.strip().splitlines()[0])
     parser.add_argument('-opt', default='options/test_edsr_demo.yml', help='test option file of the network')
     parser.add_argument('--model_path', help='weights instead of path.pretrain_network_g')
-    parser.add_argument('--image', default='motorcycle_right', help='demo validation image (default: motorcycle_right)')
+    parser.add_argument('--image', default='motorcycle', help='demo validation image (default: motorcycle)')
     parser.add_argument('--crop', type=int, nargs=3, default=(100, 100, 120), metavar=('Y', 'X', 'SIZE'),
                         help='HR crop (default: 100 100 120)')
     parser.add_argument('-o', '--output', default='docs/images/before_after.png')

@@ -165,9 +165,10 @@ def test_a_corrupt_image_met_in_training_stops_it_naming_the_file(workdir):
     shutil.copytree(workdir / 'datasets' / 'demo' / 'train', data)
     corrupt = data / 'HR' / 'coffee.png'
     corrupt.write_bytes(corrupt.read_bytes()[:200])
+    photos = len(list((data / 'HR').glob('*.png')))  # one batch of every photo: the corrupt one is met
     path = write_options('options/train_edsr_demo.yml', workdir / 'train.yml', name='corrupt',
                          datasets__train__dataroot_gt='mydata/HR', datasets__train__dataroot_lq='mydata/LR_bicubic/X2',
-                         datasets__train__batch_size_per_gpu=6, datasets__train__dataset_enlarge_ratio=1,
+                         datasets__train__batch_size_per_gpu=photos, datasets__train__dataset_enlarge_ratio=1,
                          network_g__num_feat=8, network_g__num_block=1, train__total_iter=2)
     proc = run_cli(['train', '-opt', path], workdir, check=False)
     assert proc.returncode != 0
@@ -177,7 +178,7 @@ def test_a_corrupt_image_met_in_training_stops_it_naming_the_file(workdir):
 def test_inference_skips_unreadable_files_and_processes_the_rest(workdir):
     images = workdir / 'photos'
     images.mkdir()
-    shutil.copy(workdir / 'datasets/demo/val/LR_bicubic/X4/chelsea_right.png', images / 'good.png')
+    shutil.copy(workdir / 'datasets/demo/val/LR_bicubic/X4/motorcycle.png', images / 'good.png')
     (images / 'broken.png').write_bytes(b'\x89PNG\r\n\x1a\n broken')
     (images / 'empty.jpg').write_bytes(b'')
     net = {'type': 'VDSR', 'num_feat': 8, 'num_layer': 3, 'upscale': 2}

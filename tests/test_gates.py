@@ -195,11 +195,11 @@ def test_train_gate_converts_labels_and_trains_offline(workdir):
     data = workdir / 'gate' / 'data'
     assert sorted(p.name for p in (data / 'labels' / 'train').glob('*.txt'))[:2] == ['astronaut.txt', 'bus.txt']
     bus = (data / 'labels' / 'train' / 'bus.txt').read_text().splitlines()
-    assert [line.split()[0] for line in bus] == ['2', '0', '0', '0', '0']
+    assert [line.split()[0] for line in bus] == ['1', '0', '0', '0', '0']
     assert (data / 'labels' / 'train' / 'coffee.txt').read_text() == ''
     assert 'names' in (data / 'data.yaml').read_text()
     # the trained file is a gate whose class names are the categories (class_map auto)
-    gate = YOLOGate(CATEGORIES, weights=str(weights), imgsz=64)
-    assert gate.class_map == {0: 0, 1: 1, 2: 2}
-    assert_valid_weights(gate(torch.rand(1, 3, 30, 40)))
+    gate = YOLOGate(['people', 'vehicle'], weights=str(weights), imgsz=64)  # the demo's categories
+    assert gate.class_map == {0: 0, 1: 1}
+    assert_valid_weights(gate(torch.rand(1, 3, 30, 40)), k=2)
     assert not (Path(workdir) / 'runs').exists()

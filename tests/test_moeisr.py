@@ -256,7 +256,7 @@ def test_training_validates_at_several_scales_with_flops_and_expert_maps(workdir
         assert re.search(rf'demo_val_x{scale} zidane x{scale} \(48x48\): decoder \S+FLOPs vs \S+FLOPs', log)
         assert f'Routing on demo_val_x{scale}' in log
         maps = sorted((run_dir / 'visualization' / f'demo_val_x{scale}').glob('*/*_experts.png'))
-        assert len(maps) == 3
+        assert len(maps) == 2  # zidane, motorcycle
         assert cv2.imread(str(maps[0])).shape[0] == 48 + 4 * 18 + 6  # the map above its colour key
     assert set(torch.load(run_dir / 'models' / 'net_g_latest.pth', weights_only=True)) == {'params', 'params_ema'}
 

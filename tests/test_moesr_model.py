@@ -11,7 +11,7 @@ from moesr_arch.models.moesr_model import stage_schedule
 from moesr_arch.options import OptionError, validate_options
 
 TINY_EXPERT = {'type': 'EDSR', 'num_in_ch': 3, 'num_out_ch': 3, 'num_feat': 8, 'num_block': 1, 'upscale': 2}
-EXPERTS = {name: TINY_EXPERT for name in ('people', 'cat', 'vehicle', 'background')}
+EXPERTS = {name: TINY_EXPERT for name in ('people', 'vehicle', 'background')}
 STAGES = [{'stage': 'generalist', 'iters': 2}, {'stage': 'experts', 'iters': 2}, {'stage': 'joint', 'iters': 2}]
 
 
@@ -98,23 +98,23 @@ def test_staged_training_validation_table_and_test_with_yolo_gate(workdir):
     log = next(run_dir.glob('train_*.log')).read_text()
     # Every stage ran and trained what it should.
     assert 'Stage generalist starts at iteration 1' in log
-    assert 'Category experts initialised from the background expert: people, cat, vehicle' in log
-    assert re.search(r'iter:\s+[34],.*l_pix_(people|cat|vehicle)', log)
+    assert 'Category experts initialised from the background expert: people, vehicle' in log
+    assert re.search(r'iter:\s+[34],.*l_pix_(people|vehicle)', log)
     assert 'Stage joint starts at iteration 5' in log and re.search(r'iter:\s+6,.*l_pix: ', log)
     # The validation table: overall and per category, MoE-SR beside the background expert alone.
     table = re.search(r'MoE-SR on demo_val at 6 .*?\n((?:\t.*\n)+)', log).group(1)
     rows = {line.split()[0]: line.split() for line in table.strip().splitlines()}
-    assert set(rows) == {'region', 'all', 'people', 'cat', 'vehicle'}
-    assert rows['all'][1] == '3' and rows['people'][1] == '1'
+    assert set(rows) == {'region', 'all', 'people', 'vehicle'}
+    assert rows['all'][1] == '2' and rows['people'][1] == '1' and rows['vehicle'][1] == '1'
     for key in ('psnr', 'psnr_background', 'ssim_background', 'psnr_people', 'psnr_people_background',
-                'ssim_cat', 'psnr_vehicle_background'):
+                'ssim_vehicle', 'psnr_vehicle_background'):
         assert re.search(rf'# {key}: \d+\.\d+', log), key
     assert 'Routing on demo_val' in log and re.search(r'# background: 0\.\d+', log)
     pictures = sorted(p.name for p in (run_dir / 'visualization' / 'zidane').iterdir() if '_6' in p.name)
     assert pictures == ['zidane_6.png', 'zidane_6_background.png', 'zidane_6_gate.png']
     checkpoint = torch.load(run_dir / 'models' / 'net_g_latest.pth', weights_only=True)
     assert set(checkpoint) == {'params', 'params_ema'}
-    assert {k.split('.')[1] for k in checkpoint['params']} == {'people', 'cat', 'vehicle', 'background'}
+    assert {k.split('.')[1] for k in checkpoint['params']} == {'people', 'vehicle', 'background'}
     assert (workdir / 'tb_logger' / 'tiny_moesr').is_dir()
 
     # Test: an (untrained) YOLO segmenter as the gate, sparse execution; the whole inference path.
@@ -142,7 +142,7 @@ def test_staged_training_validation_table_and_test_with_yolo_gate(workdir):
 def test_gate_and_network_categories_must_agree(demo_root, monkeypatch):
     monkeypatch.chdir(demo_root)
     opt = yaml.safe_load((ROOT / 'options/train_moesr.yml').read_text())
-    opt['gate'] = {'type': 'LabelGate', 'categories': ['people', 'vehicle', 'cat']}
-    with pytest.raises(OptionError, match=r"gate categories \['people', 'vehicle', 'cat'\] differ from the network "
-                       r"experts \['people', 'cat', 'vehicle'\]"):
+    opt['gate'] = {'type': 'LabelGate', 'categories': ['vehicle', 'people']}
+    with pytest.raises(OptionError, match=r"gate categories \['vehicle', 'people'\] differ from the network "
+                       r"experts \['people', 'vehicle'\]"):
         validate_options(opt, 'train_moesr.yml')

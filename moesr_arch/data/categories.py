@@ -3,8 +3,7 @@
 Example (``datasets/demo/categories.yml``)::
 
     0: people
-    1: cat
-    2: vehicle
+    1: vehicle
 
 Ids must be the integers ``0..K-1`` (in any order in the file) and names must be unique; the
 position of a name in the returned list is its id. Everything unlabelled is background, which gets

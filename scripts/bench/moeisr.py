@@ -30,12 +30,11 @@ GOAL_SAVING, GOAL_PSNR = 0.30, 0.05
 
 
 def demo_data(workdir):
-    """``workdir/datasets/demo``: the repository's demo set, built if missing."""
+    """``workdir/datasets/demo``: the repository's demo set, built if missing or out of date."""
     demo = ROOT / 'datasets' / 'demo'
-    if not (demo / 'val' / 'HR').is_dir():
-        sys.path.insert(0, str(ROOT / 'scripts' / 'data_preparation'))
-        from make_demo_dataset import build
-        build(demo)
+    sys.path.insert(0, str(ROOT / 'scripts' / 'data_preparation'))
+    from make_demo_dataset import build
+    build(demo)  # returns at once when the set is complete and current
     (workdir / 'datasets').mkdir(exist_ok=True)
     link = workdir / 'datasets' / 'demo'
     if not link.exists():
@@ -141,10 +140,10 @@ def run(quick):
                 moe.routing_bias = bias
                 results[scale, bias] = evaluate(moe, pairs, scale)
     iters = 2 if quick else moe_opt['train']['total_iter']
-    return [main_table(results, iters), bias_table(results, moe_opt)]
+    return [main_table(results, iters, len(pairs)), bias_table(results, moe_opt)]
 
 
-def main_table(results, iters):
+def main_table(results, iters, photos):
     rows = []
     for scale in SCALES:
         base, moe = results[scale, 'liif'], results[scale, 0.0]
@@ -159,10 +158,10 @@ def main_table(results, iters):
         [f'Both trained with options/train_moeisr_demo.yml for {iters} iterations (same seed, same data); the '
          'baseline is MoEISR with expert_depths [4] (no mapper).',
          'Decoder FLOPs = 2 x multiply-accumulates of the decoders\' linear layers (4 evaluations per pixel, local '
-         'ensemble) plus, for MoEISR, its mapper. CPU s = wall time of upscale() over the 3 photos (encoder '
+         f'ensemble) plus, for MoEISR, its mapper. CPU s = wall time of upscale() over the {photos} photos (encoder '
          'included), 2-core CPU shared with other jobs: times are noisy.',
-         f'Inputs: the central {CROP}x{CROP} HR pixels of the 3 demo validation photos (LR by anti-aliased bicubic '
-         'of the whole photo, then cropped alike). PSNR: Y channel, border = scale.'])
+         f'Inputs: the central {CROP}x{CROP} HR pixels of the {photos} demo validation photos (LR by anti-aliased '
+         'bicubic of the whole photo, then cropped alike). PSNR: Y channel, border = scale.'])
 
 
 def bias_table(results, moe_opt):

@@ -1,21 +1,25 @@
 """Build ``datasets/demo``: a small paired SR set from real photos shipped inside installed packages.
 
-Photos come from scikit-image (``skimage/data``) and ultralytics (``ultralytics/assets``); nothing is
-downloaded. Each HR image is cropped to a multiple of 12 so that x2, x3 and x4 LR images (MATLAB-style
-bicubic, as in the SR literature) have exact sizes. Category labels drawn by hand for these photos
-(``scripts/data_preparation/demo_labels``) are copied beside the images.
+Photos come from scikit-image (``skimage/data``), ultralytics (``ultralytics/assets``), matplotlib
+(``mpl-data/sample_data``), scikit-learn (``sklearn/datasets/images``) and mahotas (``mahotas/demos/data``);
+nothing is downloaded. ``PHOTOS`` below lists each image, its source, its split and its scene. The split is
+fair: no scene (photo, or stereo pair) is in two of train, val and heldout. ``heldout`` holds real photos that
+no recipe trains or is tuned on. Each HR image is cropped to a multiple of 12 so that x2, x3 and x4 LR images
+(MATLAB-style bicubic, as in the SR literature) have exact sizes. Category labels drawn by hand for these
+photos (``scripts/data_preparation/demo_labels``) are copied beside the images.
 
 Layout::
 
-    datasets/demo/{train,val}/HR/<name>.png
-    datasets/demo/{train,val}/LR_bicubic/X{2,3,4}/<name>.png
-    datasets/demo/{train,val}/labels/<name>.txt        (YOLO polygons, when drawn)
+    datasets/demo/{train,val,heldout}/HR/<name>.png
+    datasets/demo/{train,val,heldout}/LR_bicubic/X{2,3,4}/<name>.png
+    datasets/demo/{train,val,heldout}/labels/<name>.txt        (YOLO polygons, when drawn)
     datasets/demo/categories.yml
-    datasets/demo/meta_info/demo_{train,val}_HR.txt     (BasicSR format: name.png (h,w,c))
+    datasets/demo/meta_info/demo_{train,val,heldout}_HR.txt     (BasicSR format: name.png (h,w,c))
 
 Usage: ``python scripts/data_preparation/make_demo_dataset.py [--output datasets/demo]``
 """
 import argparse
+import importlib.util
 import os
 import shutil
 import sys
@@ -28,32 +32,69 @@ HERE = Path(__file__).resolve().parent
 SCALES = (2, 3, 4)
 MULTIPLE = 12
 
-# name: (package, file, split, (y0, y1, x0, x1) crop in source pixels or None, downscale factor)
-# Downscaled photos are resized with area averaging (anti-aliased) before becoming HR.
-PHOTOS = {
-    'astronaut': ('skimage', 'astronaut.png', 'train', None, 1),
-    'coffee': ('skimage', 'coffee.png', 'train', None, 1),
-    'rocket': ('skimage', 'rocket.jpg', 'train', None, 1),
-    'motorcycle': ('skimage', 'motorcycle_left.png', 'train', None, 1),
-    'bus': ('ultralytics', 'bus.jpg', 'train', None, 2),
-    'chelsea_left': ('skimage', 'chelsea.png', 'train', (0, 300, 0, 228), 1),
-    'zidane': ('ultralytics', 'zidane.jpg', 'val', None, 2),
-    'motorcycle_right': ('skimage', 'motorcycle_right.png', 'val', None, 2),
-    'chelsea_right': ('skimage', 'chelsea.png', 'val', (0, 300, 228, 451), 1),
+# The packages whose wheels ship the photos, and the folder inside each that holds them.
+PACKAGES = {
+    'skimage': 'data',                     # scikit-image
+    'ultralytics': 'assets',
+    'matplotlib': 'mpl-data/sample_data',
+    'sklearn': 'datasets/images',          # scikit-learn
+    'mahotas': 'demos/data',
 }
 
-CATEGORIES = {0: 'people', 1: 'cat', 2: 'vehicle'}
+SPLITS = ('train', 'val', 'heldout')
+
+# Source files that show one scene: the two views of scikit-image's stereo pair.
+SHARED_SCENES = {
+    'skimage/motorcycle_left.png': 'skimage/motorcycle (stereo pair)',
+    'skimage/motorcycle_right.png': 'skimage/motorcycle (stereo pair)',
+}
+
+
+def photo(package, file_name, split, crop=None, downscale=1):
+    """One demo image: ``crop`` is (y0, y1, x0, x1) in source pixels. Its ``scene`` is the source file
+    (``package/file``, or the name of its pair in ``SHARED_SCENES``): crops of one photo share it, and no scene
+    is in two splits (``tests/test_demo_split.py``). Downscaled photos are resized with area averaging
+    (anti-aliased) before becoming HR."""
+    source = f'{package}/{file_name}'
+    return {'package': package, 'file': file_name, 'split': split, 'crop': crop, 'downscale': downscale,
+            'scene': SHARED_SCENES.get(source, source)}
+
+
+# train: what the demo recipes learn on; val: what they validate (and are tuned) on; heldout: real photos
+# that no recipe trains or is tuned on, for honest checks. Natural colour photos only in val and heldout.
+PHOTOS = {
+    # train: people 3 photos (astronaut, bus, grace_hopper), vehicle 3 (astronaut, bus, rocket)
+    'astronaut': photo('skimage', 'astronaut.png', 'train'),
+    'bus': photo('ultralytics', 'bus.jpg', 'train', downscale=2),
+    'grace_hopper': photo('matplotlib', 'grace_hopper.jpg', 'train', crop=(0, 504, 0, 512)),
+    'rocket': photo('skimage', 'rocket.jpg', 'train'),
+    'coffee': photo('skimage', 'coffee.png', 'train'),
+    # val: people (zidane), vehicle (motorcycle: the left view; the right view of the stereo pair is unused)
+    'zidane': photo('ultralytics', 'zidane.jpg', 'val', downscale=2),
+    'motorcycle': photo('skimage', 'motorcycle_left.png', 'val', downscale=2),
+    # heldout: a person (luispedro), a cat, a pagoda over a lake, a dahlia
+    'luispedro': photo('mahotas', 'luispedro.jpg', 'heldout'),
+    'chelsea_left': photo('skimage', 'chelsea.png', 'heldout', crop=(0, 300, 0, 228)),
+    'chelsea_right': photo('skimage', 'chelsea.png', 'heldout', crop=(0, 300, 228, 451)),
+    'china_roofs': photo('sklearn', 'china.jpg', 'heldout', crop=(0, 216, 0, 324)),
+    'china_pagoda': photo('sklearn', 'china.jpg', 'heldout', crop=(216, 427, 0, 324)),
+    'china_lake': photo('sklearn', 'china.jpg', 'heldout', crop=(120, 427, 324, 640)),  # the sky above: flat
+    'flower_left': photo('sklearn', 'flower.jpg', 'heldout', crop=(0, 427, 0, 324)),
+    'flower_right': photo('sklearn', 'flower.jpg', 'heldout', crop=(0, 427, 324, 640)),
+}
+
+CATEGORIES = {0: 'people', 1: 'vehicle'}
 
 
 def package_folder(package):
-    if package == 'skimage':
-        import skimage
-        return Path(skimage.__file__).parent / 'data'
-    import ultralytics
-    return Path(ultralytics.__file__).parent / 'assets'
+    """The photo folder inside an installed package, found without importing the package."""
+    spec = importlib.util.find_spec(package)
+    if spec is None or not spec.submodule_search_locations:
+        raise FileNotFoundError(f'{package} is not installed (pip install -e . installs it)')
+    return Path(list(spec.submodule_search_locations)[0]) / PACKAGES[package]
 
 
-def load_photo(package, file_name, crop, downscale):
+def load_photo(package, file_name, crop=None, downscale=1):
     path = package_folder(package) / file_name
     image = cv2.imread(str(path), cv2.IMREAD_COLOR)
     if image is None:
@@ -77,22 +118,29 @@ def bicubic_downscale(image, scale):
     return np.clip(np.round(low * 255.), 0, 255).astype(np.uint8)
 
 
-def write_categories(path):
+def categories_text():
     lines = ['# category id: name (ids used in the YOLO label files; unlabelled pixels are background)']
     lines += [f'{i}: {name}' for i, name in CATEGORIES.items()]
-    path.write_text('\n'.join(lines) + '\n')
+    return '\n'.join(lines) + '\n'
 
 
 def is_complete(output):
     """True when ``output`` holds every photo and every label file this script would write."""
-    if not (output / 'meta_info').is_dir():
-        return False
-    for name, (_, _, split, _, _) in PHOTOS.items():
+    for split in SPLITS:
+        meta = output / 'meta_info' / f'demo_{split}_HR.txt'
+        expected = sorted(name for name, entry in PHOTOS.items() if entry['split'] == split)
+        built = sorted(line.split('.png')[0] for line in meta.read_text().split('\n') if line) if meta.is_file() else []
+        if built != expected:
+            return False  # built by an older version of this script (other photos or split)
+    for name, entry in PHOTOS.items():
+        split = entry['split']
         if not (output / split / 'HR' / f'{name}.png').is_file():
             return False
-        if (HERE / 'demo_labels' / f'{name}.txt').is_file() and not (output / split / 'labels' / f'{name}.txt').is_file():
-            return False  # built before the labels existed
-    return True
+        label, built_label = HERE / 'demo_labels' / f'{name}.txt', output / split / 'labels' / f'{name}.txt'
+        if label.is_file() and not (built_label.is_file() and built_label.read_bytes() == label.read_bytes()):
+            return False  # built before the labels existed, or with older ones
+    categories = output / 'categories.yml'
+    return categories.is_file() and categories.read_text() == categories_text()
 
 
 def build(output, force=False):
@@ -105,9 +153,10 @@ def build(output, force=False):
         shutil.rmtree(output)
     tmp = output.with_name(output.name + '.partial')
     shutil.rmtree(tmp, ignore_errors=True)
-    meta = {'train': [], 'val': []}
-    for name, (package, file_name, split, crop, downscale) in tqdm(PHOTOS.items(), desc='demo photos', unit='photo'):
-        hr = load_photo(package, file_name, crop, downscale)
+    meta = {split: [] for split in SPLITS}
+    for name, entry in tqdm(PHOTOS.items(), desc='demo photos', unit='photo'):
+        split = entry['split']
+        hr = load_photo(entry['package'], entry['file'], entry['crop'], entry['downscale'])
         (tmp / split / 'HR').mkdir(parents=True, exist_ok=True)
         cv2.imwrite(str(tmp / split / 'HR' / f'{name}.png'), hr)
         for scale in SCALES:
@@ -122,7 +171,7 @@ def build(output, force=False):
     (tmp / 'meta_info').mkdir()
     for split, lines in meta.items():
         (tmp / 'meta_info' / f'demo_{split}_HR.txt').write_text('\n'.join(lines) + '\n')
-    write_categories(tmp / 'categories.yml')
+    (tmp / 'categories.yml').write_text(categories_text())
     os.replace(tmp, output)  # the folder appears complete or not at all
     return output
 
