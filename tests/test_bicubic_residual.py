@@ -1,0 +1,34 @@
+"""BicubicResidual: any arch learns the residual over bicubic, starting as bicubic itself."""
+import pytest
+import torch
+import torch.nn.functional as F
+from basicsr.archs import build_network
+
+from moesr_arch.options import OptionError
+
+EDSR = {'type': 'EDSR', 'num_in_ch': 3, 'num_out_ch': 3, 'num_feat': 8, 'num_block': 1, 'upscale': 2,
+        'img_range': 1., 'rgb_mean': [0., 0., 0.]}
+
+
+def test_untrained_model_is_bicubic_and_learns_a_residual():
+    torch.manual_seed(0)
+    net = build_network({'type': 'BicubicResidual', 'upscale': 2, 'network': EDSR})
+    lq = torch.rand(1, 3, 10, 12)
+    bicubic = F.interpolate(lq, scale_factor=2, mode='bicubic', align_corners=False)
+    assert torch.equal(net(lq), bicubic)
+    loss = (net(lq) - torch.rand(1, 3, 20, 24)).abs().mean()
+    loss.backward()
+    assert net.gain.grad.abs() > 0, 'the gain must learn, so that the residual comes in'
+    assert sorted(net.state_dict())[0] == 'gain' and any(k.startswith('network.conv_first') for k in net.state_dict())
+
+
+def test_a_wrapped_network_of_another_scale_is_refused():
+    net = build_network({'type': 'BicubicResidual', 'upscale': 3, 'network': EDSR})
+    with pytest.raises(ValueError, match=r'returned \(1, 3, 8, 8\) .* not x3'):
+        net(torch.rand(1, 3, 4, 4))
+
+
+def test_the_wrapped_networks_options_are_checked():
+    from moesr_arch.options import check_network
+    with pytest.raises(OptionError, match="x.yml: .*network_g.network.*num_fet"):
+        check_network({'type': 'BicubicResidual', 'upscale': 2, 'network': dict(EDSR, num_fet=8)}, 'network_g', 'x.yml')
