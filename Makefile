@@ -4,6 +4,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 PIP := $(PY) -m pip
 STAMP := $(VENV)/.installed
+DEMO_RUN := $(shell sed -n "s/^name: //p" options/train_moesr.yml)
 
 .PHONY: venv demo demo-edsr demo-data test test-all bench gpu-check clean
 
@@ -25,8 +26,10 @@ demo: demo-data
 	$(VENV)/bin/basicsr train -opt options/train_moesr.yml
 	$(VENV)/bin/basicsr train-gate --dataset datasets/demo --lr-scale 2 --epochs 40 --repeat 8 --imgsz 256 --output experiments/gate_demo
 	$(VENV)/bin/basicsr test -opt options/test_moesr.yml
-	@echo "Pictures (blend, background expert alone, gate overlay): experiments/demo_MoESR_x2_EDSR_f32b4/visualization/ (label gate)  results/demo_MoESR_x2_EDSR_f32b4/visualization/demo_val/ (YOLO gate)"
-	@echo "Tables (MoE-SR vs background expert, per category): experiments/demo_MoESR_x2_EDSR_f32b4/train_*.log  results/demo_MoESR_x2_EDSR_f32b4/test_*.log"
+	@echo "Pictures (blend, background expert alone, gate overlay, specialisation heat map): experiments/$(DEMO_RUN)/visualization/ (label gate)  results/$(DEMO_RUN)/visualization/demo_val/ (YOLO gate)"
+	@echo "Logs: experiments/$(DEMO_RUN)/train_*.log  results/$(DEMO_RUN)/test_*.log"
+	@echo; echo "MoE-SR against its equal-budget single network and bicubic (label gate; validation photos, then photos no recipe trains on):"
+	@cat experiments/$(DEMO_RUN)/comparison_demo_val.txt experiments/$(DEMO_RUN)/comparison_demo_heldout.txt
 
 demo-edsr: demo-data
 	$(VENV)/bin/basicsr train -opt options/train_edsr_demo.yml

@@ -19,6 +19,7 @@ from moesr_arch.utils.region_metrics import masked_psnr, masked_ssim
 from moesr_arch.utils.specialisation import SpecialisationMatrix, bicubic_upscale
 
 STAGES = ('generalist', 'experts', 'joint')
+SHORT_NAMES = {'psnr': 'PSNR', 'ssim': 'SSIM', 'color_bias': 'BIAS'}  # table headers
 BACKGROUND = 'background'
 
 
@@ -78,7 +79,9 @@ class MoESRModel(ExpertSRModel):
 
     In the ``experts`` stage a category absent from the batch (on every rank) keeps its weights: its
     gradients are dropped, so Adam's momentum does not move it. With ``train.background_in_experts``
-    the background expert learns in that stage too, on the unlabelled pixels.
+    the background expert learns in that stage too, on the unlabelled pixels. ``train.other_pixels_weight``
+    (default 0) weighs the pixels outside an expert's own category in its loss: 0 trains each expert on
+    its pixels alone, 1 on the whole crop like the single network.
     """
 
     TOP_OPTIONS = {'gate': Checker(check_gate), 'network_ref': Checker(check_network)}
@@ -89,6 +92,7 @@ class MoESRModel(ExpertSRModel):
         'stages': Checker(check_stages),
         'init_experts': bool,
         'background_in_experts': bool,
+        'other_pixels_weight': float,
     }
     VAL_OPTIONS = {'region_metrics': bool, 'save_overlay': bool, 'save_background': bool, 'specialisation': bool}
 
@@ -252,11 +256,12 @@ class MoESRModel(ExpertSRModel):
         if self.opt['dist']:
             torch.distributed.all_reduce(present, op=torch.distributed.ReduceOp.MAX)
         self.absent_experts = [name for name, here in zip(names, present.tolist()) if not here]
+        others = float(self.opt['train'].get('other_pixels_weight', 0.0))
         for index, (name, output) in enumerate(zip(names, outputs)):
             mask = (self.category_map == index).float()[:, None]
-            if mask.any():  # pixels of other categories (and of the background) have weight 0
-                mask = F.interpolate(mask, scale_factor=self.bare_net.scale, mode='nearest')
-                losses[f'l_pix_{name}'] = self.cri_pix(output, self.gt, weight=mask)
+            if mask.any():  # pixels of other categories (and of the background) weigh other_pixels_weight
+                weight = F.interpolate(mask, scale_factor=self.bare_net.scale, mode='nearest')
+                losses[f'l_pix_{name}'] = self.cri_pix(output, self.gt, weight=weight + others * (1 - weight))
             else:  # not in this rank's batch: a zero loss keeps the graph alike on every rank
                 losses[f'l_pix_{name}'] = output.sum() * 0
         return losses
@@ -472,21 +477,23 @@ class MoESRModel(ExpertSRModel):
         """The MoE-SR table: the blend beside the equal-budget single network, the background expert alone
         and bicubic, on the whole images and inside each category; also written to comparison_<dataset>.txt."""
         results = self.metric_results
-        kinds = [kind for kind in ('psnr', 'ssim') if kind in results]
+        kinds = [kind for kind in ('psnr', 'ssim', 'color_bias') if kind in results]
         if not kinds:
             return
         baseline = '_reference' if f'{kinds[0]}_reference' in results else '_background'
         columns = [('', 'MoE-SR'), ('_reference', 'single'), ('_background', 'bg alone'), ('_bicubic', 'bicubic')]
         columns = [(suffix, title) for suffix, title in columns if f'{kinds[0]}{suffix}' in results]
         described = ', '.join(f'{kind.upper()}' + (' Y' if region_opts.get(kind, {}).get('test_y_channel') else '') +
-                              f' crop {region_opts.get(kind, {}).get("crop_border", 0)}' for kind in kinds)
+                              f' crop {region_opts.get(kind, {}).get("crop_border", 0)}' for kind in kinds
+                              if kind in region_opts) + ('; COLOR_BIAS: largest mean channel offset, grey levels'
+                                                         if 'color_bias' in kinds else '')
         gain_of = 'single' if baseline == '_reference' else 'bg alone'
         lines = [f'MoE-SR on {dataset_name} at {current_iter} ({described}; regions = labelled pixels; single = the '
                  f'equal-budget single network; gain = MoE-SR - {gain_of}; per image: gate {times[0] * 1000:.0f} ms + '
                  f'experts and blend {times[1] * 1000:.0f} ms' +
                  (f', single network {times[2] * 1000:.0f} ms' if baseline == '_reference' else '') + '):',
                  f'\t{"region":<12}{"images":>7}{"area":>7}   ' + ''.join(
-                     ''.join(f'{(kind.upper() + " " if not suffix else "") + title:>14}' for suffix, title in columns) +
+                     ''.join(f'{(SHORT_NAMES[kind] + " " if not suffix else "") + title:>14}' for suffix, title in columns) +
                      f'{"gain":>9}' for kind in kinds)]
         rows = [('all', '', None)] + [(name, f'_{name}', shares.get(name)) for name in self.bare_net.categories]
         for label, region, share in rows:
@@ -496,10 +503,11 @@ class MoESRModel(ExpertSRModel):
             area = '100%' if share is None else f'{100 * np.mean(share):.0f}%'
             cells = ''
             for kind in kinds:
-                digits = 2 if kind == 'psnr' else 4
+                digits = 4 if kind == 'ssim' else 2
                 values = [results.get(f'{kind}{region}{suffix}', float('nan')) for suffix, _ in columns]
                 gain = values[0] - results.get(f'{kind}{region}{baseline}', float('nan'))
-                cells += ''.join(f'{value:>14.{digits}f}' for value in values) + f'{gain:>+9.{digits}f}'
+                cells += ''.join(f'{value:>14.{digits}f}' if not np.isnan(value) else f'{"-":>14}' for value in values)
+                cells += f'{gain:>+9.{digits}f}' if not np.isnan(gain) else f'{"-":>9}'
             lines.append(f'\t{label:<12}{count:>7}{area:>7}   {cells}')
         table = '\n'.join(lines)
         get_root_logger().info(table)

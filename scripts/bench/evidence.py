@@ -100,11 +100,13 @@ def evidence_tables(runs, dataset, categories, seconds, recipe):
                      f'{statistics.mean(values("psnr", "_bicubic")):.2f}',
                      ' / '.join(f'{g:+.2f}' for g in gains), f'{spread(single):.2f}', 'yes' if wins else 'no',
                      f'{statistics.mean(values("ssim", "")):.4f}', f'{statistics.mean(values("ssim", "_reference")):.4f}',
-                     f'{statistics.mean(values("ssim", "_bicubic")):.4f}'])
+                     f'{statistics.mean(values("ssim", "_bicubic")):.4f}',
+                     ' / '.join(f'{v:.2f}' for v in values('color_bias', '')) or '-'])
     comparison = Table(
         f'MoE-SR against its equal-budget single network ({recipe}, {dataset}, seeds {len(runs)})',
         ['region', 'MoE-SR PSNR-Y', 'single network', 'background expert alone', 'bicubic',
-         'gain per seed (dB)', 'spread of single', 'wins?', 'SSIM-Y MoE-SR', 'SSIM-Y single', 'SSIM-Y bicubic'],
+         'gain per seed (dB)', 'spread of single', 'wins?', 'SSIM-Y MoE-SR', 'SSIM-Y single', 'SSIM-Y bicubic',
+         'colour bias MoE-SR per seed'],
         rows,
         notes=['mean ± half the seed-to-seed range; "single network" = the background expert\'s architecture '
                'trained beside the mixture on the same batches for the same iterations (network_ref)',
@@ -128,10 +130,13 @@ def evidence_tables(runs, dataset, categories, seconds, recipe):
     return [comparison, matrix], verdicts
 
 
-def run(quick=False, seeds=SEEDS, recipe=RECIPE, extra=()):
+def run(quick=False, seeds=SEEDS, recipe=RECIPE, extra=(), keep=None):
+    """The tables of every validation set of ``recipe`` over ``seeds``; ``keep``: a JSON file for the raw
+    scalars of every run."""
+    import json
     import yaml
     opt = yaml.safe_load((ROOT / recipe).read_text())
-    dataset = opt['datasets']['val']['name']
+    datasets = [value['name'] for key, value in opt['datasets'].items() if key.startswith('val')]
     categories = [name for name in opt['network_g']['experts'] if name != 'background']
     runs, seconds = [], []
     with tempfile.TemporaryDirectory(prefix='moesr_evidence_') as work:
@@ -141,7 +146,11 @@ def run(quick=False, seeds=SEEDS, recipe=RECIPE, extra=()):
             runs.append(scalars)
             seconds.append(took)
             print(f'{recipe} seed {seed}: {took:.0f} s', flush=True)
-    tables, _ = evidence_tables(runs, dataset, categories, seconds, recipe)
+    if keep:
+        Path(keep).write_text(json.dumps({'recipe': recipe, 'extra': list(extra), 'seconds': seconds, 'runs': runs}))
+    tables = []
+    for dataset in datasets:
+        tables += evidence_tables(runs, dataset, categories, seconds, recipe)[0]
     return tables
 
 
