@@ -91,3 +91,28 @@ def test_an_expert_whose_category_is_absent_keeps_its_weights():
     assert moved[names[0]], 'the present expert must learn'
     for name in names[1:]:
         assert not moved[name], f'expert {name} moved although its category was absent'
+
+
+def test_a_run_with_its_control_resumes_both(workdir):
+    stages = [{'stage': 'generalist', 'iters': 2}, {'stage': 'experts', 'iters': 2}]
+
+    def options(total, last_stage_iters):
+        return write_options(
+            'options/train_moesr.yml', workdir / 'train.yml', name='resumed',
+            train__stages=stages[:1] + [dict(stages[1], iters=last_stage_iters)], train__total_iter=total,
+            network_g__experts={name: TINY_EXPERT for name in expert_names()}, network_ref=TINY_EXPERT,
+            datasets__train__batch_size_per_gpu=2, datasets__train__gt_size=32, val__val_freq=100,
+            logger__print_freq=1, logger__save_checkpoint_freq=2, train__scheduler__milestones=[100],
+            datasets__val__name='demo_val', val__metrics={'psnr': {'type': 'calculate_psnr', 'crop_border': 2}})
+    run_cli(['train', '-opt', options(4, 2)], workdir)
+    models = workdir / 'experiments' / 'resumed' / 'models'
+    first = torch.load(models / 'net_ref_4.pth', weights_only=True)['params']
+    run_cli(['train', '-opt', options(6, 4), '--auto_resume'], workdir)
+    state = torch.load(workdir / 'experiments/resumed/training_states/6.state', weights_only=False)
+    assert int(next(iter(state['optimizers'][1]['state'].values()))['step']) == 6, 'the control resumed at step 4'
+    log = sorted((workdir / 'experiments/resumed').glob('train_*.log'))[-1].read_text()
+    assert 'Resuming training from epoch: 0, iter: 4.' in log
+    resumed = torch.load(models / 'net_ref_6.pth', weights_only=True)['params']
+    # two more Adam steps (lr 5e-4) from the saved control, not a fresh network
+    difference = max((first[k] - resumed[k]).abs().max().item() for k in first)
+    assert 0 < difference < 5e-3, difference
