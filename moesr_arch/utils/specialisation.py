@@ -93,7 +93,9 @@ class SpecialisationMatrix:
         grid = self.grid()
         experts = [index for index, row in enumerate(self.rows) if row in self.expert_rows]
         centred = grid - np.nanmean(grid[experts], axis=0, keepdims=True)
-        limit = max(float(np.nanmax(np.abs(centred))) if not np.isnan(centred).all() else 0.0, 0.05)
+        # The scale follows the experts, the blend and the control; bicubic, far below, just saturates.
+        scaled = centred[[index for index, row in enumerate(self.rows) if row != 'bicubic']]
+        limit = max(float(np.nanmax(np.abs(scaled))) if not np.isnan(scaled).all() else 0.0, 0.05)
         fig, ax = plt.subplots(figsize=(1.6 + 1.3 * len(self.regions), 1.0 + 0.45 * len(self.rows)), dpi=110)
         image = ax.imshow(np.nan_to_num(centred), cmap='RdBu', vmin=-limit, vmax=limit, aspect='auto')
         best = self.best_rows()
