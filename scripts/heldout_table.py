@@ -142,8 +142,8 @@ def evaluate(network, scale, model_scale, images):
 
 
 def summary(rows):
-    psnr = sum(r[0] for r in rows) / len(rows)
-    ssim = sum(r[1] for r in rows) / len(rows)
+    psnr = float(sum(r[0] for r in rows) / len(rows))
+    ssim = float(sum(r[1] for r in rows) / len(rows))
     biases = [r[2] for r in rows]
     return psnr, ssim, sum(biases) / len(biases), max(biases)
 
@@ -164,7 +164,7 @@ def table(specs, heldout, scales=None, out=print):
             images = photos(heldout, scale)
             model_rows, bicubic_rows, seconds = evaluate(network, scale, model_scale, images)
             m, b = summary(model_rows), summary(bicubic_rows)
-            wins = sum(mr[0] > br[0] for mr, br in zip(model_rows, bicubic_rows))
+            wins = int(sum(mr[0] > br[0] for mr, br in zip(model_rows, bicubic_rows)))
             row = {'model': label, 'option_file': option_file, 'weights': weights, 'scale': scale,
                    'psnr': m[0], 'ssim': m[1], 'bias_mean': m[2], 'bias_max': m[3],
                    'bicubic_psnr': b[0], 'bicubic_ssim': b[1], 'bicubic_bias_max': b[3],
