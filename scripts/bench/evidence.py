@@ -151,6 +151,8 @@ def run(quick=False, seeds=SEEDS, recipe=RECIPE, extra=(), keep=None):
     tables = []
     for dataset in datasets:
         tables += evidence_tables(runs, dataset, categories, seconds, recipe)[0]
+    if not quick and 'network_ref' in opt:
+        tables.append(inference_times(recipe, {'single network': opt['network_ref']}))
     return tables
 
 
@@ -167,3 +169,50 @@ def main(argv=None):
 
 if __name__ == '__main__':
     main()
+
+
+def inference_times(recipe, references, repeats=3):
+    """Median ms per validation image of the recipe's MoE-SR (label gate, sparse) and of single networks.
+
+    Times do not depend on the weights (the experts' work is set by the labelled regions), so the networks
+    are built untrained; ``references`` maps a label to network options."""
+    import yaml
+    from basicsr.archs import build_network
+    from basicsr.data import build_dataset
+    import torch
+    from moesr_arch.gating import build_gate
+    opt = yaml.safe_load((ROOT / recipe).read_text())
+    cwd = os.getcwd()
+    os.chdir(ROOT)
+    try:
+        net = build_network(dict(opt['network_g'])).eval()
+        gate = build_gate(dict(opt['gate']), source='gate')
+        singles = {label: build_network(dict(options)).eval() for label, options in references.items()}
+        rows = []
+        for key, dataset_opt in opt['datasets'].items():
+            if not key.startswith('val'):
+                continue
+            dataset = build_dataset(dict(dataset_opt, phase='val', scale=opt['scale']))
+            times = {'MoE-SR': [], **{label: [] for label in singles}}
+            for index in range(len(dataset)):
+                item = dataset[index]
+                lq, data = item['lq'][None], {'category_map': item['category_map'][None]}
+                with torch.no_grad():
+                    for label, function in [('MoE-SR', lambda: net.run(lq, gate(lq, data)))] + [
+                            (label, lambda single=single: single(lq)) for label, single in singles.items()]:
+                        samples = []
+                        for _ in range(repeats):
+                            started = time.perf_counter()
+                            function()
+                            samples.append(time.perf_counter() - started)
+                        times[label].append(statistics.median(samples) * 1000)
+            total = {label: sum(values) / len(values) for label, values in times.items()}
+            rows.append([dataset_opt['name'], len(dataset)] + [f'{total[label]:.0f}' for label in times] +
+                        [f'{total["MoE-SR"] / total[label]:.2f}x' for label in singles])
+    finally:
+        os.chdir(cwd)
+    return Table(f'Inference time per image ({recipe}, label gate, sparse experts; {torch.get_num_threads()} threads)',
+                 ['photos', 'images', 'MoE-SR ms'] + [f'{label} ms' for label in references] +
+                 [f'MoE-SR / {label}' for label in references], rows,
+                 notes=['median of 3 runs per image, mean over the images; untrained weights (the cost does not '
+                        'depend on them)'])
