@@ -169,7 +169,7 @@ def test_a_corrupt_image_met_in_training_stops_it_naming_the_file(workdir):
     path = write_options('options/train_edsr_demo.yml', workdir / 'train.yml', name='corrupt',
                          datasets__train__dataroot_gt='mydata/HR', datasets__train__dataroot_lq='mydata/LR_bicubic/X2',
                          datasets__train__batch_size_per_gpu=photos, datasets__train__dataset_enlarge_ratio=1,
-                         network_g__num_feat=8, network_g__num_block=1, train__total_iter=2)
+                         network_g__network__num_feat=8, network_g__network__num_block=1, train__total_iter=2)
     proc = run_cli(['train', '-opt', path], workdir, check=False)
     assert proc.returncode != 0
     assert 'mydata/HR/coffee.png: not a readable image' in proc.stderr

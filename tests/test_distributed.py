@@ -13,8 +13,8 @@ TINY_EDSR = {'type': 'EDSR', 'num_in_ch': 3, 'num_out_ch': 3, 'num_feat': 8, 'nu
 COMMON = dict(train__total_iter=4, datasets__train__batch_size_per_gpu=2, datasets__train__gt_size=32,
               val__val_freq=4, logger__print_freq=1, logger__save_checkpoint_freq=2, logger__use_tb_logger=False)
 RUNS = {
-    'edsr': ('options/train_edsr_demo.yml', dict(network_g__num_feat=8, network_g__num_block=1)),
-    'seemore': ('options/train_seemore_demo.yml', dict(network_g__num_layers=1)),
+    'edsr': ('options/train_edsr_demo.yml', dict(network_g__network__num_feat=8, network_g__network__num_block=1)),
+    'seemore': ('options/train_seemore_demo.yml', dict(network_g__network__num_layers=1)),
     # each MoE-SR stage trains only some experts: DDP must be told that parameters may go unused
     'moesr': ('options/train_moesr.yml', dict(
         network_g__experts={name: TINY_EDSR for name in ('people', 'vehicle', 'background')},
@@ -105,9 +105,9 @@ def test_resumed_ddp_run_continues_like_an_uninterrupted_one(workdir):
     run sees the same images in the same order, tested in test_resume.py, with crops drawn afresh.)"""
     def options(name, total):
         return write_options('options/train_edsr_demo.yml', workdir / f'{name}.yml', name=name,
-                             network_g__num_feat=8, network_g__num_block=1,
+                             network_g__network__num_feat=8, network_g__network__num_block=1,
                              **dict(COMMON, train__total_iter=total, val__val_freq=1000),
-                             train__scheduler__milestones=[6])
+                             train__scheduler={'type': 'MultiStepLR', 'milestones': [6], 'gamma': 0.5})
     torchrun(workdir, options('straight', 8))
     torchrun(workdir, options('cut', 4))
     state = torch.load(workdir / 'experiments/cut/training_states/4.state', weights_only=False)

@@ -17,6 +17,7 @@ STAGES = [{'stage': 'generalist', 'iters': 2}, {'stage': 'experts', 'iters': 2},
 
 def tiny_train_options(workdir, name='tiny_moesr', **extra):
     overrides = dict(name=name, train__stages=STAGES, train__total_iter=6, network_g__experts=EXPERTS,
+                     network_ref=TINY_EXPERT,
                      datasets__train__batch_size_per_gpu=4, datasets__train__gt_size=32, val__val_freq=6,
                      logger__print_freq=1, logger__save_checkpoint_freq=6, train__scheduler__milestones=[100])
     overrides.update(extra)
@@ -121,8 +122,9 @@ def test_staged_training_validation_table_and_test_with_yolo_gate(workdir):
     gate = {'type': 'YOLOGate', 'categories_file': 'datasets/demo/categories.yml', 'model': 'yolov8n-seg.yaml',
             'class_map': 'coco', 'conf': 0.25, 'imgsz': 160}
     options = write_options('options/test_moesr.yml', workdir / 'test.yml', name='tiny_moesr', gate=gate,
-                            network_g__experts=EXPERTS,
-                            path__pretrain_network_g='experiments/tiny_moesr/models/net_g_latest.pth')
+                            network_g__experts=EXPERTS, network_ref=TINY_EXPERT,
+                            path__pretrain_network_g='experiments/tiny_moesr/models/net_g_latest.pth',
+                            path__pretrain_network_ref='experiments/tiny_moesr/models/net_ref_latest.pth')
     run_cli(['test', '-opt', options], workdir)
     results = workdir / 'results' / 'tiny_moesr'
     images = sorted(p.name for p in (results / 'visualization' / 'demo_val').iterdir())

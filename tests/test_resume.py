@@ -18,9 +18,9 @@ TOTAL = 40
 def options(workdir, name):
     return write_options(
         'options/train_edsr_demo.yml', workdir / f'{name}.yml', name=name, train__total_iter=TOTAL,
-        datasets__train__batch_size_per_gpu=2, datasets__train__gt_size=32, network_g__num_feat=8,
-        network_g__num_block=1, val__val_freq=1000, logger__print_freq=1, logger__save_checkpoint_freq=2,
-        logger__use_tb_logger=False, train__scheduler__milestones=[5], datasets__train__dataset_enlarge_ratio=2)
+        datasets__train__batch_size_per_gpu=2, datasets__train__gt_size=32, network_g__network__num_feat=8,
+        network_g__network__num_block=1, val__val_freq=1000, logger__print_freq=1, logger__save_checkpoint_freq=2,
+        logger__use_tb_logger=False, train__scheduler={'type': 'MultiStepLR', 'milestones': [5], 'gamma': 0.5}, datasets__train__dataset_enlarge_ratio=2)
 
 
 def test_killed_run_resumes_to_the_same_weights(workdir):

@@ -250,13 +250,15 @@ def test_option_files_validate(tmp_path, monkeypatch, demo_root):
 def test_demo_training_runs_and_logs_routing(workdir):
     options = write_options(
         'options/train_seemore_demo.yml', workdir / 'train.yml', name='tiny_seemore', train__total_iter=2,
-        datasets__train__batch_size_per_gpu=2, datasets__train__gt_size=32, network_g__num_layers=1,
-        val__val_freq=2, logger__print_freq=1, logger__save_checkpoint_freq=2, train__scheduler__milestones=[100])
+        datasets__train__batch_size_per_gpu=2, datasets__train__gt_size=32, network_g__network__num_layers=1,
+        val__val_freq=2, logger__print_freq=1, logger__save_checkpoint_freq=2, train__scheduler={'type': 'MultiStepLR', 'milestones': [100], 'gamma': 0.5})
     run_cli(['train', '-opt', options], workdir)
     run_dir = workdir / 'experiments' / 'tiny_seemore'
     log = next(run_dir.glob('train_*.log')).read_text()
     assert 'l_fft' in log and re.search(r'# psnr: \d+\.\d+', log), log[-2000:]
     assert 'Routing on demo_val' in log and re.search(r'# layer0/rank8: [01]\.\d{4}', log), log[-2000:]
     checkpoint = torch.load(run_dir / 'models' / 'net_g_latest.pth', weights_only=True)
-    descriptor = ModelLoader().load_from_state_dict(checkpoint)  # the trained weights open in spandrel
+    # The demo wraps SeemoRe in BicubicResidual: its SeemoRe weights, under network., open in spandrel.
+    inner = {key[len('network.'):]: value for key, value in checkpoint['params'].items() if key.startswith('network.')}
+    descriptor = ModelLoader().load_from_state_dict(inner)
     assert descriptor.architecture.name == 'SeemoRe'

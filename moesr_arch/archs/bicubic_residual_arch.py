@@ -12,8 +12,8 @@ class BicubicResidual(nn.Module):
     ``out = bicubic(lq) + gain * network(lq)``, with ``gain`` a learned scalar that starts at 0: the
     untrained model already equals bicubic, so a short training on few photos can only start from there,
     and a constant colour offset of the inner network is no longer baked into every output. The inner
-    network keeps its own parameter names under ``network.`` (its official checkpoints load with
-    ``strict=False`` into ``network`` alone, or with the wrapper's own checkpoints as usual).
+    network keeps its own parameter names under ``network.``: strip that prefix (and drop ``gain``) to
+    open the inner weights in tools that know the arch, e.g. spandrel; they are the residual branch only.
 
     Args:
         network (dict): Options of the wrapped arch (``{type: <registered arch>, ...}``); it must upscale by
@@ -36,6 +36,16 @@ class BicubicResidual(nn.Module):
     def validate_options(kwargs, where, source):
         from moesr_arch.options import check_network
         check_network(kwargs.get('network'), f'{where}.network', source)
+
+    # Routing statistics of a wrapped mixture (SeemoRe's rank experts) stay visible in validation logs.
+    def routing_statistics(self):
+        inner = getattr(self.network, 'routing_statistics', None)
+        return inner() if inner is not None else {}
+
+    def reset_routing_statistics(self):
+        inner = getattr(self.network, 'reset_routing_statistics', None)
+        if inner is not None:
+            inner()
 
     def forward(self, lq):
         base = F.interpolate(lq, scale_factor=self.upscale, mode='bicubic', align_corners=False)

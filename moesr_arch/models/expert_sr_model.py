@@ -108,8 +108,14 @@ class ExpertSRModel(SRModel):
         sum(losses.values()).backward()
         self.discard_gradients(net)
         clip = self.opt['train'].get('grad_clip_norm')
-        if clip:
-            torch.nn.utils.clip_grad_norm_(net.parameters(), clip)
+        # A finite loss can still overflow its gradients (a huge learning rate, an exploding scale):
+        # one norm over all gradients catches it before the optimizer turns the weights into NaN.
+        norm = torch.nn.utils.clip_grad_norm_(net.parameters(), clip or float('inf'))
+        if not torch.isfinite(norm):
+            raise FloatingPointError(
+                f'iteration {current_iter}: the gradient of loss {" + ".join(losses)} is {norm.item()}; training '
+                'stopped before the weights were updated (the last saved checkpoint is intact). Lower the learning '
+                'rate or check the data.')
         optimizer.step()
 
     def discard_gradients(self, net):
