@@ -102,6 +102,10 @@ def parse_options(root_path, is_train=True):
     except OptionError as error:
         raise SystemExit(f'Invalid options: {error}') from None
     opt, args = _original_parse_options(root_path, is_train)
+    if any(entry.split('=', 1)[0].strip() == 'manual_seed' for entry in args.force_yml or ()):
+        # BasicSR seeds from the file before it applies --force_yml: seed again with the forced value.
+        from basicsr.utils import set_random_seed
+        set_random_seed(opt['manual_seed'] + opt['rank'])
     if opt['num_gpu'] and not torch.cuda.is_available():
         raise SystemExit(f'{args.opt}: num_gpu is {opt["num_gpu"]} but CUDA is not available; '
                          'set num_gpu: 0 to run on the CPU')

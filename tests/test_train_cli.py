@@ -8,8 +8,9 @@ from conftest import run_cli, write_options
 
 def tiny_edsr_options(workdir, total_iter=4, **extra):
     overrides = dict(name='tiny_edsr', train__total_iter=total_iter, datasets__train__batch_size_per_gpu=2,
-                     datasets__train__gt_size=32, network_g__network__num_feat=8, network_g__network__num_block=1, val__val_freq=2,
-                     logger__print_freq=1, logger__save_checkpoint_freq=2, train__scheduler={'type': 'MultiStepLR', 'milestones': [100], 'gamma': 0.5})
+                     datasets__train__gt_size=32, network_g__network__num_feat=8, network_g__network__num_block=1,
+                     val__val_freq=2, logger__print_freq=1, logger__save_checkpoint_freq=2,
+                     train__scheduler={'type': 'MultiStepLR', 'milestones': [100], 'gamma': 0.5})
     return write_options('options/train_edsr_demo.yml', workdir / 'train.yml', **{**overrides, **extra})
 
 
@@ -56,3 +57,17 @@ def test_non_finite_loss_stops_training_naming_iteration_and_term(workdir):
     for path in models.glob('net_g_*.pth'):  # everything saved before the blow-up is finite
         params = torch.load(path, weights_only=True)['params']
         assert all(torch.isfinite(v).all() for v in params.values())
+
+
+def test_force_yml_manual_seed_changes_the_seed(workdir):
+    """BasicSR seeds before it applies --force_yml; a forced manual_seed must still train another seed."""
+    weights = {}
+    for seed in (0, 0, 1):
+        options = tiny_edsr_options(workdir, total_iter=2, name=f'seed{seed}_{len(weights)}')
+        run_cli(['train', '-opt', options, '--force_yml', f'manual_seed={seed}'], workdir)
+        path = workdir / 'experiments' / f'seed{seed}_{len(weights)}' / 'models' / 'net_g_latest.pth'
+        weights[len(weights)] = torch.load(path, weights_only=True)['params']
+    same = all(torch.equal(weights[0][k], weights[1][k]) for k in weights[0])
+    different = any(not torch.equal(weights[0][k], weights[2][k]) for k in weights[0])
+    assert same, 'one seed must train the same weights twice'
+    assert different, '--force_yml manual_seed=1 trained the weights of seed 0'

@@ -8,7 +8,8 @@ expert alone and bicubic, overall and inside each category, and the specialisati
 max - min over the seeds; a gain counts only where every seed's gain is positive and the mean gain is
 larger than the spread of the control.
 
-Run alone: ``python scripts/bench/evidence.py [--quick] [--seeds 0 1 2] [--opt options/train_moesr.yml]``.
+Run alone: ``python scripts/bench/evidence.py [--quick] [--seeds 0 1 2] [--opt options/train_moesr.yml] [--force_yml key=value]``
+(the seed goes into a copy of the option file).
 """
 import argparse
 import os
