@@ -31,6 +31,7 @@ from basicsr.utils import check_resume
 from basicsr.utils.registry import Registry
 
 from moesr_arch.options import OptionError, apply_force_yml, load_options, validate_options
+from moesr_arch.utils.atomic import remove_stale_temporaries
 
 _original_parse_options = basicsr_train.parse_options
 _original_create_dataloaders = basicsr_train.create_train_val_dataloader
@@ -141,13 +142,8 @@ def remove_partial_checkpoints(opt, logger):
         return
     for key in ('training_states', 'models'):
         folder = opt['path'].get(key)
-        if not folder or not os.path.isdir(folder):
-            continue
-        for name in os.listdir(folder):
-            if name.startswith('.') and name.endswith('.tmp'):
-                path = os.path.join(folder, name)
-                logger.warning(f'Removing a checkpoint an interrupted run left incomplete: {path}')
-                os.remove(path)
+        for path in remove_stale_temporaries(folder) if folder else ():
+            logger.warning(f'Removed a checkpoint an interrupted run left incomplete: {path}')
 
 
 def load_resume_state(opt):

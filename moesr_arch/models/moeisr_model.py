@@ -16,7 +16,8 @@ class MoEISRModel(ExpertSRModel):
 
     Training batches (``RandomScaleSRDataset``) carry query ``coord``/``cell`` and the ``gt`` values there;
     the loss is ``pixel_opt`` on those values plus any ``ExpertBalanceLoss`` (e.g. ``balance_opt``) on the
-    mapper's routing probabilities, in the training step every model shares (gradient clipping, NaN guard). Each validation set is decoded at its own ``scale`` (leave the top-level
+    mapper's routing probabilities, in the training step every model shares (gradient clipping, NaN guard).
+    Each validation set is decoded at its own ``scale`` (leave the top-level
     ``scale`` out to validate at several scales in one run), so PSNR is logged per scale. For every
     validation image the decoder FLOPs spent are logged beside those of the deepest decoder alone (the
     LIIF baseline), and with ``save_img`` an expert map (``*_experts.png``) is saved beside the SR image

@@ -493,7 +493,8 @@ class MoESRModel(ExpertSRModel):
                  f'experts and blend {times[1] * 1000:.0f} ms' +
                  (f', single network {times[2] * 1000:.0f} ms' if baseline == '_reference' else '') + '):',
                  f'\t{"region":<12}{"images":>7}{"area":>7}   ' + ''.join(
-                     ''.join(f'{(SHORT_NAMES[kind] + " " if not suffix else "") + title:>14}' for suffix, title in columns) +
+                     ''.join(f'{(SHORT_NAMES[kind] + " " if not suffix else "") + title:>14}'
+                             for suffix, title in columns) +
                      f'{"gain":>9}' for kind in kinds)]
         rows = [('all', '', None)] + [(name, f'_{name}', shares.get(name)) for name in self.bare_net.categories]
         for label, region, share in rows:
