@@ -13,7 +13,9 @@ sys.path.insert(0, str(ROOT))
 
 import moesr_arch  # noqa: E402,F401  (registration for in-process tests)
 
-torch.set_num_threads(2)
+# 2 threads as on CI; OMP_NUM_THREADS=1 when several test runs share the machine.
+TEST_THREADS = int(os.environ.get('OMP_NUM_THREADS') or 2)
+torch.set_num_threads(TEST_THREADS)
 
 
 def cli_env(tmp_home, **extra):
@@ -25,7 +27,7 @@ def cli_env(tmp_home, **extra):
         'YOLO_OFFLINE': '1',
         'YOLO_AUTOINSTALL': '0',
         'YOLO_CONFIG_DIR': str(Path(tmp_home) / 'ultralytics'),
-        'OMP_NUM_THREADS': '2',
+        'OMP_NUM_THREADS': str(TEST_THREADS),
         'PYTHONPATH': os.pathsep.join([str(ROOT), env.get('PYTHONPATH', '')]),
     })
     env.update(extra)
