@@ -67,8 +67,8 @@ def load_model(option_file, weights):
     import torch
     from basicsr.archs import build_network
 
-    from moesr_arch.inference import load_state_dict
     from moesr_arch.options import load_options
+    from moesr_arch.utils.checkpoint import load_weights
     opt = load_options(option_file)
     path_opt = opt.get('path') or {}
     weights = weights or path_opt.get('pretrain_network_g')
@@ -80,14 +80,13 @@ def load_model(option_file, weights):
     network = build_network(copy.deepcopy(opt['network_g']))
     state = torch.load(weights, map_location='cpu', weights_only=True)
     key = 'params_ema' if isinstance(state, dict) and 'params_ema' in state else (path_opt.get('param_key_g') or 'params')
-    state = load_state_dict(weights, key)
-    network.load_state_dict({k.removeprefix('module.'): v for k, v in state.items()}, strict=True)
+    load_weights(network, weights, key)
     return network.eval(), opt.get('scale', opt['network_g'].get('upscale')), opt, weights
 
 
 def model_scales(network, scale, opt, heldout):
-    from moesr_arch.inference import arbitrary_scale
-    if not arbitrary_scale(network):
+    from moesr_arch.inference import describe
+    if not describe(network).arbitrary_scale:
         return [int(scale)]
     own = []
     for key, dataset in (opt.get('datasets') or {}).items():
@@ -128,9 +127,9 @@ def bicubic(lr, scale):
 
 def evaluate(network, scale, model_scale, images):
     """Per-photo ``(psnr, ssim, bias)`` of the model and of bicubic, and the seconds the model took."""
-    from moesr_arch.inference import Upscaler, arbitrary_scale
+    from moesr_arch.inference import Upscaler, describe
     upscaler = Upscaler(network, model_scale or scale, device='cpu', precision='fp32', tile=0, progress=False,
-                        out_scale=scale if arbitrary_scale(network) else None)
+                        out_scale=scale if describe(network).arbitrary_scale else None)
     model_rows, bicubic_rows, seconds = [], [], 0.
     for _, hr, lr in images:
         start = time.perf_counter()

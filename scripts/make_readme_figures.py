@@ -90,7 +90,7 @@ def make_gate_overlays(output, gate_weights=None, data_root='datasets/demo',
     import moesr_arch  # noqa: F401
 
     from moesr_arch.data.categories import load_categories
-    from moesr_arch.gating.overlay import draw_overlay
+    from moesr_arch.inference.maps import draw_overlay
     categories = load_categories(Path(data_root) / 'categories.yml')
     weights = yolo_gate_weights(data_root, gate_weights) if gate_weights else label_gate_weights(data_root, categories)
     panels = []

@@ -22,7 +22,7 @@ from basicsr.archs import build_network
 
 from conftest import ROOT, run_cli, write_options
 from moesr_arch.basicsr_patches import validate_argv_options
-from moesr_arch.data.image_io import ImageReadError, read_image
+from moesr_arch.utils.image_io import ImageReadError, read_image
 from moesr_arch.data.paired_image_dataset import CheckedPairedImageDataset
 from moesr_arch.inference import Upscaler
 from moesr_arch.options import OptionError
@@ -205,7 +205,7 @@ import yaml  # noqa: E402
 
 from moesr_arch import cli  # noqa: E402
 from moesr_arch.data.categories import CategoriesError, load_categories  # noqa: E402
-from moesr_arch.gating.overlay import draw_overlay  # noqa: E402
+from moesr_arch.inference.maps import draw_overlay  # noqa: E402
 from moesr_arch.inference import InferenceError, build_from_options  # noqa: E402
 from moesr_arch.options import load_options  # noqa: E402
 from moesr_arch.tools.prepare import create_lmdb  # noqa: E402

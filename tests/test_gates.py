@@ -8,7 +8,7 @@ import torch
 
 from conftest import run_cli
 from moesr_arch.gating import GateError, build_gate, combine_detections
-from moesr_arch.gating.overlay import category_colour, draw_overlay
+from moesr_arch.inference.maps import category_colour, draw_overlay
 from moesr_arch.gating.yolo_gate import CLASS_MAP_PRESETS, YOLOGate, _box_masks, resolve_class_map
 from moesr_arch.options import OptionError
 

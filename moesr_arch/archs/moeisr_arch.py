@@ -4,6 +4,7 @@ The MoEISR paper (Oh et al., arXiv 2311.12077) has no public code; what it leave
 written down in ``docs/moeisr.md``. The implicit decoding follows LIIF (Chen et al., CVPR 2021).
 """
 import math
+from collections import OrderedDict
 
 import torch
 import torch.nn.functional as F
@@ -87,7 +88,9 @@ class MoEISR(nn.Module):
     ``forward(lq, coord, cell)`` returns RGB values at query coordinates (training);
     ``forward(lq, coord, cell, return_routing=True)`` returns them with the mapper's soft probabilities
     (B, Q, K; None with a single decoder) for the balance loss, as a return value so that DataParallel
-    gathers them from its replicas.
+    gathers them from its replicas. ``return_stats=True`` (any call) appends the routing of this call
+    (:meth:`routing_stats`: ``expert_pixels``, ``expert_map``, ``flops``, ``flops_deepest``). The module
+    keeps no state from a call.
 
     Args:
         num_in_ch (int): Input channels. Default: 3.
@@ -176,8 +179,6 @@ class MoEISR(nn.Module):
             self.mapper_pixel_macs = linear_macs(self.mapper_mlp)
         else:  # a single decoder: plain LIIF, nothing to route
             self.mapper_conv_macs = self.mapper_pixel_macs = 0
-        self.last_decode = None
-        self.reset_routing_statistics()
 
     @classmethod
     def validate_options(cls, kwargs, where, source):
@@ -285,21 +286,28 @@ class MoEISR(nn.Module):
                     out[image, rows] = (expert(inputs) * weights.unsqueeze(-1)).sum(0)[0]
         return out
 
-    def forward(self, lq, coord=None, cell=None, return_routing=False):
+    def forward(self, lq, coord=None, cell=None, return_routing=False, return_stats=False):
+        """The SR image (``coord`` None), or RGB at ``coord`` (B, Q, 2) for pixels of size ``cell``; with
+        ``return_routing`` the mapper's probabilities follow, with ``return_stats`` the routing statistics
+        (for queries ``expert_map`` is (B, Q))."""
         if coord is None:
-            return self.upscale(lq, self.scale)
+            if return_routing:
+                raise ValueError('MoEISR.forward: return_routing needs query coord and cell (training)')
+            return self.upscale(lq, self.scale, return_stats=return_stats)
         if cell is None:
             raise ValueError('MoEISR.forward: give cell (B, Q, 2) together with coord')
         feat, mapper_feat = self.encode(lq)
-        values, _, probs = self.query(lq, feat, mapper_feat, coord, cell)
-        return (values, probs) if return_routing else values
+        values, choice, probs = self.query(lq, feat, mapper_feat, coord, cell)
+        extras = ([probs] if return_routing else []) + \
+            ([self.routing_stats(choice, feat.shape[-2] * feat.shape[-1])] if return_stats else [])
+        return (values, *extras) if extras else values
 
-    def upscale(self, lq, scale):
+    def upscale(self, lq, scale, return_stats=False):
         """SR image (B, C, round(scale * H), round(scale * W)) of the LR batch ``lq`` at any ``scale``.
 
         ``scale`` is a number or a ``(scale_h, scale_w)`` pair; query pixels are decoded ``chunk_size`` per
-        image at a time. In eval mode the output is clamped to [0, 1] and ``self.last_decode`` describes
-        the routing (expert map, decoder FLOPs spent and those of the deepest decoder alone).
+        image at a time. In eval mode the output is clamped to [0, 1]. With ``return_stats`` returns
+        ``(sr, stats)``, ``stats`` describing the routing of this call (:meth:`routing_stats`).
         """
         out_h, out_w = output_size(lq.shape[-2], lq.shape[-1], scale)
         b = lq.shape[0]
@@ -314,11 +322,11 @@ class MoEISR(nn.Module):
             rgb.append(values)
             choices.append(choice)
         sr = torch.cat(rgb, 1).permute(0, 2, 1).reshape(b, -1, out_h, out_w)
-        if self.training:
+        if not self.training:
+            sr = sr.clamp(0, 1)
+        if not return_stats:
             return sr
-        expert_map = torch.cat(choices, 1).view(b, out_h, out_w)
-        self._account(expert_map, feat.shape[-2] * feat.shape[-1])
-        return sr.clamp(0, 1)
+        return sr, self.routing_stats(torch.cat(choices, 1).view(b, out_h, out_w), feat.shape[-2] * feat.shape[-1])
 
     # ------------------------------------------------------------------------------------------------
     # FLOPs accounting and routing statistics.
@@ -335,31 +343,17 @@ class MoEISR(nn.Module):
         """FLOPs of decoding ``pixels`` with the deepest expert alone (the LIIF baseline)."""
         return 2 * (4 if self.local_ensemble else 1) * int(pixels) * max(self.expert_macs)
 
-    def _account(self, expert_map, lr_pixels):
-        counts = torch.bincount(expert_map.flatten(), minlength=len(self.experts)).cpu()
-        flops = self.decoder_flops(counts.tolist(), lr_pixels * expert_map.shape[0])
-        deepest = self.deepest_decoder_flops(expert_map.numel())
-        self.last_decode = {'expert_map': expert_map, 'pixels_per_expert': counts.tolist(), 'flops': flops,
-                            'flops_deepest': deepest}
-        self._pixel_counts += counts
-        self._flops += flops
-        self._flops_deepest += deepest
+    def routing_stats(self, expert_map, lr_pixels):
+        """The statistics of one call: ``expert_pixels`` (ordered ``{expert name: pixels}``), ``expert_map``
+        (each output pixel's expert index), ``flops`` (decoder FLOPs spent, mapper included) and
+        ``flops_deepest`` (those of the deepest decoder alone); ``lr_pixels`` per image."""
+        counts = torch.bincount(expert_map.flatten(), minlength=len(self.experts)).cpu().tolist()
+        return {'expert_pixels': OrderedDict(zip(self.expert_names(), map(float, counts))), 'expert_map': expert_map,
+                'flops': self.decoder_flops(counts, lr_pixels * expert_map.shape[0]),
+                'flops_deepest': self.deepest_decoder_flops(expert_map.numel())}
 
     def expert_names(self):
         return [f'expert{i}_{depth}hidden' for i, depth in enumerate(self.expert_depths)]
-
-    def reset_routing_statistics(self):
-        self._pixel_counts = torch.zeros(len(self.expert_depths), dtype=torch.long)
-        self._flops = self._flops_deepest = 0
-
-    def routing_statistics(self):
-        """Share of eval pixels per expert and decoder FLOPs relative to the deepest decoder alone."""
-        total = int(self._pixel_counts.sum())
-        if total == 0:
-            return {}
-        stats = {name: float(n) / total for name, n in zip(self.expert_names(), self._pixel_counts.tolist())}
-        stats['decoder_flops_vs_deepest'] = self._flops / max(self._flops_deepest, 1)
-        return stats
 
 
 def describe_flops(flops):

@@ -1,4 +1,3 @@
-import os
 from collections import OrderedDict
 
 import torch
@@ -8,7 +7,7 @@ from torch import nn
 
 from moesr_arch.archs.fusion import (blend_weights, mask_box, run_on_crops, split_cores, support_cores,
                                      support_mask, tile_cores)
-from moesr_arch.utils.macs import activation_bytes
+from moesr_arch.utils.checkpoint import load_weights
 
 BACKGROUND = 'background'
 
@@ -51,8 +50,6 @@ class MoESRNet(nn.Module):
         probe_size (int): Side of the LR probe used to measure each expert's scale at build. Default: 16.
     """
 
-    MAP_NAMES = ('gate', )  # what infer_image returns with want_maps (see moesr_arch/inference.py)
-
     def __init__(self, experts=None, categories=(), categories_file='', expert_weights=None, param_key='params',
                  scale=0, dilation=4, feather=8, sparse=True, crop_margin=16, tile_size=0, max_batch=8,
                  probe_size=16):
@@ -64,7 +61,7 @@ class MoESRNet(nn.Module):
         for name, path in (expert_weights or {}).items():
             if name not in self.experts:
                 raise ValueError(f'MoESRNet expert_weights: no expert named {name!r}; experts: {", ".join(self.names)}')
-            load_expert_weights(self.experts[name], name, path, param_key)
+            load_weights(self.experts[name], path, param_key, what=f'MoESRNet expert {name!r}')
         self.scale = check_common_scale(self.experts, scale, probe_size)
         self.dilation, self.feather = int(dilation), int(feather)
         self.sparse, self.crop_margin, self.tile_size = bool(sparse), int(crop_margin), int(tile_size)
@@ -110,49 +107,6 @@ class MoESRNet(nn.Module):
             outputs = [self.experts[name](lq) for name in names]
             return outputs[0] if isinstance(expert, str) else outputs
         return self.run(lq, weights)['output']
-
-    def infer_image(self, lq, *, tiler, device, scale=None, want_maps=False):
-        """Whole-image inference for ``basicsr infer``: the gate sees the whole LR image, then sparse experts.
-
-        ``self.gate`` is the option file's ``gate`` (set by the inference command); without one, the
-        background expert answers everywhere. The background expert is tiled by ``tile_size``.
-        Returns ``(output, maps)``; with ``want_maps``, ``maps['gate']`` is the gate overlay (RGB).
-        """
-        if scale is not None and float(scale) != self.scale:
-            raise ValueError(f'MoESRNet upscales x{self.scale} only, not --scale {scale}')
-        gate = getattr(self, 'gate', None)
-        lq = lq.to(device)
-        with tiler.autocast():
-            weights = gate(lq) if gate is not None else None
-            # Experts run on tiles of at most the tiler's size, so their activations stay bounded.
-            output = self.run(lq, weights, sparse=True, tile_size=self.tile_size or tiler.tile)['output'].float()
-        maps = {}
-        if want_maps:
-            from moesr_arch.gating.overlay import draw_overlay
-            if weights is None:
-                weights = lq.new_zeros(1, len(self.names), *lq.shape[-2:])
-                weights[:, -1] = 1
-            rgb = (lq[0].clamp(0, 1) * 255).round().byte().permute(1, 2, 0).cpu().numpy()
-            maps['gate'] = draw_overlay(rgb, weights[0], self.categories)
-        return output, maps
-
-    def inference_memory(self, h, w, tile_size=0):
-        """Bytes ``infer_image`` needs for one ``h x w`` LR image (an estimate that errs on the high side).
-
-        Whole-image tensors: at HR the background output, the blend and one weight map per expert plus the
-        blending's work area; at LR the image and the gate's weights. Expert activations: one batch of
-        ``max_batch`` crops of ``tile_size`` (``self.tile_size`` first) plus margins, at the largest
-        per-pixel activation size of the experts (every layer's output counted, measured on a probe).
-        """
-        experts = len(self.names)
-        tile = self.tile_size or tile_size or max(h, w)
-        crop_pixels = self.max_batch * (min(tile, h) + 2 * self.crop_margin) * (min(tile, w) + 2 * self.crop_margin)
-        if not hasattr(self, '_activation_bytes_per_pixel'):
-            probe = next(self.parameters()).new_zeros(1, first_conv_channels(self.experts[BACKGROUND]), 16, 16)
-            self._activation_bytes_per_pixel = max(activation_bytes(expert, probe) for expert in self.experts.values())
-            self._activation_bytes_per_pixel /= probe.shape[-2] * probe.shape[-1]
-        whole_image = 4 * (h * self.scale * w * self.scale * (6 + 2 * experts) + h * w * (3 + 2 * experts))
-        return int(whole_image + crop_pixels * self._activation_bytes_per_pixel)
 
     def run(self, lq, weights=None, sparse=None, tile_size=None):
         """Blend the experts; returns ``output``, ``background`` (the background expert alone) and ``weights``.
@@ -269,23 +223,6 @@ def build_expert(name, opt):
     if not isinstance(opt, dict) or 'type' not in opt:
         raise ValueError(f'MoESRNet expert {name!r}: options must be a mapping with a type, got {opt!r}')
     return build_network(dict(opt))
-
-
-def load_expert_weights(expert, name, path, param_key):
-    if not os.path.isfile(path):
-        raise FileNotFoundError(f'MoESRNet expert {name!r}: weights file not found: {path}')
-    checkpoint = torch.load(path, map_location='cpu', weights_only=True)
-    if isinstance(checkpoint, dict) and param_key in checkpoint:
-        state = checkpoint[param_key]
-    elif isinstance(checkpoint, dict) and 'params' in checkpoint:
-        state = checkpoint['params']
-    else:
-        state = checkpoint
-    state = OrderedDict((k[7:] if k.startswith('module.') else k, v) for k, v in state.items())
-    try:
-        expert.load_state_dict(state, strict=True)
-    except RuntimeError as error:
-        raise RuntimeError(f'MoESRNet expert {name!r}: {path} does not fit its network: {error}') from None
 
 
 def check_common_scale(experts, scale, probe_size):

@@ -6,27 +6,20 @@ from basicsr.utils import FileClient, img2tensor
 from basicsr.utils.registry import DATASET_REGISTRY
 from torch.utils import data
 
-from moesr_arch.data.image_io import decode_image
 from moesr_arch.data.lmdb_util import paired_paths_from_lmdb
 from moesr_arch.options import PAIRED_IMAGE_OPTIONS, section
-
-IMAGE_EXTENSIONS = ('.png', '.jpg', '.jpeg', '.bmp', '.tif', '.tiff', '.webp', '.ppm', '.pgm')
-
-
-def is_image_file(name):
-    return name.lower().endswith(IMAGE_EXTENSIONS)
-
+from moesr_arch.utils.image_io import IMAGE_EXTENSIONS, decode_image, list_images
 
 def image_names(folder):
     """Sorted image names of ``folder``; an entry that cannot be opened (a looping or broken symbolic link)
     stops here, at start, naming it and the reason, instead of mid-training."""
-    names = sorted(n for n in os.listdir(folder) if is_image_file(n))
-    for name in names:
+    paths = list_images(folder, allow_empty=True)
+    for path in paths:
         try:
-            os.stat(os.path.join(folder, name))
+            path.stat()
         except OSError as error:
-            raise ValueError(f'{os.path.join(folder, name)}: {error.strerror}') from None
-    return names
+            raise ValueError(f'{path}: {error.strerror}') from None
+    return [path.name for path in paths]
 
 
 def paired_paths_from_image_folders(gt_folder, lq_folder, filename_tmpl='{}'):
@@ -73,7 +66,7 @@ class CheckedPairedImageDataset(data.Dataset):
     """HR/LR pairs for SR, like BasicSR's ``PairedImageDataset`` but strict and tolerant of real files.
 
     Reads folders (non-image files ignored), a meta_info file, or LMDB. Grey, RGBA and 16-bit images all
-    become 3-channel float (see :mod:`moesr_arch.data.image_io`). An unreadable file or an LR image
+    become 3-channel float (see :mod:`moesr_arch.utils.image_io`). An unreadable file or an LR image
     whose size is not HR / scale raises an error naming the file(s), instead of a shape error later.
 
     Options (besides BasicSR's loader keys): dataroot_gt, dataroot_lq, io_backend {type: disk|lmdb},

@@ -13,9 +13,8 @@ from basicsr.utils.registry import DATASET_REGISTRY
 from torch.utils import data
 
 from moesr_arch.archs.moeisr_arch import make_coord
-from moesr_arch.data.image_io import decode_image
-from moesr_arch.data.paired_image_dataset import is_image_file
 from moesr_arch.options import IO_BACKEND, Number, section
+from moesr_arch.utils.image_io import decode_image, list_images
 
 
 def bicubic_resize(image, size):
@@ -33,9 +32,10 @@ def hr_paths(opt):
         with open(opt['meta_info_file'], encoding='utf-8') as f:
             names = [line.split(' ')[0].strip() for line in f if line.strip()]
         return [os.path.join(folder, name) for name in names]
-    if not os.path.isdir(folder):
-        raise FileNotFoundError(f'no such data folder: {folder}')
-    return [os.path.join(folder, name) for name in sorted(os.listdir(folder)) if is_image_file(name)]
+    try:
+        return [str(path) for path in list_images(folder, allow_empty=True)]
+    except FileNotFoundError:
+        raise FileNotFoundError(f'no such data folder: {folder}') from None
 
 
 @DATASET_REGISTRY.register()

@@ -14,7 +14,7 @@ import yaml
 
 from moesr_arch.data.categories import load_categories
 from moesr_arch.data.category_labels import read_labels
-from moesr_arch.data.paired_image_dataset import is_image_file
+from moesr_arch.utils.image_io import list_images
 
 
 def _place(src, dest):
@@ -34,11 +34,7 @@ def write_split(images_dir, labels_dir, categories, data_dir, split, labels_requ
     several batches, so training spends its time on gradient steps rather than on per-epoch overhead.
     """
     images_dir, data_dir = Path(images_dir), Path(data_dir)
-    if not images_dir.is_dir():
-        raise FileNotFoundError(f'no such image folder: {images_dir}')
-    names = sorted(n for n in os.listdir(images_dir) if is_image_file(n))
-    if not names:
-        raise ValueError(f'{images_dir}: no image files')
+    names = [path.name for path in list_images(images_dir)]
     (data_dir / 'images' / split).mkdir(parents=True, exist_ok=True)
     (data_dir / 'labels' / split).mkdir(parents=True, exist_ok=True)
     for name in names:

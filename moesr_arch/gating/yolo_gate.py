@@ -17,6 +17,7 @@ import torch.nn.functional as F
 
 from moesr_arch.gating.base import Gate, combine_detections
 from moesr_arch.options import Number, OptionError, section
+from moesr_arch.utils.image_io import to_uint8
 
 # Detector class id -> candidate category names, first one present in the categories file wins.
 # The ids follow the datasets' own yaml files shipped with ultralytics (coco.yaml, open-images-v7.yaml).
@@ -179,8 +180,7 @@ class YOLOGate(Gate):
         """Run the detector on ``lq`` [B, 3, h, w]; per image ``(masks [N, h, w], classes [N], conf [N])``."""
         height, width = lq.shape[-2:]
         # ultralytics letterboxes numpy images itself; it wants uint8 BGR HWC.
-        images = [np.ascontiguousarray(img[..., ::-1]) for img in
-                  (lq.detach().clamp(0, 1) * 255).round().byte().permute(0, 2, 3, 1).cpu().numpy()]
+        images = [np.ascontiguousarray(img[..., ::-1]) for img in to_uint8(lq)]
         device = self.device or ('cpu' if lq.device.type == 'cpu' else str(lq.device))
         threads = torch.get_num_threads()
         results = self.yolo.predict(images, imgsz=self.imgsz, conf=self.conf, iou=self.iou, max_det=self.max_det,

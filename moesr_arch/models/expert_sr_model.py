@@ -13,6 +13,7 @@ from torch.nn.parallel import DistributedDataParallel
 
 from moesr_arch.options import OptionError
 from moesr_arch.utils.atomic import atomic_torch_save
+from moesr_arch.utils.checkpoint import strip_module_prefix
 from moesr_arch.utils.ensemble import self_ensemble
 
 
@@ -161,7 +162,7 @@ class ExpertSRModel(SRModel):
         checkpoint = {}
         for net_, key in zip(nets, keys):
             state = self.get_bare_model(net_).state_dict()
-            checkpoint[key] = OrderedDict((k[7:] if k.startswith('module.') else k, v.cpu()) for k, v in state.items())
+            checkpoint[key] = strip_module_prefix(OrderedDict((k, v.cpu()) for k, v in state.items()))
         label = 'latest' if current_iter == -1 else current_iter
         atomic_torch_save(checkpoint, f"{self.opt['path']['models']}/{net_label}_{label}.pth")
 

@@ -1,13 +1,16 @@
 import os.path as osp
+from collections import OrderedDict
 
+import numpy as np
+import torch
 from basicsr.utils import get_root_logger, imwrite
 from basicsr.utils.registry import MODEL_REGISTRY
 
 from moesr_arch.archs.moeisr_arch import describe_flops
 from moesr_arch.losses.expert_balance_loss import ExpertBalanceLoss
-from moesr_arch.models.expert_sr_model import ExpertSRModel
+from moesr_arch.inference.maps import depth_names, expert_map_picture
+from moesr_arch.models.expert_sr_model import ExpertSRModel, log_routing_statistics
 from moesr_arch.options import OptionError
-from moesr_arch.utils.expert_map import expert_map_image
 
 
 @MODEL_REGISTRY.register()
@@ -66,39 +69,49 @@ class MoEISRModel(ExpertSRModel):
         for net in (self.net_g, getattr(self, 'net_g_ema', None)):
             if net is not None:
                 self.get_bare_model(net).scale = scale
-        self._val_context = {'dataset': dataset_opt['name'], 'iter': current_iter, 'save_img': save_img}
+        self._val_context = {'dataset': dataset_opt['name'], 'iter': current_iter, 'save_img': save_img,
+                             'pixels': OrderedDict(), 'flops': 0, 'flops_deepest': 0}
         visualization = self.opt['path']['visualization']
         if self.opt['is_train']:
             # BasicSR names training pictures after the image only; several scales of one image would collide.
             self.opt['path']['visualization'] = osp.join(visualization, dataset_opt['name'])
         try:
             super().nondist_validation(dataloader, current_iter, tb_logger, save_img)
+            log_routing_statistics(routing_shares(self._val_context), dataset_opt['name'], current_iter, tb_logger)
         finally:
             self.opt['path']['visualization'] = visualization
             self._val_context = None
 
     def test(self):
-        super().test()
-        context = getattr(self, '_val_context', None)
+        """The SR image and, for validation, the routing of this image: logged, summed, drawn as a map."""
+        if self.opt.get('val', {}).get('self_ensemble', False):
+            return super().test()
         net = self.get_bare_model(self.test_network())
-        if context is None or net.last_decode is None:
+        was_training = net.training
+        net.eval()
+        with torch.no_grad():
+            self.output, stats = net(self.lq, return_stats=True)
+        net.train(was_training)
+        context = getattr(self, '_val_context', None)
+        if context is None:
             return
-        decode = net.last_decode
+        for name, pixels in stats['expert_pixels'].items():
+            context['pixels'][name] = context['pixels'].get(name, 0.) + pixels
+        context['flops'] += stats['flops']
+        context['flops_deepest'] += stats['flops_deepest']
         img_name = osp.splitext(osp.basename(self.lq_path[0]))[0] if self.lq_path else 'image'
-        total = sum(decode['pixels_per_expert'])
-        shares = [n / max(total, 1) for n in decode['pixels_per_expert']]
-        saving = 1 - decode['flops'] / decode['flops_deepest']
-        height, width = decode['expert_map'].shape[-2:]
+        total = sum(stats['expert_pixels'].values())
+        shares = [n / max(total, 1) for n in stats['expert_pixels'].values()]
+        saving = 1 - stats['flops'] / stats['flops_deepest']
+        height, width = stats['expert_map'].shape[-2:]
         get_root_logger().info(
             f"{context['dataset']} {img_name} x{net.scale:g} ({width}x{height}): decoder "
-            f"{describe_flops(decode['flops'])}FLOPs vs {describe_flops(decode['flops_deepest'])}FLOPs with the "
+            f"{describe_flops(stats['flops'])}FLOPs vs {describe_flops(stats['flops_deepest'])}FLOPs with the "
             f"deepest decoder alone ({saving:.1%} fewer); pixels per expert (hidden layers): " +
             ', '.join(f'{d}: {s:.1%}' for d, s in zip(net.expert_depths, shares)))
         if context['save_img'] and self.opt['val'].get('expert_maps', True):
-            labels = [f'{d} hidden layer{"s" if d != 1 else ""}, {s:.1%} of pixels'
-                      for d, s in zip(net.expert_depths, shares)]
-            picture = expert_map_image(decode['expert_map'][0].cpu().numpy(), labels)
-            imwrite(picture, self.expert_map_path(img_name, context))
+            picture = expert_map_picture(stats['expert_map'][0].cpu().numpy(), depth_names(net.expert_depths))
+            imwrite(np.ascontiguousarray(picture[:, :, ::-1]), self.expert_map_path(img_name, context))
 
     def expert_map_path(self, img_name, context):
         """Beside BasicSR's SR picture of the same image, with an ``_experts`` suffix."""
@@ -107,3 +120,13 @@ class MoEISRModel(ExpertSRModel):
             return osp.join(folder, img_name, f"{img_name}_{context['iter']}_experts.png")
         suffix = self.opt['val'].get('suffix') or self.opt['name']
         return osp.join(folder, context['dataset'], f'{img_name}_{suffix}_experts.png')
+
+
+def routing_shares(summed):
+    """Each expert's share of the validation pixels and the decoder FLOPs relative to the deepest decoder alone."""
+    total = sum(summed['pixels'].values())
+    if not total:
+        return {}
+    shares = OrderedDict((name, pixels / total) for name, pixels in summed['pixels'].items())
+    shares['decoder_flops_vs_deepest'] = summed['flops'] / max(summed['flops_deepest'], 1)
+    return shares

@@ -1,5 +1,4 @@
 import os.path as osp
-import time
 from collections import OrderedDict
 from typing import Literal, Optional
 
@@ -12,6 +11,9 @@ from basicsr.utils import get_root_logger, imwrite, tensor2img
 from basicsr.utils.registry import MODEL_REGISTRY
 from tqdm import tqdm
 
+from moesr_arch.inference.device import synchronized_clock
+from moesr_arch.inference.gated import run_gated
+from moesr_arch.inference.maps import gate_overlay
 from moesr_arch.models.expert_sr_model import ExpertSRModel, log_routing_statistics
 from moesr_arch.options import Checker, OptionError, check, check_network, checking_paths, section
 from moesr_arch.utils.atomic import atomic_write_text
@@ -314,10 +316,8 @@ class MoESRModel(ExpertSRModel):
         benchmark, torch.backends.cudnn.benchmark = torch.backends.cudnn.benchmark, False
         try:
             with torch.no_grad():
-                start = synchronized_clock(self.device)
-                self.gate_weights = self.gate(self.lq, self.data)
-                gated = synchronized_clock(self.device)
-                result = net.run(self.lq, self.gate_weights)
+                # The same pipeline as basicsr infer (moesr_arch/inference/gated.py), with the batch for the gate.
+                result = run_gated(net, self.gate, self.lq, self.data)
                 blended = synchronized_clock(self.device)
                 reference = self.reference_network()
                 self.reference_output = None
@@ -326,11 +326,12 @@ class MoESRModel(ExpertSRModel):
                     reference.eval()
                     self.reference_output = self.get_bare_model(reference)(self.lq)
                     reference.train(reference_was_training)
-                self.timing = (gated - start, blended - gated, synchronized_clock(self.device) - blended)
+                self.timing = result.timing + (synchronized_clock(self.device) - blended, )
         finally:
             torch.backends.cudnn.benchmark = benchmark
         net.train(was_training)
-        self.output, self.background_output = result['output'], result['background']
+        self.expert_pixels = result.expert_pixels
+        self.output, self.background_output, self.gate_weights = result.output, result.background, result.gate_weights
 
     def nondist_validation(self, dataloader, current_iter, tb_logger, save_img):
         dataset_name = dataloader.dataset.opt['name']
@@ -449,7 +450,6 @@ class MoESRModel(ExpertSRModel):
             matrix.save_heatmap(path, title=f'{dataset_name}, iteration {current_iter}: PSNR-Y inside each region')
 
     def _save_images(self, img_name, dataset_name, current_iter, sr_img, bg_img):
-        from moesr_arch.gating.overlay import draw_overlay
         if self.opt['is_train']:
             stem = osp.join(self.opt['path']['visualization'], img_name, f'{img_name}_{current_iter}')
         else:
@@ -459,8 +459,7 @@ class MoESRModel(ExpertSRModel):
         if self.opt['val'].get('save_background', True):
             imwrite(bg_img, f'{stem}_background.png')
         if self.opt['val'].get('save_overlay', True):
-            lq = (self.lq[0].clamp(0, 1).permute(1, 2, 0).cpu().numpy() * 255).round().astype(np.uint8)
-            overlay = draw_overlay(lq, self.gate_weights[0], self.bare_net.categories)
+            overlay = gate_overlay(self.lq[0], self.gate_weights[0], self.bare_net.categories)
             imwrite(np.ascontiguousarray(overlay[..., ::-1]), f'{stem}_gate.png')
 
     def _update_best(self, dataset_name, key, value, current_iter, metrics):
@@ -522,13 +521,6 @@ def ema_update(ema_net, net, decay):
     with torch.no_grad():
         for name, param in net.named_parameters():
             ema_params[name].mul_(decay).add_(param, alpha=1 - decay)
-
-
-def synchronized_clock(device):
-    """``time.perf_counter()`` once the work queued on ``device`` is done (CUDA runs asynchronously)."""
-    if device.type == 'cuda':
-        torch.cuda.synchronize(device)
-    return time.perf_counter()
 
 
 def stage_schedule(train_opt):

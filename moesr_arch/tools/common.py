@@ -1,19 +1,12 @@
-"""Small helpers shared by the tools: listing images, reading and writing them losslessly, logging."""
+"""Small helpers shared by the tools: writing images losslessly, output plans, errors, logging.
+
+Images are listed and read by :mod:`moesr_arch.utils.image_io` (the package's one reader)."""
 import logging
 import os
 import sys
 from pathlib import Path
 
-import cv2
-import numpy as np
-
-from moesr_arch.data.image_io import ImageReadError, _apply_exif_orientation
-from moesr_arch.data.paired_image_dataset import IMAGE_EXTENSIONS, is_image_file
 from moesr_arch.errors import UserError
-from moesr_arch.utils.atomic import atomic_write_bytes
-
-__all__ = ['IMAGE_EXTENSIONS', 'ImageReadError', 'is_image_file', 'list_images', 'read_raw', 'write_png',
-           'get_tool_logger', 'report_problems']
 
 
 def get_tool_logger():
@@ -38,49 +31,6 @@ def report_problems(problems, summary, success):
         return 1
     logger.info(success)
     return 0
-
-
-def list_images(folder):
-    """Sorted image files directly inside ``folder`` (other files are ignored); a clear error if none."""
-    folder = Path(folder)
-    if not folder.is_dir():
-        raise FileNotFoundError(f'no such folder: {folder}')
-    paths = sorted(p for p in folder.iterdir() if p.is_file() and is_image_file(p.name))
-    if not paths:
-        raise ValueError(f'{folder}: no image files (looked for {", ".join(IMAGE_EXTENSIONS)})')
-    return paths
-
-
-def read_raw(path, exif=True):
-    """The pixels of ``path`` as stored (uint8 or uint16, 1, 3 or 4 channels, BGR order), EXIF-rotated.
-
-    Raises :class:`ImageReadError` naming the file when it can't be read or decoded.
-    """
-    try:
-        content = np.fromfile(str(path), np.uint8)
-    except OSError as error:
-        raise ImageReadError(f'{path}: cannot read: {error.strerror}') from error
-    if content.size == 0:
-        raise ImageReadError(f'{path}: empty file (0 bytes)')
-    image = cv2.imdecode(content, cv2.IMREAD_UNCHANGED)
-    if image is None:
-        raise ImageReadError(f'{path}: not a readable image (truncated, corrupt or not an image)')
-    if image.dtype not in (np.uint8, np.uint16):
-        raise ImageReadError(f'{path}: unsupported sample type {image.dtype} (8- or 16-bit images only)')
-    return _apply_exif_orientation(image, content) if exif else image
-
-
-def write_png(path, image, compression=3):
-    """Write ``image`` (uint8 or uint16) as PNG all-or-nothing, creating the folder.
-
-    Encoded in memory and written through :func:`atomic_write_bytes`: a kill never leaves a truncated PNG
-    under the final name, and a failing write raises the operating system's reason naming the file
-    (``cv2.imwrite`` only says that it failed).
-    """
-    ok, encoded = cv2.imencode('.png', np.ascontiguousarray(image), [cv2.IMWRITE_PNG_COMPRESSION, int(compression)])
-    if not ok:
-        raise ValueError(f'{path}: PNG encoding failed for a {image.dtype} image of shape {image.shape}')
-    atomic_write_bytes(path, encoded)
 
 
 def run_parallel(work, items, n_thread, desc, unit='img'):

@@ -76,15 +76,17 @@ def select_network(network, opt, opt_path, expert, onnx):
     is Python control flow that a trace cannot capture: its ONNX graph would be the background expert
     alone and differ from ``basicsr infer``. Such networks are exported one expert at a time, by name.
     """
-    experts = getattr(network, 'experts', None)
+    from moesr_arch.inference import describe
+    capabilities = describe(network)
+    experts = network.experts if capabilities.kind == 'gated' else {}  # MoESRNet's experts by name
     if expert is not None:
-        if not isinstance(experts, torch.nn.ModuleDict):
+        if not experts:
             raise ExportError(f'--expert {expert}: {type(network).__name__} has no experts to choose from')
         if expert not in experts:
             raise ExportError(f'--expert {expert}: no such expert; experts: {", ".join(experts)}')
         return experts[expert], opt['network_g']['experts'][expert]
-    if onnx and hasattr(network, 'infer_image'):
-        names = f'; experts: {", ".join(experts)}' if isinstance(experts, torch.nn.ModuleDict) else ''
+    if onnx and capabilities.whole_image:
+        names = f'; experts: {", ".join(experts)}' if experts else ''
         raise ExportError(f'{opt_path}: {type(network).__name__} cannot be exported as one ONNX graph: its gate and '
                           'its per-region experts run as Python code that a trace would freeze, and the graph would '
                           f'differ from basicsr infer; export one expert with --expert NAME{names}')

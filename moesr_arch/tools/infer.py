@@ -4,16 +4,17 @@ The option file names the network (``network_g``), its scale and weights (``path
 ``path.param_key_g``); ``--model_path`` overrides the weights. INPUT is an image file or a folder (non-image
 files are ignored). Outputs are PNG: ``OUTDIR/<stem>[_<suffix>].png`` (16-bit inputs give 16-bit PNGs, grey
 stays grey, alpha is upscaled separately with bicubic). Unreadable files are reported and skipped; the
-exit code is 1 if any image failed. See moesr_arch/inference.py for the plug-in protocol (MoE-SR's gate,
-MoEISR's ``--scale FLOAT``).
+exit code is 1 if any image failed. How each network runs (MoE-SR's gate on the whole image, MoEISR's
+``--scale FLOAT``, plain networks tiled) is declared in moesr_arch/inference/capabilities.py.
 """
 import time
 from pathlib import Path
 
 from tqdm import tqdm
 
-from moesr_arch.tools.common import OutputPlan, error_text, get_tool_logger, is_image_file, standalone, write_png
+from moesr_arch.tools.common import OutputPlan, error_text, get_tool_logger, standalone
 from moesr_arch.utils.atomic import check_writable
+from moesr_arch.utils.image_io import list_images
 
 
 def input_files(path):
@@ -21,12 +22,7 @@ def input_files(path):
     if path.is_file():
         return [path]
     if path.is_dir():
-        # A broken or looping symbolic link is kept: reading it reports the reason instead of a silent skip.
-        files = [entry for entry in sorted(path.iterdir())
-                 if is_image_file(entry.name) and (entry.is_file() or entry.is_symlink())]
-        if not files:
-            raise FileNotFoundError(f'{path}: no image files')
-        return files
+        return list_images(path)
     raise FileNotFoundError(f'no such file or folder: {path}')
 
 
@@ -37,6 +33,7 @@ def plan_outputs(files, outdir, suffix, map_names=()):
     output (``upper.JPG`` and ``upper.PNG`` both give ``upper.png``) or when an output (image or map)
     would replace any input.
     """
+    from moesr_arch.inference import map_path
     outdir = Path(outdir)
     if outdir.exists() and not outdir.is_dir():
         raise NotADirectoryError(f'-o {outdir}: is a file, not a folder')
@@ -47,7 +44,7 @@ def plan_outputs(files, outdir, suffix, map_names=()):
         target = outdir / (source.stem + (f'_{suffix}' if suffix else '') + '.png')
         plan.claim(target, source, hint)
         for name in map_names:
-            plan.claim(target.with_name(f'{target.stem}_{name}.png'), source, hint)
+            plan.claim(map_path(target, name), source, hint)
         pairs.append((source, target))
     return pairs
 
@@ -72,14 +69,15 @@ def add_arguments(parser):
 
 def main(args):
     import moesr_arch  # noqa: F401  (registers the package's archs)
-    from moesr_arch.inference import Upscaler, build_from_options
+    from moesr_arch.inference import Upscaler, build_from_options, describe, load_gate
     logger = get_tool_logger()
     files = input_files(args.input)
-    network, scale, _ = build_from_options(args.opt, args.model_path)
+    network, scale, opt = build_from_options(args.opt, args.model_path)
     upscaler = Upscaler(network, scale, args.device, args.precision, args.tile, args.tile_overlap, args.ensemble,
-                        args.scale, args.save_maps)
+                        args.scale, args.save_maps,
+                        gate=load_gate(opt, args.opt) if describe(network).kind == 'gated' else None)
     if args.save_maps and not upscaler.map_names():
-        logger.warning(f'--save_maps: {type(network).__name__} makes no maps (see moesr_arch/inference.py)')
+        logger.warning(f'--save_maps: {type(network).__name__} makes no maps (see moesr_arch/inference/capabilities.py)')
     pairs = plan_outputs(files, args.output, args.suffix, upscaler.map_names())
     check_writable(args.output)  # a read-only or missing place fails here, before any SR work
     failures = []
@@ -87,9 +85,7 @@ def main(args):
         start = time.time()
         try:
             image, maps = upscaler.upscale_file(path)
-            write_png(target, image)
-            for name, picture in maps.items():
-                write_png(target.with_name(f'{target.stem}_{name}.png'), picture[:, :, ::-1])
+            upscaler.save(target, image, maps)
             tqdm.write(f'{path.name} -> {target} ({image.shape[1]}x{image.shape[0]}, {time.time() - start:.1f}s)')
         except Exception as error:  # whatever went wrong with this image, the rest of the folder still runs
             failures.append(error_text(path, error))

@@ -9,7 +9,8 @@ from pathlib import Path
 
 import numpy as np
 
-from moesr_arch.tools.common import get_tool_logger, list_images, read_raw, standalone
+from moesr_arch.tools.common import get_tool_logger, standalone
+from moesr_arch.utils.image_io import list_images, read_raw
 
 
 def to_255(image):

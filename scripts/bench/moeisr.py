@@ -73,10 +73,11 @@ def finish_training(workdir, opt, process):
 
 def load_network(opt, weights):
     from basicsr.utils.registry import ARCH_REGISTRY
+
+    from moesr_arch.utils.checkpoint import load_weights
     network = dict(opt['network_g'])
     net = ARCH_REGISTRY.get(network.pop('type'))(**network)
-    net.load_state_dict(torch.load(weights, map_location='cpu', weights_only=True)['params_ema'])
-    return net.eval()
+    return load_weights(net, weights, 'params_ema').eval()
 
 
 def validation_images(demo, scale, quick):
@@ -106,16 +107,15 @@ def evaluate(net, pairs, scale):
     counts = torch.zeros(len(net.expert_depths))
     with torch.no_grad():  # warm-up: the first call of a network pays one-off allocation costs
         net.upscale(pairs[0][0], scale)
-    net.reset_routing_statistics()
     for lq, gt in pairs:
         start = time.perf_counter()
         with torch.no_grad():
-            sr = net.upscale(lq, scale)
+            sr, stats = net.upscale(lq, scale, return_stats=True)
         seconds += time.perf_counter() - start
         psnr += calculate_psnr(tensor2img(sr), tensor2img(gt), crop_border=scale, test_y_channel=True)
-        flops += net.last_decode['flops']
-        deepest += net.last_decode['flops_deepest']
-        counts += torch.tensor(net.last_decode['pixels_per_expert'], dtype=torch.float32)
+        flops += stats['flops']
+        deepest += stats['flops_deepest']
+        counts += torch.tensor(list(stats['expert_pixels'].values()), dtype=torch.float32)
     return {'psnr': psnr / len(pairs), 'flops': flops, 'deepest': deepest, 'seconds': seconds,
             'shares': (counts / counts.sum()).tolist()}
 

@@ -17,7 +17,8 @@ from tqdm import tqdm
 from moesr_arch.data.categories import load_categories
 from moesr_arch.data.category_labels import label_problems
 from moesr_arch.data.lmdb_util import read_lmdb_labels, read_meta_info
-from moesr_arch.tools.common import error_text, is_image_file, read_raw, report_problems, standalone
+from moesr_arch.tools.common import error_text, report_problems, standalone
+from moesr_arch.utils.image_io import list_images, read_raw
 
 
 class FolderSource:
@@ -25,14 +26,10 @@ class FolderSource:
 
     def __init__(self, folder):
         self.name = str(folder)
-        if not Path(folder).is_dir():
-            raise FileNotFoundError(f'no such folder: {folder}')
         self.paths, self.problems = {}, []
-        # Broken or looping symbolic links are kept: reading them reports the reason (instead of their
+        # Broken or looping symbolic links are listed: reading them reports the reason (instead of their
         # partners being reported as orphans).
-        for path in sorted(Path(folder).iterdir()):
-            if not is_image_file(path.name) or not (path.is_file() or path.is_symlink()):
-                continue
+        for path in list_images(folder, allow_empty=True):
             if path.stem in self.paths:
                 self.problems.append(f'{self.paths[path.stem]} and {path}: two images for one stem '
                                      f'{path.stem!r}; the datasets would pair only one of them')

@@ -19,7 +19,8 @@ import lmdb
 from tqdm import tqdm
 
 from moesr_arch.data.lmdb_util import CATEGORIES_FILE, LABELS_FILE
-from moesr_arch.tools.common import error_text, get_tool_logger, list_images, read_raw, report_problems, standalone
+from moesr_arch.tools.common import error_text, get_tool_logger, report_problems, standalone
+from moesr_arch.utils.image_io import list_images, read_raw
 from moesr_arch.utils.atomic import atomic_write_text
 
 PNG_SIGNATURE = b'\x89PNG\r\n\x1a\n'

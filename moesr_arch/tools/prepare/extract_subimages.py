@@ -16,8 +16,8 @@ from pathlib import Path
 
 from moesr_arch.data.categories import load_categories
 from moesr_arch.data.category_labels import clip_polygon, format_label_line, polygon_area, read_labels
-from moesr_arch.tools.common import (OutputPlan, error_text, get_tool_logger, list_images, read_raw, run_parallel,
-                                      standalone, write_png)
+from moesr_arch.tools.common import OutputPlan, error_text, get_tool_logger, run_parallel, standalone
+from moesr_arch.utils.image_io import list_images, read_raw, write_png
 from moesr_arch.utils.atomic import atomic_write_text
 
 

@@ -11,8 +11,8 @@ from pathlib import Path
 
 import numpy as np
 
-from moesr_arch.tools.common import (OutputPlan, error_text, list_images, read_raw, report_problems, run_parallel,
-                                      standalone, write_png)
+from moesr_arch.tools.common import OutputPlan, error_text, report_problems, run_parallel, standalone
+from moesr_arch.utils.image_io import list_images, read_raw, write_png
 
 
 def mod_crop(image, scale):

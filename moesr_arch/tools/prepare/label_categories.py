@@ -15,7 +15,8 @@ from tqdm import tqdm
 
 from moesr_arch.data.categories import load_categories
 from moesr_arch.gating.yolo_gate import CLASS_MAP_PRESETS, load_yolo, resolve_class_map
-from moesr_arch.tools.common import error_text, get_tool_logger, list_images, read_raw, standalone
+from moesr_arch.tools.common import error_text, get_tool_logger, standalone
+from moesr_arch.utils.image_io import list_images, read_raw
 from moesr_arch.utils.atomic import atomic_write_text
 
 

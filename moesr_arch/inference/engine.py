@@ -1,0 +1,144 @@
+"""The whole-image pipeline of ``basicsr infer``: read, check memory, run by the network's kind, write."""
+import cv2
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from moesr_arch.inference import device as device_info
+from moesr_arch.inference.capabilities import describe
+from moesr_arch.inference.device import DEFAULT_TILE, GIB, InferenceError, precision_dtype, resolve_device
+from moesr_arch.inference.gated import run_gated
+from moesr_arch.inference.maps import expert_map_picture
+from moesr_arch.inference.tiling import Tiler, estimate_memory, out_size
+from moesr_arch.utils.image_io import peak_value, read_raw, split_channels, write_png
+
+
+def map_path(target, name):
+    """Where the map ``name`` of the output ``target`` is written: ``<stem>_<name>.png`` beside it."""
+    return target.with_name(f'{target.stem}_{name}.png')
+
+
+class Upscaler:
+    """Super-resolves image files with a network, run as its :class:`Capabilities` say.
+
+    Args:
+        network (nn.Module): The bare network (on the CPU; moved to ``device`` here).
+        scale (int | float): The network's scale (the option file's ``scale``).
+        device (str | torch.device): 'auto' (CUDA when available), 'cpu' or 'cuda[:i]'.
+        precision (str): 'auto' (fp32 on CPU, bf16 or fp16 on CUDA), 'fp32', 'bf16' or 'fp16'.
+        tile (int | None): Tile size in LR pixels (0: whole image at once; None: ``DEFAULT_TILE`` of the device).
+        tile_overlap (int): Overlap of neighbouring tiles in LR pixels.
+        ensemble (bool): x8 geometric self-ensemble (tiled networks).
+        out_scale (float | None): Requested scale (``--scale``): any float for arbitrary-scale networks.
+        want_maps (bool): Also make the network's maps (``capabilities.map_names``).
+        progress (bool): Show the tile progress bar.
+        gate (callable | None): The gate of a gated network (:func:`moesr_arch.inference.load_gate`).
+    """
+
+    def __init__(self, network, scale, device='auto', precision='auto', tile=None, tile_overlap=32, ensemble=False,
+                 out_scale=None, want_maps=False, progress=True, gate=None):
+        self.device = resolve_device(device) if not isinstance(device, torch.device) else device
+        self.network = network.to(self.device).eval()
+        self.capabilities = describe(network)
+        if tile is None:
+            tile = DEFAULT_TILE.get(self.device.type, 512)
+        self.tiler = Tiler(self.device, tile, tile_overlap, precision_dtype(precision, self.device), ensemble, progress)
+        self.scale, self.out_scale, self.want_maps, self.gate = scale, out_scale, want_maps, gate
+        if out_scale is not None and float(out_scale) != float(scale) and not self.capabilities.arbitrary_scale:
+            raise InferenceError(f'{type(network).__name__} only upscales x{scale}; --scale {out_scale} needs an '
+                                 'arbitrary-scale network (e.g. MoEISR)')
+
+    @property
+    def output_scale(self):
+        return float(self.out_scale or self.scale)
+
+    def map_names(self):
+        """Names of the maps written beside each output (known before any image runs, for the collision check)."""
+        return self.capabilities.map_names if self.want_maps else ()
+
+    def memory_check(self, h, w, peak):
+        """Bytes an ``h x w`` image needs; raises :class:`InferenceError` before starting when they are not there."""
+        scale, tile = self.output_scale, self.tiler.tile
+        pixel_bytes = 2 if peak > 255 else 1
+        memory = self.capabilities.memory
+        if memory is not None:
+            need = memory(h, w, tile) + out_size(h, scale) * out_size(w, scale) * 3 * pixel_bytes
+            advice = f'{type(self.network).__name__} holds the whole image; use a smaller image or split it'
+        else:
+            need = estimate_memory(h, w, scale, tile, in_bytes=pixel_bytes, out_bytes=pixel_bytes)
+            advice = f'with --tile {tile}; use a smaller --tile, a smaller scale or a smaller image'
+        free = device_info.available_memory()
+        if need > 0.9 * free:
+            raise InferenceError(
+                f'a {w}x{h} image at x{scale:g} gives a {out_size(w, scale)}x{out_size(h, scale)} output that needs '
+                f'about {need / GIB:.1f} GiB of memory, but only {free / GIB:.1f} GiB is available: {advice}')
+        return need
+
+    def upscale_array(self, bgr, peak):
+        """SR of ``bgr`` (h x w x 3, uint8/uint16); returns ``(bgr output of the same dtype, maps)``, maps RGB."""
+        h, w = bgr.shape[:2]
+        self.memory_check(h, w, peak)
+        if self.capabilities.kind == 'gated':
+            return self.upscale_gated(bgr, peak)
+        return self.upscale_tiled(bgr, peak)
+
+    def upscale_gated(self, bgr, peak):
+        """The whole image through :func:`run_gated`; the experts are tiled by the network's ``tile_size``, else
+        by ``--tile``, so their activations stay bounded."""
+        lq = torch.from_numpy(np.ascontiguousarray(bgr[:, :, ::-1])).permute(2, 0, 1)[None].float() / peak
+        lq = lq.contiguous().to(self.device)  # NCHW, as in training (see Tiler.run_tile)
+        with torch.inference_mode():
+            result = run_gated(self.network, self.gate, lq, sparse=True,
+                               tile_size=self.network.tile_size or self.tiler.tile, want_maps=self.want_maps,
+                               autocast=self.tiler.autocast())
+            # In place: the output is the largest tensor here, and a copy per step would double the peak.
+            sr = result.output[0].float().cpu().clamp_(0, 1).mul_(peak).round_().permute(1, 2, 0).numpy()[:, :, ::-1]
+        return sr.astype(bgr.dtype), result.maps
+
+    def upscale_tiled(self, bgr, peak):
+        """Plain and arbitrary-scale networks over overlapping tiles; MoEISR's expert map blended alike."""
+        h, w = bgr.shape[:2]
+        scale = self.output_scale
+        names = self.capabilities.experts if 'experts' in self.map_names() else ()
+        experts = len(names)
+        if self.capabilities.arbitrary_scale:
+            def fn(x):
+                sr, stats = self.network.upscale(x, scale, return_stats=True)
+                if not experts:
+                    return sr
+                # One one-hot channel per expert, blended like the image: the strongest expert wins per pixel.
+                return torch.cat([sr, F.one_hot(stats['expert_map'], experts).permute(0, 3, 1, 2).to(sr.dtype)], 1)
+        else:
+            fn, scale = self.network, self.scale
+        output = np.empty((out_size(h, scale), out_size(w, scale), 3), bgr.dtype)
+        expert_map = np.zeros(output.shape[:2], np.uint8) if experts else None
+
+        def get_tile(y0, y1, x0, x1):
+            rgb = bgr[y0:y1, x0:x1, ::-1].astype(np.float32) / peak
+            return torch.from_numpy(rgb).permute(2, 0, 1)[None]
+
+        def finish_rows(row, rows):
+            output[row:row + rows.shape[0]] = np.round(np.clip(rows[:, :, 2::-1], 0, 1) * peak)
+            if experts:
+                expert_map[row:row + rows.shape[0]] = rows[:, :, 3:].argmax(axis=2)
+
+        self.tiler.blend(fn, h, w, scale, get_tile, finish_rows)
+        return output, ({'experts': expert_map_picture(expert_map, names)} if experts else {})
+
+    def upscale_file(self, path):
+        """``(image to save, maps)``: grey stays grey, alpha is upscaled separately (bicubic), 16-bit stays 16-bit."""
+        image = read_raw(path)
+        bgr, alpha, grey = split_channels(image)
+        output, maps = self.upscale_array(bgr, peak_value(image))
+        if alpha is not None:  # grey + alpha is saved as BGRA: PNG writers take 1, 3 or 4 channels
+            big = cv2.resize(alpha, (output.shape[1], output.shape[0]), interpolation=cv2.INTER_CUBIC)
+            output = np.dstack([output, big])
+        elif grey:
+            output = cv2.cvtColor(output, cv2.COLOR_BGR2GRAY)
+        return output, maps
+
+    def save(self, target, image, maps):
+        """Write the output ``image`` (BGR[A] or grey) to ``target`` and each RGB map beside it."""
+        write_png(target, image)
+        for name, picture in maps.items():
+            write_png(map_path(target, name), np.ascontiguousarray(picture[:, :, ::-1]))
