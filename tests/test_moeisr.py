@@ -26,10 +26,11 @@ def test_upscale_returns_round_scale_times_input(scale):
     net = tiny_moeisr()
     lq = torch.rand(2, 3, 7, 9)
     with torch.no_grad():
-        sr = net.upscale(lq, scale)
+        sr, stats = net.upscale(lq, scale, return_stats=True)
     assert sr.shape == (2, 3, round(7 * scale), round(9 * scale))
     assert 0 <= sr.min() and sr.max() <= 1
-    assert net.last_decode['expert_map'].shape == (2, round(7 * scale), round(9 * scale))
+    assert stats['expert_map'].shape == (2, round(7 * scale), round(9 * scale))
+    assert sum(stats['expert_pixels'].values()) == stats['expert_map'].numel()
 
 
 def test_forward_uses_the_scale_attribute_and_queries_in_training():
@@ -55,12 +56,14 @@ def test_inference_runs_only_each_pixels_expert():
         expert.register_forward_hook(count)
     lq = torch.rand(1, 3, 8, 10)
     with torch.no_grad():
-        sr = net.upscale(lq, 3)
-    expert_map = net.last_decode['expert_map']
+        sr, stats = net.upscale(lq, 3, return_stats=True)
+    expert_map = stats['expert_map']
     pixels = [int((expert_map == i).sum()) for i in range(len(net.experts))]
     assert sum(p > 0 for p in pixels) >= 3, pixels  # the routing really is mixed
     assert rows == [4 * p for p in pixels]  # 4 local-ensemble codes per pixel, one expert each
-    assert net.last_decode['flops'] < net.last_decode['flops_deepest']
+    assert list(stats['expert_pixels'].values()) == pixels
+    assert list(stats['expert_pixels']) == ['expert0_1hidden', 'expert1_2hidden', 'expert2_3hidden', 'expert3_4hidden']
+    assert stats['flops'] < stats['flops_deepest']
 
     # The sparse result equals decoding every pixel densely with every expert and keeping its choice.
     feat, mapper_feat = net.encode(lq)
@@ -83,9 +86,9 @@ def test_routing_bias_moves_pixels_to_cheaper_experts():
     for bias in (-1000.0, 0.0, 1000.0):
         net.routing_bias = bias
         with torch.no_grad():
-            net.upscale(lq, 2)
-        flops[bias] = net.last_decode['flops']
-        counts = net.last_decode['pixels_per_expert']
+            _, stats = net.upscale(lq, 2, return_stats=True)
+        flops[bias] = stats['flops']
+        counts = list(stats['expert_pixels'].values())
         if bias == 1000.0:
             assert counts[1:] == [0, 0, 0]
         if bias == -1000.0:
@@ -97,25 +100,33 @@ def test_chunked_queries_equal_unchunked():
     net = tiny_moeisr()
     lq = torch.rand(2, 3, 6, 7)
     with torch.no_grad():
-        whole = net.upscale(lq, 2.7)
-        whole_map = net.last_decode['expert_map']
+        whole, whole_stats = net.upscale(lq, 2.7, return_stats=True)
         net.chunk_size = 13
-        chunked = net.upscale(lq, 2.7)
+        chunked, chunked_stats = net.upscale(lq, 2.7, return_stats=True)
     assert torch.allclose(whole, chunked, atol=1e-6)
-    assert torch.equal(whole_map, net.last_decode['expert_map'])
+    assert torch.equal(whole_stats['expert_map'], chunked_stats['expert_map'])
 
 
-def test_routing_statistics_count_eval_pixels():
-    net = tiny_moeisr()
+def test_a_call_leaves_no_state_behind_statistics_are_return_values():
+    net = tiny_moeisr(scale=2)
+    before = {key: sorted(value) if isinstance(value, dict) else value for key, value in vars(net).items()}
+    lq = torch.rand(1, 3, 5, 5)
     with torch.no_grad():
-        net.upscale(torch.rand(1, 3, 5, 5), 2)
-        net.upscale(torch.rand(1, 3, 5, 5), 2)
-    stats = net.routing_statistics()
-    shares = [v for k, v in stats.items() if k.startswith('expert')]
-    assert len(shares) == 4 and abs(sum(shares) - 1) < 1e-6
-    assert 0 < stats['decoder_flops_vs_deepest'] < 1.1
-    net.reset_routing_statistics()
-    assert net.routing_statistics() == {}
+        sr = net(lq)
+        again, stats = net(lq, return_stats=True)
+        net.upscale(lq, 3, return_stats=True)
+    net.train()
+    coord, cell = torch.rand(1, 10, 2) * 2 - 1, torch.full((1, 10, 2), 0.1)
+    values, probs, query_stats = net(lq, coord, cell, return_routing=True, return_stats=True)
+    net.eval()
+    after = {key: sorted(value) if isinstance(value, dict) else value for key, value in vars(net).items()}
+    assert after.keys() == before.keys() and after == before  # no attribute, buffer or module added or changed
+    assert torch.equal(sr, again) and sr.shape == (1, 3, 10, 10)
+    assert sum(stats['expert_pixels'].values()) == 100 and 0 < stats['flops'] < 1.1 * stats['flops_deepest']
+    assert values.shape == (1, 10, 3) and probs.shape == (1, 10, 4)
+    assert query_stats['expert_map'].shape == (1, 10) and sum(query_stats['expert_pixels'].values()) == 10
+    for name in ('last_decode', 'routing_statistics', 'reset_routing_statistics'):
+        assert not hasattr(net, name)
 
 
 def test_external_encoder_body_is_used_without_its_upsampler():
@@ -257,7 +268,7 @@ def test_training_validates_at_several_scales_with_flops_and_expert_maps(workdir
         assert f'Routing on demo_val_x{scale}' in log
         maps = sorted((run_dir / 'visualization' / f'demo_val_x{scale}').glob('*/*_experts.png'))
         assert len(maps) == 2  # zidane, motorcycle
-        assert cv2.imread(str(maps[0])).shape[0] == 48 + 4 * 18 + 6  # the map above its colour key
+        assert cv2.imread(str(maps[0])).shape[:2] == (288, 288)  # enlarged x6 for a readable legend
     assert set(torch.load(run_dir / 'models' / 'net_g_latest.pth', weights_only=True)) == {'params', 'params_ema'}
 
     # The test pipeline at a non-integer scale: SR images of round(3.5 x floor(48 / 3.5)) pixels, and maps.

@@ -148,3 +148,34 @@ def test_gate_and_network_categories_must_agree(demo_root, monkeypatch):
     with pytest.raises(OptionError, match=r"gate categories \['vehicle', 'people'\] differ from the network "
                        r"experts \['people', 'vehicle'\]"):
         validate_options(opt, 'train_moesr.yml')
+
+
+def test_validation_and_infer_run_the_same_gated_pipeline():
+    """MoESRModel.test (the label gate given the batch) and `basicsr infer` (Upscaler) give the same pixels."""
+    import numpy as np
+    from basicsr.archs import build_network
+    from basicsr.utils import tensor2img
+    from moesr_arch.gating import build_gate
+    from moesr_arch.inference import Upscaler, run_gated
+    from moesr_arch.models.moesr_model import MoESRModel
+    torch.manual_seed(0)
+    net = build_network({'type': 'MoESRNet', 'experts': EXPERTS, 'categories': ['people', 'vehicle']})
+    rng = np.random.default_rng(0)
+    image = rng.integers(0, 256, (20, 26, 3)).astype(np.uint8)  # BGR, as read from a file
+    category_map = torch.full((1, 20, 26), 2)
+    category_map[0, 3:9, 4:12], category_map[0, 12:18, 14:24] = 0, 1
+    data = {'category_map': category_map}
+    gate = build_gate({'type': 'LabelGate', 'categories': ['people', 'vehicle']})
+    model = MoESRModel.__new__(MoESRModel)  # only what test() reads, without BasicSR's set-up
+    model.net_g, model.gate, model.device, model.opt = net, gate, torch.device('cpu'), {}
+    model.lq = torch.from_numpy(image[:, :, ::-1] / 255.).permute(2, 0, 1)[None].float()
+    model.data = data
+    model.test()
+    with torch.no_grad():
+        direct = run_gated(net.eval(), gate, model.lq, data)
+    assert torch.equal(model.output, direct.output) and torch.equal(model.background_output, direct.background)
+    assert torch.equal(model.gate_weights, direct.gate_weights) and model.expert_pixels == direct.expert_pixels
+    assert model.expert_pixels['people'] > 0 and model.expert_pixels['vehicle'] > 0
+    infer = Upscaler(net, 2, 'cpu', tile=0, gate=lambda lq, _=None: gate(lq, data), progress=False)
+    output, _ = infer.upscale_array(image, 255.)
+    np.testing.assert_array_equal(output, tensor2img([model.output]))

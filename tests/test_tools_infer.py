@@ -1,4 +1,4 @@
-"""`basicsr infer`: tiled inference, blending, precision, ensemble, odd image formats, the plug-in protocol."""
+"""`basicsr infer`: tiled inference, blending, precision, ensemble, odd image formats, capabilities, gated pipeline."""
 from argparse import Namespace
 
 import cv2
@@ -14,8 +14,10 @@ from torch import nn
 
 from conftest import run_cli
 from moesr_arch import inference
-from moesr_arch.inference import (InferenceError, Tiler, Upscaler, blend_ramp, estimate_memory, scale_alignment,
-                                  tile_spans)
+from moesr_arch.inference import (Capabilities, InferenceError, Tiler, Upscaler, blend_ramp, describe, describes,
+                                  estimate_memory, scale_alignment, tile_spans)
+from moesr_arch.inference import device as inference_device
+from moesr_arch.inference.maps import gate_overlay
 from moesr_arch.tools import infer
 from moesr_arch.utils.ensemble import self_ensemble
 
@@ -86,9 +88,9 @@ def test_a_huge_request_is_tiled_within_memory_or_refused_clearly(monkeypatch):
     tiled, whole = estimate_memory(10000, 10000, 4, 512), estimate_memory(10000, 10000, 4, 0)
     assert tiled < 8 * GIB < whole
     upscaler = Upscaler(tiny_edsr(4), 4, 'cpu', tile=512, progress=False)
-    monkeypatch.setattr(inference, 'available_memory', lambda: 64 * GIB)
+    monkeypatch.setattr(inference_device, 'available_memory', lambda: 64 * GIB)
     assert upscaler.memory_check(10000, 10000, 255.) == tiled
-    monkeypatch.setattr(inference, 'available_memory', lambda: 4 * GIB)
+    monkeypatch.setattr(inference_device, 'available_memory', lambda: 4 * GIB)
     with pytest.raises(InferenceError, match=r'10000x10000 image at x4 gives a 40000x40000 output that needs about '
                                              r'\d+\.\d GiB .* only 4\.0 GiB is available'):
         upscaler.memory_check(10000, 10000, 255.)
@@ -99,28 +101,34 @@ def test_a_huge_moesr_request_is_refused_before_it_runs_out_of_memory(monkeypatc
     expert = dict(type='EDSR', num_in_ch=3, num_out_ch=3, num_feat=8, num_block=1, upscale=2)
     net = ARCH_REGISTRY.get('MoESRNet')(experts={'people': expert, 'cat': expert, 'background': expert})
     upscaler = Upscaler(net, 2, 'cpu', progress=False)
-    monkeypatch.setattr(inference, 'available_memory', lambda: 64 * GIB)
+    monkeypatch.setattr(inference_device, 'available_memory', lambda: 64 * GIB)
     need = upscaler.memory_check(10000, 10000, 255.)
     assert need > 4 * 20000**2 * (6 + 2 * 3)  # background, blend and 2 x 3 weight maps, float32 at HR
     assert upscaler.memory_check(100, 100, 255.) < GIB
-    monkeypatch.setattr(inference, 'available_memory', lambda: 16 * GIB)
+    monkeypatch.setattr(inference_device, 'available_memory', lambda: 16 * GIB)
     with pytest.raises(InferenceError, match=r'10000x10000 image at x2 gives a 20000x20000 output that needs about '
                                              r'\d+\.\d GiB .* only 16\.0 GiB is available: MoESRNet holds the whole'):
         upscaler.upscale_array(np.zeros((10000, 10000, 3), np.uint8), 255.)
 
 
 class ArbitraryScale(nn.Module):
-    """A stand-in for MoEISR: ``upscale(lr, scale)`` at any float scale."""
+    """A stand-in for MoEISR: ``upscale(lr, scale, return_stats)`` at any float scale."""
 
     scale_seen = None
 
     def forward(self, x):
         return self.upscale(x, 2)
 
-    def upscale(self, x, scale):
+    def upscale(self, x, scale, return_stats=False):
         ArbitraryScale.scale_seen = scale
         h, w = x.shape[-2:]
-        return F.interpolate(x, size=(round(h * scale), round(w * scale)), mode='bilinear', align_corners=False)
+        sr = F.interpolate(x, size=(round(h * scale), round(w * scale)), mode='bilinear', align_corners=False)
+        return (sr, {'expert_pixels': {}}) if return_stats else sr
+
+
+@describes(ArbitraryScale)
+def _arbitrary_scale(network):
+    return Capabilities('arbitrary_scale', None)
 
 
 def test_float_scale_goes_through_upscale_and_tiles():
@@ -135,34 +143,69 @@ def test_float_scale_goes_through_upscale_and_tiles():
         Upscaler(tiny_edsr(), 2, 'cpu', out_scale=2.5)
 
 
-@ARCH_REGISTRY.register()
-class ToolsTestGatedNet(nn.Module):
-    """A stand-in for MoE-SR: runs a whole image through ``infer_image`` and returns a map.
-
-    Args:
-        upscale (int): Scale. Default: 2.
-    """
-
-    def __init__(self, upscale=2):
-        super().__init__()
-        self.upscale_factor = upscale
-        self.expert = nn.Conv2d(3, 3 * upscale * upscale, 3, 1, 1)
-        self.shuffle = nn.PixelShuffle(upscale)
-
-    def forward(self, x):
-        return self.shuffle(self.expert(x))
-
-    def infer_image(self, lq, *, tiler, device, scale, want_maps):
-        sr = tiler(self.forward, lq, self.upscale_factor)  # the gate would see the whole image here
-        maps = {'gate': np.full(sr.shape[-2:] + (3, ), (255, 0, 0), np.uint8)} if want_maps else {}
-        return sr.clamp(0, 1), maps
-
-
-def test_infer_image_protocol_and_save_maps(tmp_path):
+def tiny_moesr(categories=('people', 'cat')):
     torch.manual_seed(0)
-    weights = tmp_path / 'net.pth'
-    torch.save({'params_ema': ToolsTestGatedNet().state_dict()}, weights)
-    options = write_options(tmp_path, {'type': 'ToolsTestGatedNet', 'upscale': 2}, weights)
+    expert = dict(type='EDSR', num_in_ch=3, num_out_ch=3, num_feat=8, num_block=1, upscale=2)
+    return ARCH_REGISTRY.get('MoESRNet')(experts={**{name: expert for name in categories}, 'background': expert})
+
+
+def test_capabilities_are_declared_per_network_kind():
+    edsr = describe(tiny_edsr(3))
+    assert edsr == Capabilities('plain', 3) and not edsr.arbitrary_scale and not edsr.whole_image
+    vdsr = describe(ARCH_REGISTRY.get('VDSR')(num_feat=4, num_layer=2, upscale=2))
+    assert (vdsr.kind, vdsr.scale, vdsr.map_names) == ('plain', 2, ())
+    moeisr = describe(ARCH_REGISTRY.get('MoEISR')(num_feat=8, num_block=1, expert_depths=[1, 2], hidden_dim=8))
+    assert (moeisr.kind, moeisr.scale, moeisr.arbitrary_scale, moeisr.whole_image) == ('arbitrary_scale', None, True,
+                                                                                    False)
+    assert moeisr.map_names == ('experts', ) and moeisr.experts == ('1 hidden layer', '2 hidden layers')
+    moesr = describe(tiny_moesr())
+    assert (moesr.kind, moesr.scale, moesr.whole_image, moesr.map_names) == ('gated', 2, True, ('gate', ))
+    assert moesr.memory(100, 100, 0) > 4 * 200**2 * (6 + 2 * 3)
+    assert edsr.memory is None and edsr.size_multiple == moesr.size_multiple == 1
+    with pytest.raises(ValueError, match='a plain network needs a fixed scale'):
+        Capabilities('plain', None)
+    with pytest.raises(ValueError, match='kind must be one of plain, arbitrary_scale, gated'):
+        Capabilities('tiled', 2)
+
+
+class ConstantGate:
+    """A gate stand-in: ``people`` on a square, background elsewhere (any batch)."""
+
+    categories = ['people', 'cat']
+
+    def __call__(self, lq, data=None):
+        weights = torch.zeros(lq.shape[0], 3, *lq.shape[-2:])
+        weights[:, 0, 4:12, 6:16] = 1
+        weights[:, 2] = 1 - weights[:, 0]
+        return weights.to(lq)
+
+
+def test_gated_pipeline_tiles_experts_and_draws_the_gate(tmp_path):
+    net, image = tiny_moesr(), smooth_image(20, 30)
+    whole, maps = Upscaler(net, 2, 'cpu', tile=0, want_maps=True, gate=ConstantGate(),
+                           progress=False).upscale_array(image, 255.)
+    tiled, _ = Upscaler(net, 2, 'cpu', tile=8, tile_overlap=4, gate=ConstantGate(), progress=False).upscale_array(image, 255.)
+    np.testing.assert_array_equal(whole, tiled)  # the experts' tiles have the full receptive-field margin
+    lq = torch.from_numpy(image[:, :, ::-1] / 255.).permute(2, 0, 1)[None].float()
+    with torch.no_grad():
+        dense = net.run(lq, ConstantGate()(lq), sparse=False)['output']
+    expected = (dense[0].clamp(0, 1).permute(1, 2, 0).numpy()[:, :, ::-1] * 255).round()
+    assert np.abs(whole.astype(int) - expected).max() <= 1
+    assert list(maps) == ['gate'] and maps['gate'].shape == (260, 390, 3)  # enlarged to a readable legend
+    background, _ = Upscaler(net, 2, 'cpu', tile=0, progress=False).upscale_array(image, 255.)
+    with torch.no_grad():
+        alone = net.experts['background'](lq)
+    np.testing.assert_array_equal(background, (alone[0].clamp(0, 1).permute(1, 2, 0).numpy()[:, :, ::-1] * 255)
+                                  .round().astype(np.uint8))
+
+
+def test_save_maps_writes_the_gate_overlay_of_a_moesr_option_file(tmp_path):
+    net = tiny_moesr()
+    torch.save({'params_ema': net.state_dict()}, tmp_path / 'net.pth')
+    expert = dict(type='EDSR', num_in_ch=3, num_out_ch=3, num_feat=8, num_block=1, upscale=2)
+    options = write_options(tmp_path, {'type': 'MoESRNet', 'categories': ['people', 'cat'],
+                                       'experts': {'people': expert, 'cat': expert, 'background': expert}},
+                            tmp_path / 'net.pth')
     cv2.imwrite(str(tmp_path / 'in.png'), smooth_image(20, 30))
     args = Namespace(opt=str(options), input=str(tmp_path / 'in.png'), output=str(tmp_path / 'out'), model_path=None,
                      tile=16, tile_overlap=4, precision='auto', device='cpu', ensemble=False, scale=None,
@@ -170,7 +213,11 @@ def test_infer_image_protocol_and_save_maps(tmp_path):
     assert infer.main(args) == 0
     assert cv2.imread(str(tmp_path / 'out' / 'in_sr.png')).shape == (40, 60, 3)
     gate = cv2.imread(str(tmp_path / 'out' / 'in_sr_gate.png'))
-    assert gate.shape == (40, 60, 3) and tuple(gate[0, 0]) == (0, 0, 255)  # RGB red saved as BGR
+    lq = torch.from_numpy(cv2.imread(str(tmp_path / 'in.png'))[:, :, ::-1] / 255.).permute(2, 0, 1).float()
+    everything_background = torch.zeros(3, 20, 30)
+    everything_background[2] = 1  # no gate in the options: the background expert answers everywhere
+    expected = gate_overlay(lq, everything_background, ['people', 'cat'])
+    np.testing.assert_array_equal(gate[:, :, ::-1], expected)
 
 
 def test_infer_command_on_real_file_formats(tmp_path):
@@ -217,7 +264,7 @@ def test_clear_errors_for_bad_setups(tmp_path):
     with pytest.raises(InferenceError, match='weights file not found: missing.pth'):
         inference.build_from_options(options, 'missing.pth')
     torch.save({'params': tiny_edsr(4).state_dict()}, tmp_path / 'x4.pth')
-    with pytest.raises(InferenceError, match='do not fit network_g'):
+    with pytest.raises(InferenceError, match='network_g of .*x4.pth does not fit'):
         inference.build_from_options(options, tmp_path / 'x4.pth')
     with pytest.raises(InferenceError, match='tile_overlap < tile'):
         Tiler(torch.device('cpu'), tile=16, overlap=16)
