@@ -98,8 +98,10 @@ def model_scales(network, scale, opt, heldout):
 def photos(heldout, scale):
     """``[(name, HR uint8 BGR, LR uint8 BGR)]`` of the held-out set at ``scale``."""
     import cv2
+
+    from moesr_arch.utils.image_io import list_images
     hr_dir, lr_dir = Path(heldout) / 'HR', Path(heldout) / 'LR_bicubic' / f'X{scale:g}'
-    names = sorted(p.name for p in hr_dir.glob('*.png'))
+    names = [p.name for p in list_images(hr_dir, allow_empty=True)] if hr_dir.is_dir() else []
     if not names:
         raise TableError(f'{hr_dir}: no photos; build them: python scripts/data_preparation/make_demo_dataset.py')
     if not lr_dir.is_dir():

@@ -313,3 +313,38 @@ def test_demo_dataset_has_category_labels_for_every_photo(demo_root):
             assert coverage < 0.98 and (coverage > 0.02 or name in BACKGROUND_ONLY), (name, coverage)
     assert found == DEMO_EXPECTED
     assert sorted(p.stem for p in DEMO_LABELS.glob('*.txt')) == sorted(DEMO_EXPECTED)
+
+
+def test_one_reader_for_grey_rgba_16_bit_and_exif(tmp_path):
+    """The package's one reader (moesr_arch/utils/image_io.py), as datasets, tools and inference see it."""
+    import cv2
+    import numpy as np
+    from PIL import Image
+
+    from moesr_arch.data import paired_image_dataset, random_scale_dataset
+    from moesr_arch.inference import engine
+    from moesr_arch.tools.prepare import check_dataset, generate_lr
+    from moesr_arch.utils import image_io
+    assert paired_image_dataset.decode_image is random_scale_dataset.decode_image is image_io.decode_image
+    assert engine.read_raw is check_dataset.read_raw is generate_lr.read_raw is image_io.read_raw
+    rgb = np.random.default_rng(0).integers(0, 256, (6, 8, 3)).astype(np.uint8)
+    cv2.imwrite(str(tmp_path / 'grey.png'), rgb[:, :, 0])
+    cv2.imwrite(str(tmp_path / 'rgba.png'), np.dstack([rgb, np.full((6, 8), 7, np.uint8)]))
+    cv2.imwrite(str(tmp_path / 'deep.png'), rgb.astype(np.uint16) * 257)
+    exif = Image.Exif()
+    exif[0x0112] = 6  # stored landscape, shown rotated 90 degrees clockwise
+    Image.fromarray(rgb[:, :, ::-1]).save(tmp_path / 'rotated.jpg', exif=exif.tobytes(), quality=95)
+
+    colour, alpha, grey = image_io.split_channels(image_io.read_raw(tmp_path / 'grey.png'))
+    assert grey and alpha is None and colour.shape == (6, 8, 3) and (colour == rgb[:, :, :1]).all()
+    raw = image_io.read_raw(tmp_path / 'rgba.png')
+    colour, alpha, grey = image_io.split_channels(raw)
+    assert raw.shape == (6, 8, 4) and not grey and (alpha == 7).all() and (colour == rgb).all()
+    deep = image_io.read_raw(tmp_path / 'deep.png')
+    assert deep.dtype == np.uint16 and image_io.peak_value(deep) == 65535.
+    np.testing.assert_allclose(image_io.read_image(tmp_path / 'deep.png'), rgb / 255., atol=1e-6)
+    assert image_io.read_raw(tmp_path / 'rotated.jpg').shape == (8, 6, 3)  # EXIF orientation applied
+    floats = image_io.read_image(tmp_path / 'rgba.png', keep_alpha=True)
+    assert floats.dtype == np.float32 and floats.shape == (6, 8, 4) and floats[..., 3].max() == np.float32(7 / 255.)
+    assert image_io.read_image(tmp_path / 'grey.png').shape == (6, 8, 3)
+    assert [p.name for p in image_io.list_images(tmp_path)] == ['deep.png', 'grey.png', 'rgba.png', 'rotated.jpg']

@@ -15,9 +15,6 @@ import torch
 from moesr_arch.inference.device import synchronized_clock
 from moesr_arch.inference.maps import gate_overlay
 
-MAP_NAMES = ('gate', )
-
-
 @dataclass
 class GatedResult:
     """What one gated run gives.
@@ -28,7 +25,7 @@ class GatedResult:
         gate_weights (Tensor): ``[B, K+1, h, w]`` the gate's LR weights (background last).
         blend_weights (Tensor): ``[B, K+1, H, W]`` the HR blending weights.
         expert_pixels (OrderedDict): ``{expert: blend weight summed over the output pixels}``.
-        maps (dict): ``{name: uint8 RGB array}`` of the first image (``MAP_NAMES``), when asked for.
+        maps (dict): ``{name: uint8 RGB array}`` of the first image (``gate``: the overlay), when asked for.
         timing (tuple): Seconds spent in the gate and in the experts and blend.
     """
 

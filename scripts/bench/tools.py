@@ -88,6 +88,7 @@ def bench_lmdb(quick):
     from basicsr.utils.lmdb_util import make_lmdb_from_imgs
 
     from moesr_arch.tools.prepare.create_lmdb import make_lmdb
+    from moesr_arch.utils.image_io import list_images
     count, side = (12, 64) if quick else (200, 480)
     rows = []
     with tempfile.TemporaryDirectory() as folder:
@@ -95,7 +96,7 @@ def bench_lmdb(quick):
         (folder / 'HR').mkdir()
         for index in range(count):
             cv2.imwrite(str(folder / 'HR' / f'{index:04d}.png'), photo_like(side, side, seed=index))
-        names = sorted(p.name for p in (folder / 'HR').iterdir())
+        names = [p.name for p in list_images(folder / 'HR')]
         start = time.time()
         errors, _ = make_lmdb(folder / 'HR', folder / 'ours.lmdb')
         ours = time.time() - start

@@ -16,7 +16,7 @@ from tqdm import tqdm
 from moesr_arch.data.categories import load_categories
 from moesr_arch.gating.yolo_gate import CLASS_MAP_PRESETS, load_yolo, resolve_class_map
 from moesr_arch.tools.common import error_text, get_tool_logger, standalone
-from moesr_arch.utils.image_io import list_images, read_raw
+from moesr_arch.utils.image_io import list_images, read_raw, split_channels
 from moesr_arch.utils.atomic import atomic_write_text
 
 
@@ -48,13 +48,8 @@ def build_class_map(entries, yolo_names, categories):
 
 def to_bgr8(image):
     """uint8 3-channel BGR for YOLO from any 8/16-bit grey/BGR/BGRA image."""
-    if image.dtype == np.uint16:
-        image = (image / 257.).round().astype(np.uint8)
-    if image.ndim == 2:
-        image = image[:, :, None]
-    if image.shape[2] == 1:
-        image = np.repeat(image, 3, axis=2)
-    return np.ascontiguousarray(image[:, :, :3])
+    colour, _, _ = split_channels(image)
+    return colour if colour.dtype == np.uint8 else (colour / 257.).round().astype(np.uint8)
 
 
 def label_lines(result, class_map):
