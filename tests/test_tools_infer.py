@@ -143,6 +143,27 @@ def test_float_scale_goes_through_upscale_and_tiles():
         Upscaler(tiny_edsr(), 2, 'cpu', out_scale=2.5)
 
 
+class MultipleOfFour(nn.Module):
+    """A network that takes only sides that are multiples of 4 (like window-attention archs): nearest x2."""
+
+    def forward(self, x):
+        if x.shape[-2] % 4 or x.shape[-1] % 4:
+            raise ValueError(f'MultipleOfFour got {tuple(x.shape)}')
+        return F.interpolate(x, scale_factor=2, mode='nearest')
+
+
+@describes(MultipleOfFour)
+def _multiple_of_four(network):
+    return Capabilities('plain', 2, size_multiple=4, min_size=8)
+
+
+@pytest.mark.parametrize('tile', [0, 10])
+def test_size_requirements_pad_the_image_and_align_the_tiles(tile):
+    image = smooth_image(6, 23)
+    output, _ = Upscaler(MultipleOfFour(), 2, 'cpu', tile=tile, tile_overlap=4, progress=False).upscale_array(image, 255.)
+    np.testing.assert_array_equal(output, image.repeat(2, 0).repeat(2, 1))
+
+
 def tiny_moesr(categories=('people', 'cat')):
     torch.manual_seed(0)
     expert = dict(type='EDSR', num_in_ch=3, num_out_ch=3, num_feat=8, num_block=1, upscale=2)

@@ -20,7 +20,7 @@ class InferenceError(UserError, RuntimeError):
 
 def resolve_device(device='auto'):
     """``torch.device`` of ``'auto'`` (CUDA when available), ``'cpu'`` or ``'cuda[:i]'``; clear errors."""
-    if device == 'auto':
+    if isinstance(device, str) and device == 'auto':
         device = 'cuda' if torch.cuda.is_available() else 'cpu'
     try:
         device = torch.device(device)

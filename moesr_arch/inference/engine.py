@@ -18,6 +18,16 @@ def map_path(target, name):
     return target.with_name(f'{target.stem}_{name}.png')
 
 
+def pad_to_requirements(image, capabilities):
+    """``image`` (h, w, C) padded at the bottom and right, edge pixels repeated, to the smallest size that is at
+    least ``capabilities.min_size`` and a multiple of ``capabilities.size_multiple``."""
+    multiple = capabilities.size_multiple
+    h, w = (-(-max(side, capabilities.min_size) // multiple) * multiple for side in image.shape[:2])
+    if (h, w) == image.shape[:2]:
+        return image
+    return np.pad(image, ((0, h - image.shape[0]), (0, w - image.shape[1]), (0, 0)), mode='edge')
+
+
 class Upscaler:
     """Super-resolves image files with a network, run as its :class:`Capabilities` say.
 
@@ -37,7 +47,7 @@ class Upscaler:
 
     def __init__(self, network, scale, device='auto', precision='auto', tile=None, tile_overlap=32, ensemble=False,
                  out_scale=None, want_maps=False, progress=True, gate=None):
-        self.device = resolve_device(device) if not isinstance(device, torch.device) else device
+        self.device = resolve_device(device)
         self.network = network.to(self.device).eval()
         self.capabilities = describe(network)
         if tile is None:
@@ -96,8 +106,12 @@ class Upscaler:
         return sr.astype(bgr.dtype), result.maps
 
     def upscale_tiled(self, bgr, peak):
-        """Plain and arbitrary-scale networks over overlapping tiles; MoEISR's expert map blended alike."""
+        """Plain and arbitrary-scale networks over overlapping tiles; MoEISR's expert map blended alike.
+
+        An image that does not meet the network's size requirements is padded (edge pixels repeated) and
+        the output cropped back."""
         h, w = bgr.shape[:2]
+        bgr = pad_to_requirements(bgr, self.capabilities)
         scale = self.output_scale
         names = self.capabilities.experts if 'experts' in self.map_names() else ()
         experts = len(names)
@@ -110,7 +124,7 @@ class Upscaler:
                 return torch.cat([sr, F.one_hot(stats['expert_map'], experts).permute(0, 3, 1, 2).to(sr.dtype)], 1)
         else:
             fn, scale = self.network, self.scale
-        output = np.empty((out_size(h, scale), out_size(w, scale), 3), bgr.dtype)
+        output = np.empty((out_size(bgr.shape[0], scale), out_size(bgr.shape[1], scale), 3), bgr.dtype)
         expert_map = np.zeros(output.shape[:2], np.uint8) if experts else None
 
         def get_tile(y0, y1, x0, x1):
@@ -122,7 +136,10 @@ class Upscaler:
             if experts:
                 expert_map[row:row + rows.shape[0]] = rows[:, :, 3:].argmax(axis=2)
 
-        self.tiler.blend(fn, h, w, scale, get_tile, finish_rows)
+        self.tiler.blend(fn, bgr.shape[0], bgr.shape[1], scale, get_tile, finish_rows, self.capabilities.size_multiple)
+        if output.shape[:2] != (out_size(h, scale), out_size(w, scale)):
+            output = np.ascontiguousarray(output[:out_size(h, scale), :out_size(w, scale)])
+            expert_map = expert_map[:out_size(h, scale), :out_size(w, scale)] if experts else None
         return output, ({'experts': expert_map_picture(expert_map, names)} if experts else {})
 
     def upscale_file(self, path):

@@ -5,6 +5,7 @@ of tile rows, so the CPU holds the input, the finished output and one strip of f
 overlap by ``tile_overlap`` LR pixels and are blended with weights that ramp linearly across each overlap
 and are never 0 (image borders keep full weight), so there are no seams and no dark borders.
 """
+import math
 from fractions import Fraction
 
 import numpy as np
@@ -102,11 +103,15 @@ class Tiler:
             result = F.interpolate(result, size=size, mode='bicubic', align_corners=False)
         return result.cpu()
 
-    def blend(self, fn, h, w, scale, get_tile, finish_rows):
+    def blend(self, fn, h, w, scale, get_tile, finish_rows, multiple=1):
         """Core loop: ``get_tile(y0, y1, x0, x1)`` gives a (1, C, th, tw) CPU float tensor; finished output
-        rows go to ``finish_rows(row0, rows)`` as float32 (rows, W, C) arrays, in order."""
-        align = scale_alignment(scale)
-        ys, xs = tile_spans(h, self.tile, self.overlap, align), tile_spans(w, self.tile, self.overlap, align)
+        rows go to ``finish_rows(row0, rows)`` as float32 (rows, W, C) arrays, in order.
+
+        With ``multiple`` > 1 (a network's input-size requirement; ``h`` and ``w`` must be multiples of it)
+        every tile starts and ends on multiples of it."""
+        align = math.lcm(scale_alignment(scale), multiple)
+        tile = max(self.tile - self.tile % multiple, multiple) if self.tile else 0
+        ys, xs = tile_spans(h, tile, self.overlap, align), tile_spans(w, tile, self.overlap, align)
         out_h, out_w = out_size(h, scale), out_size(w, scale)
         ramp = out_size(self.overlap, scale)
         acc = weights = None
@@ -138,11 +143,3 @@ class Tiler:
                 finish_rows(top, acc[:n] / weights[:n, :, None])
                 acc, weights, top = acc[n:].copy(), weights[n:].copy(), done
         bar.close()
-
-    def __call__(self, fn, x, scale):
-        """Blend ``fn`` over tiles of the CPU tensor ``x`` (1, C, h, w); returns a CPU float tensor."""
-        h, w = x.shape[-2:]
-        chunks = []
-        self.blend(fn, h, w, scale, lambda y0, y1, x0, x1: x[..., y0:y1, x0:x1],
-                   lambda row, rows: chunks.append(torch.from_numpy(rows).permute(2, 0, 1)))
-        return torch.cat(chunks, dim=1)[None]
