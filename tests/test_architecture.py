@@ -41,7 +41,8 @@ def forbidden_imports(path):
 
 
 def test_archs_import_nothing_from_the_layers_above():
-    found = {(path.name, module): line for path in sorted(ARCHS.glob('*.py')) for line, module in forbidden_imports(path)}
+    found = {(path.name, module): line
+             for path in sorted(ARCHS.glob('*.py')) for line, module in forbidden_imports(path)}
     unexpected = {key: line for key, line in found.items() if key not in PENDING_OPTIONS_WORK}
     assert not unexpected, '\n'.join(f'moesr_arch/archs/{name}:{line} imports {module}'
                                      for (name, module), line in sorted(unexpected.items()))

@@ -160,7 +160,8 @@ def _multiple_of_four(network):
 @pytest.mark.parametrize('tile', [0, 10])
 def test_size_requirements_pad_the_image_and_align_the_tiles(tile):
     image = smooth_image(6, 23)
-    output, _ = Upscaler(MultipleOfFour(), 2, 'cpu', tile=tile, tile_overlap=4, progress=False).upscale_array(image, 255.)
+    upscaler = Upscaler(MultipleOfFour(), 2, 'cpu', tile=tile, tile_overlap=4, progress=False)
+    output, _ = upscaler.upscale_array(image, 255.)
     np.testing.assert_array_equal(output, image.repeat(2, 0).repeat(2, 1))
 
 
@@ -205,7 +206,8 @@ def test_gated_pipeline_tiles_experts_and_draws_the_gate(tmp_path):
     net, image = tiny_moesr(), smooth_image(20, 30)
     whole, maps = Upscaler(net, 2, 'cpu', tile=0, want_maps=True, gate=ConstantGate(),
                            progress=False).upscale_array(image, 255.)
-    tiled, _ = Upscaler(net, 2, 'cpu', tile=8, tile_overlap=4, gate=ConstantGate(), progress=False).upscale_array(image, 255.)
+    tiled, _ = Upscaler(net, 2, 'cpu', tile=8, tile_overlap=4, gate=ConstantGate(),
+                        progress=False).upscale_array(image, 255.)
     np.testing.assert_array_equal(whole, tiled)  # the experts' tiles have the full receptive-field margin
     lq = torch.from_numpy(image[:, :, ::-1] / 255.).permute(2, 0, 1)[None].float()
     with torch.no_grad():

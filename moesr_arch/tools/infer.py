@@ -77,7 +77,8 @@ def main(args):
                         args.scale, args.save_maps,
                         gate=load_gate(opt, args.opt) if describe(network).kind == 'gated' else None)
     if args.save_maps and not upscaler.map_names():
-        logger.warning(f'--save_maps: {type(network).__name__} makes no maps (see moesr_arch/inference/capabilities.py)')
+        logger.warning(f'--save_maps: {type(network).__name__} makes no maps '
+                       '(see moesr_arch/inference/capabilities.py)')
     pairs = plan_outputs(files, args.output, args.suffix, upscaler.map_names())
     check_writable(args.output)  # a read-only or missing place fails here, before any SR work
     failures = []
