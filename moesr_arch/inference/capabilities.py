@@ -88,12 +88,15 @@ def describe(network):
 
 
 def probe_scale(network, probe_size=16):
-    """The factor ``network`` upscales by, measured on a zero ``probe_size`` square (int when whole)."""
+    """The factor ``network`` upscales by, measured on a zero ``probe_size`` square (int when whole), on the
+    network's device."""
+    parameter = next(network.parameters(), None)
     was_training = network.training
     network.eval()
     try:
         with torch.no_grad():
-            out = network(torch.zeros(1, first_conv_channels(network), probe_size, probe_size))
+            out = network(torch.zeros(1, first_conv_channels(network), probe_size, probe_size,
+                                      device=parameter.device if parameter is not None else None))
     finally:
         network.train(was_training)
     factor = out.shape[-1] / probe_size

@@ -48,8 +48,8 @@ class Upscaler:
     def __init__(self, network, scale, device='auto', precision='auto', tile=None, tile_overlap=32, ensemble=False,
                  out_scale=None, want_maps=False, progress=True, gate=None):
         self.device = resolve_device(device)
-        self.network = network.to(self.device).eval()
         self.capabilities = describe(network)
+        self.network = network.to(self.device).eval()
         if tile is None:
             tile = DEFAULT_TILE.get(self.device.type, 512)
         self.tiler = Tiler(self.device, tile, tile_overlap, precision_dtype(precision, self.device), ensemble, progress)
