@@ -226,7 +226,8 @@ def create_train_val_dataloader(opt, logger, resume_state=None):
             train_sampler = ResumableEnlargedSampler(train_set, opt['world_size'], opt['rank'], ratio)
             train_loader = build_dataloader(train_set, dataset_opt, num_gpu=opt['num_gpu'], dist=opt['dist'],
                                             sampler=train_sampler, seed=opt['manual_seed'])
-            iters_per_epoch = math.ceil(len(train_set) * ratio / (dataset_opt['batch_size_per_gpu'] * opt['world_size']))
+            batch = dataset_opt['batch_size_per_gpu'] * opt['world_size']
+            iters_per_epoch = math.ceil(len(train_set) * ratio / batch)
             total_iters = int(opt['train']['total_iter'])
             total_epochs = math.ceil(total_iters / iters_per_epoch)
             logger.info('Training statistics:'
