@@ -3,7 +3,7 @@ import json
 import subprocess
 import sys
 
-from conftest import cli_env, write_options
+from conftest import cli_env, run_cli, write_options
 
 # Names an earlier version replaced (its basicsr_patches and loader_check), checked one by one; the
 # script below also compares every other attribute of every BasicSR module and class.
@@ -92,3 +92,13 @@ def test_import_and_pipeline_leave_basicsr_unchanged(workdir):
     assert report['named_after_import'] == [] and report['after_import'] == []
     assert report['trained'] == ['net_g_2.pth', 'net_g_latest.pth']  # the pipeline really ran
     assert report['named_after_pipeline'] == [] and report['after_pipeline'] == []
+
+
+def test_train_command_refuses_a_training_set_that_makes_no_batch(workdir):
+    """Fix 8 of moesr_arch.pipeline, through the command (BasicSR's own pipeline would train 0 iterations)."""
+    options = write_options('options/train_edsr_demo.yml', workdir / 'big_batch.yml', name='no_batch',
+                            datasets__train__batch_size_per_gpu=1000, datasets__train__dataset_enlarge_ratio=1)
+    proc = run_cli(['train', '-opt', options], workdir, check=False)
+    assert proc.returncode != 0
+    assert 'make no batch of batch_size_per_gpu 1000' in proc.stderr, proc.stderr[-2000:]
+    assert not list(workdir.glob('experiments/no_batch/models/*.pth'))
