@@ -108,6 +108,10 @@ def parse_options(root_path, argv, is_train=True):
     args = parse_argv(argv)
     try:
         checked = validate_argv_options(argv, is_train=is_train)
+        num_gpu = checked['num_gpu']
+        if num_gpu != 'auto' and num_gpu and not torch.cuda.is_available():  # fix 3
+            raise SystemExit(f'{args.opt}: num_gpu is {num_gpu} but CUDA is not available; '
+                             'set num_gpu: 0 to run on the CPU')
         if args.launcher == 'pytorch':
             init_process_group(checked, args.opt)
     except OptionError as error:
@@ -120,18 +124,16 @@ def parse_options(root_path, argv, is_train=True):
     saved_argv = sys.argv
     sys.argv = [saved_argv[0] if saved_argv else 'basicsr'] + basicsr_argv
     try:
+        # As "none", BasicSR would print "Disable distributed." in a distributed run.
         with contextlib.redirect_stdout(io.StringIO()) if args.launcher == 'pytorch' else contextlib.nullcontext():
-            opt, basicsr_args = basicsr_options.parse_options(root_path, is_train)  # prints "Disable distributed."
+            opt, basicsr_args = basicsr_options.parse_options(root_path, is_train)
     finally:
         sys.argv = saved_argv
     basicsr_args.launcher = args.launcher
     if args.launcher == 'pytorch':
         opt['dist'] = True
-    if any(entry.split('=', 1)[0].strip() == 'manual_seed' for entry in args.force_yml or ()):
+    if any(entry.split('=', 1)[0].strip() == 'manual_seed' for entry in args.force_yml or ()):  # fix 2
         set_random_seed(opt['manual_seed'] + opt['rank'])
-    if opt['num_gpu'] and not torch.cuda.is_available():
-        raise SystemExit(f'{args.opt}: num_gpu is {opt["num_gpu"]} but CUDA is not available; '
-                         'set num_gpu: 0 to run on the CPU')
     return opt, basicsr_args
 
 

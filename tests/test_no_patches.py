@@ -102,3 +102,16 @@ def test_train_command_refuses_a_training_set_that_makes_no_batch(workdir):
     assert proc.returncode != 0
     assert 'make no batch of batch_size_per_gpu 1000' in proc.stderr, proc.stderr[-2000:]
     assert not list(workdir.glob('experiments/no_batch/models/*.pth'))
+
+
+def test_cuda_asked_on_a_machine_without_it_stops_naming_the_option(workdir, monkeypatch):
+    """Fix 3 of moesr_arch.pipeline, before any work (and before a process group is made)."""
+    import pytest
+    import torch
+
+    from moesr_arch.pipeline import parse_options
+    monkeypatch.setattr(torch.cuda, 'is_available', lambda: False)
+    options = write_options('options/train_edsr_demo.yml', workdir / 'gpu.yml', num_gpu=1)
+    with pytest.raises(SystemExit, match='gpu.yml: num_gpu is 1 but CUDA is not available; set num_gpu: 0'):
+        parse_options(str(workdir), ['-opt', str(options), '--launcher', 'pytorch'])
+    assert not (workdir / 'experiments').exists()
