@@ -1,9 +1,11 @@
 """The ``basicsr`` (alias ``moesr``) command: ``basicsr train|test -opt FILE`` and the package's tools.
 
-``train`` and ``test`` register the plugin, then hand the rest of the command line to BasicSR's own
-``train_pipeline`` / ``test_pipeline`` (so ``--auto_resume``, ``--debug``, ``--launcher`` and
-``--force_yml`` work as in BasicSR), with the current directory as root: ``experiments/``,
-``results/`` and ``tb_logger/`` appear there.
+``train`` and ``test`` register the plugin, then run the plugin's pipelines
+(:func:`moesr_arch.pipeline.train_pipeline` / :func:`~moesr_arch.pipeline.test_pipeline`): BasicSR's
+own pipelines, step for step and from BasicSR's parts, with the fixes listed in
+:mod:`moesr_arch.pipeline` (BasicSR itself is left as it is). The rest of the command line is BasicSR's
+(``--auto_resume``, ``--debug``, ``--launcher``, ``--force_yml``), with the current directory as root:
+``experiments/``, ``results/`` and ``tb_logger/`` appear there.
 
 Further subcommands live in modules listed in :data:`TOOLS`; each defines ``add_arguments(parser)``
 and ``main(args)`` and a one-line module docstring used as its help.
@@ -23,12 +25,12 @@ TOOLS = {
 
 
 def run_pipeline(kind, argv, prog):
+    """``basicsr train|test`` with BasicSR's command line ``argv`` (without the program name)."""
     import moesr_arch  # noqa: F401  (shims and registration before BasicSR runs)
-    from basicsr.test import test_pipeline
-    from basicsr.train import train_pipeline
-    sys.argv = [prog] + list(argv)
+    from moesr_arch.pipeline import test_pipeline, train_pipeline
+    sys.argv = [prog] + list(argv)  # BasicSR copies the command into the run's option file
     pipeline = train_pipeline if kind == 'train' else test_pipeline
-    pipeline(os.getcwd())
+    pipeline(os.getcwd(), list(argv))
     leave_process_group()
 
 
@@ -44,8 +46,8 @@ def leave_process_group():
 def build_parser(prog):
     parser = argparse.ArgumentParser(prog=prog, description='Mixture-of-experts super-resolution on BasicSR.')
     commands = parser.add_subparsers(dest='command', metavar='COMMAND', required=True)
-    for kind, text in (('train', 'train a model: BasicSR train_pipeline with the plugin registered'),
-                       ('test', 'test a model: BasicSR test_pipeline with the plugin registered')):
+    for kind, text in (('train', "train a model: BasicSR's train_pipeline with the plugin's fixes"),
+                       ('test', "test a model: BasicSR's test_pipeline with the plugin's fixes")):
         sub = commands.add_parser(kind, help=text, add_help=False,
                                   usage=f'{prog} {kind} -opt FILE [--auto_resume] [--debug] '
                                   '[--launcher none|pytorch|slurm] [--force_yml KEY=VALUE ...]')

@@ -1,4 +1,4 @@
-"""``python -m moesr_arch.test -opt FILE``: BasicSR testing with the plugin registered."""
+"""``python -m moesr_arch.test -opt FILE``: ``basicsr test`` (the plugin's test pipeline)."""
 import sys
 
 from moesr_arch.cli import run_pipeline

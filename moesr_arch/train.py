@@ -1,4 +1,4 @@
-"""``python -m moesr_arch.train -opt FILE [BasicSR flags]``: BasicSR training with the plugin registered.
+"""``python -m moesr_arch.train -opt FILE [BasicSR flags]``: ``basicsr train`` (the plugin's training pipeline).
 
 This is also the module to give ``torchrun`` for distributed training:
 ``torchrun --nproc_per_node=2 -m moesr_arch.train -opt FILE --launcher pytorch``.

@@ -147,14 +147,21 @@ def _():
 @check('resume_map_location')
 def _():
     cuda_only()
-    from moesr_arch.basicsr_patches import map_location
-    path = Env.work / 'fake.state'
-    torch.save({'iter': 2, 'optimizers': [{'state': {0: {'exp_avg': torch.ones(3, device=Env.dev)}}}]}, path)
-    state = torch.load(path, map_location=map_location({'num_gpu': 1}), weights_only=False)
-    device = state['optimizers'][0]['state'][0]['exp_avg'].device
-    if device.type != 'cuda':
-        raise AssertionError(f'optimizer state loaded onto {device}')
-    return f'a training state with CUDA tensors loads onto {device}'
+    from moesr_arch.pipeline import load_resume_state
+    net = torch.nn.Linear(3, 1).to(Env.dev)
+    optimizer = torch.optim.Adam(net.parameters())
+    net(torch.ones(1, 3, device=Env.dev)).sum().backward()
+    optimizer.step()
+    path = Env.work / 'resume' / '1.state'
+    path.parent.mkdir(exist_ok=True)
+    torch.save({'epoch': 0, 'iter': 1, 'optimizers': [optimizer.state_dict()]}, path)
+    state = load_resume_state({'auto_resume': False, 'rank': 0, 'path': {'resume_state': str(path)}})
+    read = state['optimizers'][0]['state'][0]['exp_avg'].device
+    optimizer.load_state_dict(state['optimizers'][0])
+    device = optimizer.state[net.weight]['exp_avg'].device
+    if read.type != 'cpu' or device.type != 'cuda':
+        raise AssertionError(f'optimizer state read onto {read}, restored onto {device}')
+    return f'a training state with CUDA tensors is read onto the CPU and restored onto {device}'
 
 
 @check('seemore_batch_routing')

@@ -21,7 +21,7 @@ import torch
 from basicsr.archs import build_network
 
 from conftest import ROOT, run_cli, write_options
-from moesr_arch.basicsr_patches import validate_argv_options
+from moesr_arch.pipeline import validate_argv_options
 from moesr_arch.utils.image_io import ImageReadError, read_image
 from moesr_arch.data.paired_image_dataset import CheckedPairedImageDataset
 from moesr_arch.inference import Upscaler
@@ -410,13 +410,13 @@ def test_infer_reports_any_per_image_failure_and_runs_the_rest(tmp_path, capsys,
 
 
 def test_a_training_set_that_makes_no_batch_stops_at_start(tmp_path):
-    from basicsr import train as basicsr_train
+    from moesr_arch.data.loader_check import build_dataloader
     opt = paired_folders(tmp_path, (64, 64), (16, 16))
     opt.update(phase='train', batch_size_per_gpu=2, num_worker_per_gpu=0, name='tiny_train')
     dataset = CheckedPairedImageDataset(opt)
     with pytest.raises(ValueError, match=r'datasets.train \(tiny_train\): 1 training images make no batch of '
                                          r'batch_size_per_gpu 2'):
-        basicsr_train.build_dataloader(dataset, opt, num_gpu=0, dist=False, sampler=None, seed=0)
+        build_dataloader(dataset, opt, num_gpu=0, dist=False, sampler=None, seed=0)
 
 
 def test_duplicate_yaml_keys_are_refused_with_file_line_and_key(tmp_path):

@@ -77,7 +77,7 @@ def test_moesr_recipe_that_forbids_unused_parameters_fails_at_start(workdir):
                                                     (0, 'gloo', 'gloo'), (1, 'gloo', 'gloo')])
 def test_process_group_backend_follows_the_models_device(monkeypatch, num_gpu, given, expected):
     """On a machine with CUDA, a CPU model (num_gpu: 0, as every demo recipe says) gets gloo, not NCCL."""
-    from moesr_arch import basicsr_patches
+    from moesr_arch import pipeline
     calls = {}
     monkeypatch.setattr(torch.cuda, 'is_available', lambda: True)
     monkeypatch.setattr(torch.cuda, 'device_count', lambda: 2)
@@ -85,16 +85,16 @@ def test_process_group_backend_follows_the_models_device(monkeypatch, num_gpu, g
     monkeypatch.setattr(torch.distributed, 'init_process_group', lambda backend: calls.setdefault('backend', backend))
     monkeypatch.setenv('LOCAL_RANK', '1')
     opt = {'num_gpu': num_gpu, 'dist_params': {'backend': given} if given else {'port': 29500}}
-    basicsr_patches.init_process_group(opt, 'x.yml')
+    pipeline.init_process_group(opt, 'x.yml')
     assert calls['backend'] == expected
     assert calls.get('device') == (None if num_gpu == 0 else 1)
 
 
 def test_nccl_for_a_cpu_model_fails_naming_the_option():
-    from moesr_arch import basicsr_patches
+    from moesr_arch import pipeline
     from moesr_arch.options import OptionError
     with pytest.raises(OptionError, match='x.yml: dist_params.backend is nccl, which needs CUDA'):
-        basicsr_patches.dist_backend({'num_gpu': 0, 'dist_params': {'backend': 'nccl'}}, 'x.yml')
+        pipeline.dist_backend({'num_gpu': 0, 'dist_params': {'backend': 'nccl'}}, 'x.yml')
 
 
 def test_resumed_ddp_run_continues_like_an_uninterrupted_one(workdir):

@@ -7,11 +7,15 @@ from moesr_arch.utils.ensemble import self_ensemble
 
 
 def test_import_registers_the_package_and_unknown_names_list_the_known_ones():
+    from moesr_arch.options import OptionError, check_network
     assert 'VDSR' in ARCH_REGISTRY and 'EDSR' in ARCH_REGISTRY
     assert 'ExpertSRModel' in MODEL_REGISTRY and 'CheckedPairedImageDataset' in DATASET_REGISTRY
     assert 'L1Loss' in LOSS_REGISTRY
-    with pytest.raises(KeyError, match="No object named 'VDSRR'.*Registered names: .*VDSR"):
+    with pytest.raises(KeyError, match="No object named 'VDSRR' found in 'arch' registry!\"$"):  # BasicSR's own
         ARCH_REGISTRY.get('VDSRR')
+    # The plugin's option check, which runs before BasicSR builds anything, names the registered ones.
+    with pytest.raises(OptionError, match="x.yml: network_g.type: no arch named 'VDSRR'; registered: .*VDSR"):
+        check_network({'type': 'VDSRR'}, 'network_g', 'x.yml')
 
 
 @pytest.mark.parametrize('scale', [2, 3, 4])

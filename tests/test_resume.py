@@ -78,21 +78,21 @@ def resume_opt(tmp_path, **extra):
 
 def test_resume_state_of_a_cuda_run_loads(tmp_path, monkeypatch):
     """A CUDA run's --auto_resume must read its states (they go to the CPU; the optimizers move them)."""
-    from moesr_arch import basicsr_patches
+    from moesr_arch import pipeline
     monkeypatch.setattr(torch.cuda, 'is_available', lambda: True)
     monkeypatch.setattr(torch.cuda, 'current_device', lambda: 0)
-    state = basicsr_patches.load_resume_state(resume_opt(tmp_path))
+    state = pipeline.load_resume_state(resume_opt(tmp_path))
     assert state is not None and state['iter'] == 4
 
 
 def test_resume_error_that_is_not_a_damaged_file_stops_naming_the_file(tmp_path, monkeypatch):
-    from moesr_arch import basicsr_patches
+    from moesr_arch import pipeline
 
     def refuse(*args, **kwargs):
         raise PermissionError(13, 'Permission denied')
     monkeypatch.setattr(torch, 'load', refuse)
     with pytest.raises(SystemExit, match=r'4\.state: PermissionError: .*Permission denied'):
-        basicsr_patches.load_resume_state(resume_opt(tmp_path, num_gpu=0))
+        pipeline.load_resume_state(resume_opt(tmp_path, num_gpu=0))
 
 
 class Indices(torch.utils.data.Dataset):
@@ -109,7 +109,7 @@ def test_resumed_epoch_skips_its_batches_behind_prefetchers_and_workers(prefetch
     resumed epoch must still leave out the batches the interrupted run used, and only those."""
     from basicsr.data import build_dataloader
     from basicsr.data.prefetch_dataloader import CPUPrefetcher
-    from moesr_arch.basicsr_patches import ResumableEnlargedSampler
+    from moesr_arch.pipeline import ResumableEnlargedSampler
     batch, done = 4, 2
     expected = list(ResumableEnlargedSampler(Indices(), 1, 0))  # epoch 0's order
     sampler = ResumableEnlargedSampler(Indices(), 1, 0)

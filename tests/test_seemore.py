@@ -9,7 +9,7 @@ from spandrel.architectures.SeemoRe import SeemoRe as ReferenceSeemoRe
 
 from conftest import ROOT, run_cli, write_options
 from moesr_arch.archs.seemore_arch import SEEMORE_PRESETS, SeemoRe
-from moesr_arch.basicsr_patches import validate_argv_options
+from moesr_arch.pipeline import validate_argv_options
 from moesr_arch.losses.fft_loss import FFTLoss
 from moesr_arch.options import OptionError
 from moesr_arch.utils.macs import count_macs

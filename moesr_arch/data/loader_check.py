@@ -2,9 +2,9 @@
 
 BasicSR's training loader drops the incomplete last batch: a training set smaller than the batch gives
 no batch at all, and the run then "trains" zero iterations per epoch, logs ``End of training``, saves
-untrained weights and exits 0. :func:`build_dataloader` (installed into ``basicsr.train``) refuses that.
+untrained weights and exits 0. :func:`build_dataloader`, which the plugin's training pipeline
+(:mod:`moesr_arch.pipeline`) uses in place of BasicSR's, refuses that.
 """
-from basicsr import train as basicsr_train
 from basicsr.data import build_dataloader as basicsr_build_dataloader
 
 
@@ -13,6 +13,7 @@ class EmptyLoaderError(ValueError):
 
 
 def build_dataloader(dataset, dataset_opt, *args, **kwargs):
+    """BasicSR's ``build_dataloader`` (same arguments), refusing a training loader without a batch."""
     loader = basicsr_build_dataloader(dataset, dataset_opt, *args, **kwargs)
     if dataset_opt.get('phase') == 'train' and len(loader) == 0:
         sampler = kwargs.get('sampler')
@@ -26,6 +27,3 @@ def build_dataloader(dataset, dataset_opt, *args, **kwargs):
             'lower batch_size_per_gpu or raise dataset_enlarge_ratio')
     return loader
 
-
-def apply():
-    basicsr_train.build_dataloader = build_dataloader

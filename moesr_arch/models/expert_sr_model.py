@@ -11,10 +11,17 @@ from basicsr.utils.dist_util import master_only
 from basicsr.utils.registry import MODEL_REGISTRY
 from torch.nn.parallel import DistributedDataParallel
 
-from moesr_arch.options import OptionError
+from moesr_arch.options import OPTIMIZERS, Checker, OptionError, check
 from moesr_arch.utils.atomic import atomic_torch_save
 from moesr_arch.utils.checkpoint import strip_module_prefix
 from moesr_arch.utils.ensemble import self_ensemble
+
+
+def positive_number(value, where, source):
+    """Option check: ``value`` is a number above zero (or null)."""
+    check(value, Optional[float], where, source)
+    if value is not None and value <= 0:
+        raise OptionError(f'{source}: {where} must be above zero, got {value!r}')
 
 
 @MODEL_REGISTRY.register()
@@ -25,18 +32,25 @@ class ExpertSRModel(SRModel):
       ``l_<name>`` (e.g. SeemoRe's ``fft_opt``);
     - a NaN or Inf loss stops training before the weights are touched, naming the iteration and term;
     - checkpoints and training states are written atomically (a crash never leaves a truncated latest);
-    - ``train.grad_clip_norm`` clips the gradient norm (VDSR's recipe);
+    - ``train.grad_clip_norm`` clips the norm of all gradients together; ``train.grad_clip_value_over_lr``
+      (theta) clips each gradient element to [-theta/lr, theta/lr] with the current learning rate, VDSR's
+      adjustable gradient clipping (:func:`clip_gradients_over_lr`);
     - training states carry the random number generators of every rank, so a resumed run continues
       exactly and the ranks of a distributed run keep drawing different crops after a resume;
     - distributed training runs on CPU (gloo) too, and every checkpoint checks that all replicas hold
       the same weights; a model whose training leaves parameters without gradients (``unused_parameters``)
       gets DDP's ``find_unused_parameters`` without being asked;
+    - every optimizer the option check accepts (``OPTIMIZERS``: SGD for VDSR, AdamW, ...) is built, where
+      BasicSR 1.4.2 builds Adam only;
     - ``val.self_ensemble: true`` tests with the x8 geometric self-ensemble (EDSR+);
     - archs that count their routing decisions (``routing_statistics()`` / ``reset_routing_statistics()``)
       have the counts of each validation logged to the log file and TensorBoard.
     """
 
-    TRAIN_OPTIONS = {'grad_clip_norm': Optional[float]}
+    TRAIN_OPTIONS = {
+        'grad_clip_norm': Optional[float],
+        'grad_clip_value_over_lr': Checker(positive_number),  # VDSR's theta: elements clipped to theta / lr
+    }
 
     @staticmethod
     def unused_parameters(opt):
@@ -67,6 +81,12 @@ class ExpertSRModel(SRModel):
             (key[:-len('_opt')], build_loss(dict(value)).to(self.device))
             for key, value in self.opt['train'].items()
             if key.endswith('_opt') and key not in builtin and value is not None)
+
+    def get_optimizer(self, optim_type, params, lr, **kwargs):
+        """The ``torch.optim`` class the option check accepts (BasicSR 1.4.2 builds Adam only; VDSR uses SGD)."""
+        if optim_type not in OPTIMIZERS:
+            raise NotImplementedError(f'optimizer {optim_type} is not supported; supported: {", ".join(OPTIMIZERS)}')
+        return getattr(torch.optim, optim_type)(params, lr, **kwargs)
 
     def model_to_device(self, net):
         if self.opt['dist'] and self.device.type == 'cpu':
@@ -104,7 +124,10 @@ class ExpertSRModel(SRModel):
             self.model_ema(decay=self.ema_decay)
 
     def step(self, net, optimizer, losses, current_iter):
-        """One optimisation step of ``net`` on ``losses``: NaN guard, backward, gradient clipping."""
+        """One optimisation step of ``net`` on ``losses``: NaN guard, backward, gradient clipping (the
+        norm by ``train.grad_clip_norm``, then each element by ``train.grad_clip_value_over_lr``).
+
+        Every model's training goes through here, so the options apply to all of them."""
         check_finite_losses(losses, current_iter)
         sum(losses.values()).backward()
         self.discard_gradients(net)
@@ -117,6 +140,7 @@ class ExpertSRModel(SRModel):
                 f'iteration {current_iter}: the gradient of loss {" + ".join(losses)} is {norm.item()}; training '
                 'stopped before the weights were updated (the last saved checkpoint is intact). Lower the learning '
                 'rate or check the data.')
+        clip_gradients_over_lr(optimizer, self.opt['train'].get('grad_clip_value_over_lr'))
         optimizer.step()
 
     def discard_gradients(self, net):
@@ -226,6 +250,19 @@ def restore_rng_states(states, opt, current_iter):
     get_root_logger().warning(f'The training state holds random generators of {len(states)} rank(s), this run has '
                               f'{world_size}: rank {rank} is seeded afresh with {seed}')
     set_random_seed(seed)
+
+
+def clip_gradients_over_lr(optimizer, theta):
+    """VDSR's adjustable gradient clipping (Kim et al., CVPR 2016, sec. 3.3): each gradient element of
+    each parameter group into [-theta/lr, theta/lr] with the group's current learning rate (the scheduler
+    has set it), so a plain SGD step moves no weight by more than theta, whatever the learning rate.
+
+    ``theta`` None or 0 leaves the gradients alone; so does a learning rate of 0 (no step is made)."""
+    if not theta:
+        return
+    for group in optimizer.param_groups:
+        if group['lr'] > 0:
+            torch.nn.utils.clip_grad_value_(group['params'], theta / group['lr'])
 
 
 def check_finite_losses(losses, current_iter):
