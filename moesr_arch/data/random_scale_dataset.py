@@ -75,14 +75,15 @@ class RandomScaleSRDataset(data.Dataset):
     """HR images cut into arbitrary-scale SR samples (LIIF's ``sr-implicit-downsampled`` protocol).
 
     Training (``phase: train``): a scale ``s ~ U[scale_min, scale_max]`` per sample, a random HR crop of
-    ``round(lq_size * s)`` pixels square, flipped/rotated, made ``lq_size`` square by anti-aliased bicubic
-    resizing; ``sample_q`` HR pixels are drawn at random as queries.
+    ``round(lq_size * s)`` pixels square, made ``lq_size`` square by :func:`bicubic_resize` (8-bit, as
+    LIIF), then LR and HR flipped/transposed alike (:func:`liif_augment`); ``sample_q`` HR pixels are
+    drawn at random as queries. With the same seeds the samples are LIIF's bit for bit.
     Returns ``lq`` (C, lq_size, lq_size), ``coord`` (sample_q, 2) pixel centres in [-1, 1] (row, column),
     ``cell`` (sample_q, 2) pixel sizes, ``gt`` (sample_q, C) their RGB values, ``scale``.
 
     Validation/test: the whole image at the fixed ``scale`` (any number, e.g. 6 or 2.5): LR is
-    ``floor(H / scale)`` by ``floor(W / scale)``, made from the HR image cropped to ``round(scale x LR)``.
-    Returns ``lq``, ``gt`` (C, H', W'), ``lq_path`` and ``gt_path`` (both the HR file), ``scale``.
+    ``floor(H / scale)`` by ``floor(W / scale)``, made by :func:`bicubic_resize` from the HR image cropped
+    to ``round(scale x LR)``. Returns ``lq``, ``gt`` (C, H', W'), ``lq_path`` and ``gt_path`` (both the HR file), ``scale``.
     Paired sets with official LR files (DIV2K x2-x4) use ``CheckedPairedImageDataset`` instead.
 
     Options: dataroot_gt (folder or .lmdb), io_backend {type: disk|lmdb}, meta_info_file, lq_size (48),
