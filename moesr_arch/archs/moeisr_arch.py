@@ -247,7 +247,9 @@ class MoEISR(nn.Module):
         h, w = mapper_feat.shape[-2:]
         size = coord.new_tensor([h, w])
         feat_coord = make_coord((h, w), coord.device).view(h, w, 2).permute(2, 0, 1).expand(coord.shape[0], 2, h, w)
-        inner = coord.clamp(-1 + 1e-6, 1 - 1e-6)
+        # LIIF's eps shift: a query on a code border (every other pixel at x2.5) goes to the same code
+        # whatever the last bit of its coordinate, which differs between a tile and the whole image.
+        inner = (coord + 1e-6).clamp(-1 + 1e-6, 1 - 1e-6)
         rel_coord = (coord - _sample(feat_coord, inner)) * size
         return self.mapper_mlp(torch.cat([_sample(mapper_feat, inner), rel_coord, cell * size], dim=-1))
 
