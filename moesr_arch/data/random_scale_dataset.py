@@ -83,7 +83,8 @@ class RandomScaleSRDataset(data.Dataset):
 
     Validation/test: the whole image at the fixed ``scale`` (any number, e.g. 6 or 2.5): LR is
     ``floor(H / scale)`` by ``floor(W / scale)``, made by :func:`bicubic_resize` from the HR image cropped
-    to ``round(scale x LR)``. Returns ``lq``, ``gt`` (C, H', W'), ``lq_path`` and ``gt_path`` (both the HR file), ``scale``.
+    to ``round(scale x LR)``. Returns ``lq``, ``gt`` (C, H', W'), ``lq_path`` and ``gt_path`` (both the HR
+    file), ``scale``.
     Paired sets with official LR files (DIV2K x2-x4) use ``CheckedPairedImageDataset`` instead.
 
     Options: dataroot_gt (folder or .lmdb), io_backend {type: disk|lmdb}, meta_info_file, lq_size (48),
