@@ -86,3 +86,13 @@ def workdir(tmp_path, demo_root, monkeypatch):
     (tmp_path / 'datasets').symlink_to(demo_root / 'datasets', target_is_directory=True)
     monkeypatch.chdir(tmp_path)
     return tmp_path
+
+
+def tb_scalars(folder):
+    """TensorBoard scalars written under ``folder`` (e.g. ``tb_logger/<name>``): ``{tag: [(step, value), ...]}``
+    in the order written, over every event file (a resumed run adds one); nothing is dropped when steps go back.
+    """
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+    events = EventAccumulator(str(folder), size_guidance={'scalars': 0}, purge_orphaned_data=False)
+    events.Reload()
+    return {tag: [(event.step, event.value) for event in events.Scalars(tag)] for tag in events.Tags()['scalars']}

@@ -158,10 +158,17 @@ def test_yolo_gate_without_detections_gives_background_only(yolo_gate, monkeypat
 
 
 def test_yolo_gate_min_area_drops_small_detections(yolo_gate, monkeypatch):
-    monkeypatch.setattr(yolo_gate, 'min_area', 1.0)  # only detections covering the whole image survive
+    torch.manual_seed(0)
     lq = torch.rand(1, 3, 32, 32)
-    masks, _, _ = yolo_gate.detect(lq)[0]
-    assert all(m.mean() >= 1.0 for m in masks)
+    masks, classes, _ = yolo_gate.detect(lq)[0]  # min_area 0: every mapped detection with some area
+    areas = masks.clamp(0, 1).mean(dim=(1, 2))
+    assert len(masks) >= 2 and areas.min() < areas.max(), areas  # detections of different sizes to filter
+    threshold = float((areas.min() + areas.max()) / 2)
+    monkeypatch.setattr(yolo_gate, 'min_area', threshold)
+    kept, kept_classes, _ = yolo_gate.detect(lq)[0]
+    big = areas >= threshold
+    assert 0 < int(big.sum()) < len(masks)  # some dropped, some kept
+    assert torch.equal(kept, masks[big]) and torch.equal(kept_classes, classes[big])
 
 
 # ------------------------------------------------------------------------------------------------

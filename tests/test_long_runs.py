@@ -1,14 +1,13 @@
 """Long end-to-end runs (`make test-all`): the demo jobs reach their promised results; CUDA training."""
-import re
-
 import cv2
 import numpy as np
 import pytest
 import torch
+import yaml
 from basicsr.metrics import calculate_psnr
 from basicsr.utils.matlab_functions import imresize
 
-from conftest import run_cli, write_options
+from conftest import ROOT, run_cli, tb_scalars, write_options
 
 
 def bicubic_psnr(workdir, scale=2):
@@ -25,17 +24,17 @@ def bicubic_psnr(workdir, scale=2):
 @pytest.mark.slow
 def test_main_job_blend_beats_its_background_expert_and_bicubic(workdir):
     run_cli(['train', '-opt', write_options('options/train_moesr.yml', workdir / 'main.yml')], workdir)
-    log = next((workdir / 'experiments/demo_MoESR_x2_EDSR_f32b4').glob('train_*.log')).read_text()
-    row = re.search(r'\n\s*all\s+3\s+100%\s+(\S+)\s+(\S+)\s+(\S+)', log)
-    blend, background = float(row.group(1)), float(row.group(2))
+    scalars = tb_scalars(workdir / 'tb_logger' / 'demo_MoESR_x2_EDSR_f32b4')
+    blend = scalars['metrics/demo_val/psnr'][-1][1]  # the validation after the last iteration
+    background = scalars['metrics/demo_val/psnr_background'][-1][1]
     assert blend > background > bicubic_psnr(workdir)
 
 
 @pytest.mark.slow
 def test_seemore_demo_beats_bicubic(workdir):
     run_cli(['train', '-opt', write_options('options/train_seemore_demo.yml', workdir / 'seemore.yml')], workdir)
-    log = next((workdir / 'experiments').glob('*/train_*.log')).read_text()
-    final = float(re.findall(r'# psnr: (\d+\.\d+)', log)[-1])
+    name = yaml.safe_load((ROOT / 'options/train_seemore_demo.yml').read_text())['name']
+    final = tb_scalars(workdir / 'tb_logger' / name)['metrics/demo_val/psnr'][-1][1]
     assert final > bicubic_psnr(workdir)
 
 

@@ -6,20 +6,13 @@ import yaml
 from basicsr.losses.basic_loss import L1Loss
 from torch.optim import Adam
 
-from conftest import ROOT, run_cli, write_options
+from conftest import ROOT, run_cli, tb_scalars, write_options
 
 TINY_EXPERT = {'type': 'EDSR', 'num_in_ch': 3, 'num_out_ch': 3, 'num_feat': 8, 'num_block': 1, 'upscale': 2}
 
 
 def expert_names():
     return list(yaml.safe_load((ROOT / 'options/train_moesr.yml').read_text())['network_g']['experts'])
-
-
-def scalars(folder):
-    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
-    events = EventAccumulator(str(folder))
-    events.Reload()
-    return {tag: [event.value for event in events.Scalars(tag)] for tag in events.Tags()['scalars']}
 
 
 def test_control_trains_on_the_same_budget_and_is_reported_beside_the_blend(workdir):
@@ -41,7 +34,7 @@ def test_control_trains_on_the_same_budget_and_is_reported_beside_the_blend(work
     reference = torch.load(run_dir / 'models' / 'net_ref_latest.pth', weights_only=True)
     assert set(reference) == {'params', 'params_ema'}
 
-    values = scalars(workdir / 'tb_logger' / 'control')
+    values = tb_scalars(workdir / 'tb_logger' / 'control')
     for key in ('psnr', 'psnr_reference', 'psnr_background', 'psnr_bicubic', 'ssim_reference'):
         assert f'metrics/demo_val/{key}' in values, sorted(values)
     names = expert_names()

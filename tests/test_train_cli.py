@@ -1,9 +1,10 @@
 """`basicsr train` / `basicsr test` end to end on the demo photos, on the CPU."""
 import re
 
+import pytest
 import torch
 
-from conftest import run_cli, write_options
+from conftest import run_cli, tb_scalars, write_options
 
 
 def tiny_edsr_options(workdir, total_iter=4, **extra):
@@ -21,19 +22,40 @@ def test_train_validates_saves_and_resumes_on_cpu(workdir):
     assert sorted(p.name for p in (run_dir / 'training_states').iterdir()) == ['2.state', '4.state']
     checkpoint = torch.load(run_dir / 'models' / 'net_g_latest.pth', weights_only=True)
     assert set(checkpoint) == {'params', 'params_ema'}
-    log = next(run_dir.glob('train_*.log')).read_text()
-    assert re.search(r'# psnr: \d+\.\d+', log), log[-2000:]
-    assert (workdir / 'tb_logger' / 'tiny_edsr').is_dir()
+    scalars = tb_scalars(workdir / 'tb_logger' / 'tiny_edsr')
+    assert [step for step, _ in scalars['losses/l_pix']] == [1, 2, 3, 4]
+    # Validation every 2 iterations, then once more after the loop (BasicSR logs that one at a later step).
+    psnr = scalars['metrics/demo_val/psnr']
+    assert [step for step, _ in psnr[:2]] == [2, 4] and len(psnr) == 3 and psnr[2][0] > 4, psnr
+    assert all(10 < value < 60 for _, value in psnr) and psnr[2][1] == psnr[1][1], psnr  # same weights
+    saved = torch.load(run_dir / 'training_states' / '4.state', weights_only=False)
+    assert saved['iter'] == 4
+    weights_4 = torch.load(run_dir / 'models' / 'net_g_4.pth', weights_only=True)['params']
+    first_logs = set(run_dir.glob('train_*.log'))
 
     # Longer schedule, resumed from the newest state on the CPU (BasicSR alone crashes here).
     options = tiny_edsr_options(workdir, total_iter=6)
     run_cli(['train', '-opt', options, '--auto_resume'], workdir)
-    log = sorted(run_dir.glob('train_*.log'))[-1].read_text()
-    assert 'Resuming training from epoch' in log and 'iter: 4' in log
-    assert (run_dir / 'training_states' / '6.state').is_file()
+    new_logs = set(run_dir.glob('train_*.log')) - first_logs
+    assert len(new_logs) == 1
+    log = new_logs.pop().read_text()
+    resumed = re.findall(r'Resuming training from epoch: (\d+), iter: (\d+)\.', log)
+    assert resumed == [(str(saved['epoch']), '4')], log[-2000:]
+    # The resumed run trained iterations 5 and 6 only (a restart from 1 would log steps 1-4 again).
+    scalars = tb_scalars(workdir / 'tb_logger' / 'tiny_edsr')
+    assert [step for step, _ in scalars['losses/l_pix']] == [1, 2, 3, 4, 5, 6]
+    resumed_psnr = scalars['metrics/demo_val/psnr'][3:]
+    assert len(resumed_psnr) == 2 and resumed_psnr[0][0] == 6 and resumed_psnr[1][0] > 6, resumed_psnr
+    assert torch.load(run_dir / 'training_states' / '6.state', weights_only=False)['iter'] == 6
+    weights_6 = torch.load(run_dir / 'models' / 'net_g_6.pth', weights_only=True)['params']
+    assert set(weights_6) == set(weights_4)
+    assert any(not torch.equal(weights_6[key], weights_4[key]) for key in weights_4)
 
 
 def test_test_command_writes_images_and_metrics(workdir):
+    import cv2
+    import numpy as np
+    from basicsr.metrics import calculate_psnr
     run_cli(['train', '-opt', tiny_edsr_options(workdir, total_iter=2)], workdir)
     options = write_options('options/test_edsr_demo.yml', workdir / 'test.yml', name='tiny_edsr',
                             network_g__network__num_feat=8, network_g__network__num_block=1, val__self_ensemble=True,
@@ -41,8 +63,18 @@ def test_test_command_writes_images_and_metrics(workdir):
     run_cli(['test', '-opt', options], workdir)
     images = sorted(p.name for p in (workdir / 'results' / 'tiny_edsr' / 'visualization' / 'demo_val').iterdir())
     assert images == ['motorcycle_tiny_edsr.png', 'zidane_tiny_edsr.png']
+    # `basicsr test` reports its metrics in the log only: the PSNR there is, per test set, that of the
+    # images it wrote (PSNR-Y, border 2, as test_edsr_demo.yml says), to the 4 decimals printed.
+    expected = []
+    for split in ('val', 'heldout'):
+        written = sorted((workdir / 'results' / 'tiny_edsr' / 'visualization' / f'demo_{split}').iterdir())
+        hr = workdir / 'datasets' / 'demo' / split / 'HR'
+        expected.append(np.mean([calculate_psnr(cv2.imread(str(path)),
+                                                cv2.imread(str(hr / path.name.replace('_tiny_edsr', ''))),
+                                                crop_border=2, test_y_channel=True) for path in written]))
     log = next((workdir / 'results' / 'tiny_edsr').glob('test_*.log')).read_text()
-    assert re.search(r'# psnr: \d+\.\d+', log)
+    reported = [float(value) for value in re.findall(r'# psnr: (\d+\.\d+)', log)]
+    assert reported == [pytest.approx(value, abs=5e-5) for value in expected], (reported, expected)
 
 
 def test_non_finite_loss_stops_training_naming_iteration_and_term(workdir):

@@ -14,8 +14,16 @@ from torch import nn
 
 
 def make_coord(shape, device=None):
-    """Pixel-centre coordinates of a ``(H, W)`` grid in [-1, 1], shape ``(H * W, 2)``, order (row, column)."""
-    axes = [(torch.arange(n, device=device, dtype=torch.float32) * 2 + 1) / n - 1 for n in shape]
+    """Pixel-centre coordinates of a ``(H, W)`` grid in [-1, 1], shape ``(H * W, 2)``, order (row, column).
+
+    Computed as LIIF's ``make_coord`` does, ``-1 + r + 2r * i`` with the radius ``r = 1 / n`` a Python float,
+    operation for operation: other float32 forms of the same centres (``(2i + 1) / n - 1``) differ in the
+    last bit, which moves queries that fall on a code border at x3 to the other code.
+    """
+    axes = []
+    for n in shape:
+        radius = 2 / (2 * n)
+        axes.append(-1 + radius + (2 * radius) * torch.arange(n, device=device, dtype=torch.float32))
     return torch.stack(torch.meshgrid(*axes, indexing='ij'), dim=-1).view(-1, 2)
 
 
@@ -217,7 +225,9 @@ class MoEISR(nn.Module):
             shifts, eps = [(0, 0)], 0.0
         inputs, areas = [], []
         for vy, vx in shifts:
-            shifted = coord + coord.new_tensor([vy / h + eps, vx / w + eps]) if vy else coord
+            # LIIF's shift: the code radius 2 / n / 2 times the direction, plus eps, one float per axis.
+            shift = coord.new_tensor([vy * (2 / h / 2) + eps, vx * (2 / w / 2) + eps])
+            shifted = coord + shift if vy else coord
             shifted = shifted.clamp(-1 + 1e-6, 1 - 1e-6)
             q_feat = _sample(feat, shifted)
             rel_coord = (coord - _sample(feat_coord, shifted)) * size
@@ -228,16 +238,19 @@ class MoEISR(nn.Module):
             areas.append((rel_coord[..., 0] * rel_coord[..., 1]).abs() + 1e-9)
         if not self.local_ensemble:
             return torch.stack(inputs), torch.ones_like(areas[0])[None]
-        # Each prediction is weighted by the area of the rectangle opposite its code (bilinear blending).
-        areas = torch.stack(areas[::-1])
-        return torch.stack(inputs), areas / areas.sum(0, keepdim=True)
+        # Each prediction is weighted by the area of the rectangle opposite its code (bilinear blending);
+        # the total is summed in the codes' order, as LIIF does, before the areas are swapped.
+        total = torch.stack(areas).sum(0)
+        return torch.stack(inputs), torch.stack(areas[::-1]) / total
 
     def route_logits(self, mapper_feat, coord, cell):
         """Mapper logits (B, Q, K) of each query pixel, from the code nearest to it."""
         h, w = mapper_feat.shape[-2:]
         size = coord.new_tensor([h, w])
         feat_coord = make_coord((h, w), coord.device).view(h, w, 2).permute(2, 0, 1).expand(coord.shape[0], 2, h, w)
-        inner = coord.clamp(-1 + 1e-6, 1 - 1e-6)
+        # LIIF's eps shift: a query on a code border (every other pixel at x2.5) goes to the same code
+        # whatever the last bit of its coordinate, which differs between a tile and the whole image.
+        inner = (coord + 1e-6).clamp(-1 + 1e-6, 1 - 1e-6)
         rel_coord = (coord - _sample(feat_coord, inner)) * size
         return self.mapper_mlp(torch.cat([_sample(mapper_feat, inner), rel_coord, cell * size], dim=-1))
 

@@ -5,11 +5,10 @@ from typing import Optional
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 from basicsr.data.data_util import paths_from_lmdb
-from basicsr.data.transforms import augment
 from basicsr.utils import FileClient, img2tensor
 from basicsr.utils.registry import DATASET_REGISTRY
+from PIL import Image
 from torch.utils import data
 
 from moesr_arch.archs.moeisr_arch import make_coord
@@ -18,9 +17,42 @@ from moesr_arch.utils.image_io import decode_image, list_images
 
 
 def bicubic_resize(image, size):
-    """Anti-aliased bicubic resize of a CHW tensor in [0, 1] to ``size`` (h, w) (like LIIF's PIL resize)."""
-    out = F.interpolate(image[None], size=size, mode='bicubic', align_corners=False, antialias=True)
-    return out[0].clamp(0, 1)
+    """LIIF's ``resize_fn``: a CHW tensor in [0, 1] resized to ``size`` (h, w) by PIL's bicubic filter on 8 bits.
+
+    As torchvision's ``ToPILImage`` -> ``Resize(size, BICUBIC)`` -> ``ToTensor`` in LIIF's
+    ``sr-implicit-downsampled``: the values are scaled by 255 and truncated to uint8 (exact for images read
+    from 8-bit files), resized by PIL (anti-aliased, 8-bit arithmetic) and divided by 255, so the LR is
+    quantised to 8 bits like an LR file.
+    """
+    channels = image.shape[0]
+    if channels not in (1, 3):
+        raise ValueError(f'bicubic_resize: need 1 or 3 channels, got a {tuple(image.shape)} tensor')
+    pixels = image.mul(255).byte().permute(1, 2, 0).cpu().numpy()
+    picture = Image.fromarray(pixels[:, :, 0] if channels == 1 else pixels, 'L' if channels == 1 else 'RGB')
+    resized = np.asarray(picture.resize((size[1], size[0]), Image.BICUBIC))
+    return torch.from_numpy(resized.reshape(size[0], size[1], channels).copy()).permute(2, 0, 1).float().div(255)
+
+
+def liif_augment(images, hflip=True, rot=True):
+    """LIIF's training augmentation of CHW tensors (the same draws for every image of ``images``).
+
+    LIIF draws three coins in this order: flip the rows, flip the columns, transpose. ``hflip`` enables
+    the column flip (a horizontal flip) and ``rot`` the row flip and the transpose (together with the
+    column flip they make BasicSR's rotations); with both, the draws and the result are LIIF's.
+    """
+    if not (hflip or rot):
+        return images
+    flip_rows, flip_cols, transpose = (random.random() < 0.5 for _ in range(3))
+    out = []
+    for image in images:
+        if rot and flip_rows:
+            image = image.flip(-2)
+        if hflip and flip_cols:
+            image = image.flip(-1)
+        if rot and transpose:
+            image = image.transpose(-2, -1)
+        out.append(image.contiguous())
+    return out
 
 
 def hr_paths(opt):
@@ -43,14 +75,16 @@ class RandomScaleSRDataset(data.Dataset):
     """HR images cut into arbitrary-scale SR samples (LIIF's ``sr-implicit-downsampled`` protocol).
 
     Training (``phase: train``): a scale ``s ~ U[scale_min, scale_max]`` per sample, a random HR crop of
-    ``round(lq_size * s)`` pixels square, flipped/rotated, made ``lq_size`` square by anti-aliased bicubic
-    resizing; ``sample_q`` HR pixels are drawn at random as queries.
+    ``round(lq_size * s)`` pixels square, made ``lq_size`` square by :func:`bicubic_resize` (8-bit, as
+    LIIF), then LR and HR flipped/transposed alike (:func:`liif_augment`); ``sample_q`` HR pixels are
+    drawn at random as queries. With the same seeds the samples are LIIF's bit for bit.
     Returns ``lq`` (C, lq_size, lq_size), ``coord`` (sample_q, 2) pixel centres in [-1, 1] (row, column),
     ``cell`` (sample_q, 2) pixel sizes, ``gt`` (sample_q, C) their RGB values, ``scale``.
 
     Validation/test: the whole image at the fixed ``scale`` (any number, e.g. 6 or 2.5): LR is
-    ``floor(H / scale)`` by ``floor(W / scale)``, made from the HR image cropped to ``round(scale x LR)``.
-    Returns ``lq``, ``gt`` (C, H', W'), ``lq_path`` and ``gt_path`` (both the HR file), ``scale``.
+    ``floor(H / scale)`` by ``floor(W / scale)``, made by :func:`bicubic_resize` from the HR image cropped
+    to ``round(scale x LR)``. Returns ``lq``, ``gt`` (C, H', W'), ``lq_path`` and ``gt_path`` (both the HR
+    file), ``scale``.
     Paired sets with official LR files (DIV2K x2-x4) use ``CheckedPairedImageDataset`` instead.
 
     Options: dataroot_gt (folder or .lmdb), io_backend {type: disk|lmdb}, meta_info_file, lq_size (48),
@@ -116,13 +150,16 @@ class RandomScaleSRDataset(data.Dataset):
             raise ValueError(f'{path}: {w}x{h} is smaller than the {size}x{size} HR crop of lq_size '
                              f'{self.lq_size} at scale {scale:.2f}')
         top, left = random.randint(0, h - size), random.randint(0, w - size)
-        crop = augment(image[top:top + size, left:left + size], self.opt.get('use_hflip', True),
-                       self.opt.get('use_rot', True))
-        hr = img2tensor(np.ascontiguousarray(crop), bgr2rgb=True, float32=True)
+        # LIIF's order: crop, resize to the LR, then the same flips for both (resizing a flipped crop would
+        # differ by PIL's rounding).
+        hr = img2tensor(np.ascontiguousarray(image[top:top + size, left:left + size]), bgr2rgb=True, float32=True)
         lq = bicubic_resize(hr, (self.lq_size, self.lq_size))
+        hr, lq = liif_augment([hr, lq], self.opt.get('use_hflip', True), self.opt.get('use_rot', True))
         coord = make_coord((size, size))
         picked = torch.from_numpy(np.random.choice(size * size, self.sample_q, replace=False))
-        cell = torch.tensor([2 / size, 2 / size]).expand(self.sample_q, 2).clone()
+        cell = torch.ones(self.sample_q, 2)
+        cell[:, 0] *= 2 / size
+        cell[:, 1] *= 2 / size
         gt = hr.reshape(hr.shape[0], -1)[:, picked].t().contiguous()
         return {'lq': lq, 'coord': coord[picked], 'cell': cell, 'gt': gt, 'scale': scale, 'gt_path': path}
 
