@@ -36,7 +36,8 @@ ROOT = Path(__file__).resolve().parents[1]
 
 # Every training run stops after 4 iterations, validates once and saves states at 2 and 4.
 SHORT = {'train.total_iter': 4, 'val.val_freq': 4, 'logger.print_freq': 1, 'logger.save_checkpoint_freq': 2,
-         'logger.use_tb_logger': False, 'train.scheduler.milestones': [100]}
+         'logger.use_tb_logger': False,
+         'train.scheduler': {'type': 'MultiStepLR', 'milestones': [100], 'gamma': 0.5}}
 TINY_EDSR = {'type': 'EDSR', 'num_in_ch': 3, 'num_out_ch': 3, 'num_feat': 8, 'num_block': 1, 'upscale': 2}
 SEEMORE_DEMO, MOESR_RECIPE = 'options/train_seemore_demo.yml', 'options/train_moesr.yml'
 MOESR_STAGES = [{'stage': 'generalist', 'iters': 2}, {'stage': 'experts', 'iters': 1}, {'stage': 'joint', 'iters': 1}]
@@ -172,10 +173,10 @@ class GpuCheck:
         gpus = 1 if self.cuda else 0
         cuda_only = '' if self.cuda else 'CUDA only (dry run)'
         # num_gpu auto: CUDA when there is one (the CPU in a dry run, where CUDA is hidden)
-        seemore = {'name': 'gpu_seemore', 'num_gpu': 'auto', 'network_g.num_layers': 1,
+        seemore = {'name': 'gpu_seemore', 'num_gpu': 'auto', 'network_g.network.num_layers': 1,
                    'datasets.train.batch_size_per_gpu': 4, **SHORT}
         moesr = {'name': 'gpu_moesr', 'num_gpu': gpus, 'train.stages': MOESR_STAGES,
-                 'network_g.experts': dict.fromkeys(('people', 'cat', 'vehicle', 'background'), TINY_EDSR),
+                 'network_g.experts': dict.fromkeys(('people', 'vehicle', 'background'), TINY_EDSR),
                  'datasets.train.batch_size_per_gpu': 4, 'datasets.train.gt_size': 32,
                  'datasets.train.prefetch_mode': 'cuda' if self.cuda else 'cpu', 'datasets.train.pin_memory': True,
                  'datasets.train.num_worker_per_gpu': 2, **SHORT}
