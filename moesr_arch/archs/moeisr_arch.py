@@ -179,14 +179,6 @@ class MoEISR(nn.Module):
         self.last_decode = None
         self.reset_routing_statistics()
 
-    @classmethod
-    def validate_options(cls, kwargs, where, source):
-        """Option check of ``network_g``: a nested ``encoder`` must be a registered arch with its arguments."""
-        encoder = kwargs.get('encoder')
-        if encoder is not None:
-            from moesr_arch.options import check_network
-            check_network(encoder, f'{where}.encoder', source)
-
     # ------------------------------------------------------------------------------------------------
     # Encoding and decoding.
 
