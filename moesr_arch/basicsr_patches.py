@@ -30,7 +30,7 @@ from basicsr.data.data_sampler import EnlargedSampler
 from basicsr.utils import check_resume
 from basicsr.utils.registry import Registry
 
-from moesr_arch.options import OptionError, apply_force_yml, load_options, validate_options
+from moesr_arch.options import OptionError, apply_force_yml, load_options, resolve_derived_options, validate_options
 from moesr_arch.utils.atomic import remove_stale_temporaries
 
 _original_parse_options = basicsr_train.parse_options
@@ -103,6 +103,7 @@ def parse_options(root_path, is_train=True):
     except OptionError as error:
         raise SystemExit(f'Invalid options: {error}') from None
     opt, args = _original_parse_options(root_path, is_train)
+    resolve_derived_options(opt, args.opt)  # e.g. network_g.categories_file -> categories, before any build
     if any(entry.split('=', 1)[0].strip() == 'manual_seed' for entry in args.force_yml or ()):
         # BasicSR seeds from the file before it applies --force_yml: seed again with the forced value.
         from basicsr.utils import set_random_seed

@@ -68,8 +68,8 @@ def load_model(option_file, weights):
     from basicsr.archs import build_network
 
     from moesr_arch.inference import load_state_dict
-    from moesr_arch.options import load_options
-    opt = load_options(option_file)
+    from moesr_arch.options import load_options, resolve_derived_options
+    opt = resolve_derived_options(load_options(option_file), option_file)
     path_opt = opt.get('path') or {}
     weights = weights or path_opt.get('pretrain_network_g')
     if not weights and opt.get('name'):
