@@ -12,10 +12,6 @@ Public functions: :func:`load_options`, :func:`validate_options`, :func:`check_n
 :func:`check_dataset`, :func:`validate_gate`, :func:`apply_force_yml`, :func:`resolve_derived_options`,
 :func:`json_schema`.
 """
-import os
-
-import yaml
-
 from moesr_arch.options.core import OptionError
 from moesr_arch.options.datasets import TRAIN_SET_KEYS
 
@@ -104,15 +100,8 @@ def load_options(path):
     """Read an option YAML file the way BasicSR does (keys in order), with readable errors."""
     from basicsr.utils.options import ordered_yaml
 
-    from moesr_arch.utils.yaml_keys import unique_keys_loader
-    path = os.fspath(path)
-    if not os.path.isfile(path):
-        raise OptionError(f'option file not found: {path}')
-    with open(path, encoding='utf-8') as f:
-        try:
-            return yaml.load(f, Loader=unique_keys_loader(ordered_yaml()[0], path, OptionError))
-        except yaml.YAMLError as error:
-            raise OptionError(f'{path}: not valid YAML: {error}') from error
+    from moesr_arch.utils.yaml_keys import load_yaml_file
+    return load_yaml_file(path, ordered_yaml()[0], OptionError, 'option file')
 
 
 def apply_force_yml(opt, entries, source):

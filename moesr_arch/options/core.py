@@ -40,10 +40,20 @@ class Section(BaseModel):
 
     model_config = ConfigDict(extra='forbid', strict=True, protected_namespaces=())
 
-    # The class, function or registry name shown in messages ("unknown key ... for EDSR"); None: none.
+    # The class or function named in messages ("unknown key ... for EDSR"): by default the one value of the
+    # section's ``type``; None: none.
     owner: ClassVar[Optional[str]] = None
+    show_owner: ClassVar[bool] = True
     # Keys that are refused with their own explanation instead of "unknown key".
     refused: ClassVar[Dict[str, str]] = {}
+
+    @classmethod
+    def __pydantic_init_subclass__(cls, **kwargs):
+        super().__pydantic_init_subclass__(**kwargs)
+        field = cls.model_fields.get('type')
+        tags = getattr(field.annotation, '__args__', ()) if field is not None else ()
+        if cls.show_owner and 'owner' not in cls.__dict__ and len(tags) == 1 and isinstance(tags[0], str):
+            cls.owner = tags[0]
 
     @classmethod
     def accepts_extra(cls, key):

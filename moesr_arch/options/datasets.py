@@ -7,6 +7,7 @@ for the loader keys and its data paths only.
 from typing import Any, List, Literal, Optional, Union
 
 from pydantic import Field, ValidationInfo, model_validator
+from typing_extensions import Annotated
 
 from moesr_arch.options.core import CHECK_PATHS, ExistingFile, ExistingPath, Number, Section, context_flag, problem
 
@@ -27,8 +28,17 @@ class IOBackend(Section):
     sys_path: Optional[str] = Field(default=None, description='Folder of the memcached Python client.')
 
 
+# Keys several datasets share.
+HRImages = Annotated[ExistingPath, Field(description='HR images: a folder or an .lmdb.')]
+LRImages = Annotated[ExistingPath, Field(description='LR images: a folder or an .lmdb.')]
+MetaInfoFile = Annotated[Optional[ExistingPath], Field(description='File listing the image names.')]
+Backend = Annotated[IOBackend, Field(description='Where the images are read from.')]
+
+
 class DatasetSection(Section):
     """BasicSR's loader keys, common to every dataset."""
+
+    show_owner = False  # messages name the key (datasets.train...), as BasicSR's docs do
 
     name: str = Field(description='Name of the set in logs, result folders and metrics.')
     type: str = Field(description='Registered dataset class.')
@@ -45,22 +55,27 @@ class DatasetSection(Section):
     use_shuffle: bool = Field(default=True, description='Shuffle the training set.')
 
 
-class PairedImageOptions(DatasetSection):
+class ImageSetOptions(DatasetSection):
+    """Images read by BasicSR's image datasets, optionally normalised."""
+
+    meta_info_file: MetaInfoFile = None
+    io_backend: Backend
+    mean: Optional[List[Number]] = Field(default=None, description='Per-channel mean subtracted from the images.')
+    std: Optional[List[Number]] = Field(default=None, description='Per-channel std the images are divided by.')
+    color: Optional[Literal['y']] = Field(default=None, description='y: the Y channel only.')
+
+
+class PairedImageOptions(ImageSetOptions):
     """HR/LR image pairs (folders, a meta_info file or LMDB)."""
 
     type: Literal['PairedImageDataset', 'CheckedPairedImageDataset'] = Field(
         description='CheckedPairedImageDataset (strict, tolerant of real files) or BasicSR\'s PairedImageDataset.')
-    dataroot_gt: ExistingPath = Field(description='HR images: a folder or an .lmdb.')
-    dataroot_lq: ExistingPath = Field(description='LR images: a folder or an .lmdb.')
-    meta_info_file: Optional[ExistingPath] = Field(default=None, description='File listing the image names.')
+    dataroot_gt: HRImages
+    dataroot_lq: LRImages
     filename_tmpl: str = Field(default='{}', description='LR file name from the HR stem, e.g. {}x2.')
-    io_backend: IOBackend = Field(description='Where the images are read from.')
     gt_size: Optional[int] = Field(default=None, ge=1, description='Training crop side, HR pixels.')
     use_hflip: bool = Field(default=False, description='Random horizontal flips in training.')
     use_rot: bool = Field(default=False, description='Random rotations (90 degrees, vertical flips) in training.')
-    mean: Optional[List[Number]] = Field(default=None, description='Per-channel mean subtracted from the images.')
-    std: Optional[List[Number]] = Field(default=None, description='Per-channel std the images are divided by.')
-    color: Optional[Literal['y']] = Field(default=None, description='y: the Y channel only.')
 
 
 class CategoryPairedImageOptions(PairedImageOptions):
@@ -79,25 +94,20 @@ class CategoryPairedImageOptions(PairedImageOptions):
     focus_crops: bool = Field(default=False, description='Training crops contain a pixel of a target category.')
 
 
-class SingleImageOptions(DatasetSection):
+class SingleImageOptions(ImageSetOptions):
     """LR images alone (BasicSR's SingleImageDataset)."""
 
     type: Literal['SingleImageDataset'] = Field(description="BasicSR's SingleImageDataset.")
-    dataroot_lq: ExistingPath = Field(description='LR images: a folder or an .lmdb.')
-    meta_info_file: Optional[ExistingPath] = Field(default=None, description='File listing the image names.')
-    io_backend: IOBackend = Field(description='Where the images are read from.')
-    mean: Optional[List[Number]] = Field(default=None, description='Per-channel mean subtracted from the images.')
-    std: Optional[List[Number]] = Field(default=None, description='Per-channel std the images are divided by.')
-    color: Optional[Literal['y']] = Field(default=None, description='y: the Y channel only.')
+    dataroot_lq: LRImages
 
 
 class RandomScaleOptions(DatasetSection):
     """HR images cut into arbitrary-scale SR samples (LIIF's protocol; MoEISR)."""
 
     type: Literal['RandomScaleSRDataset'] = Field(description='Arbitrary-scale samples (MoEISR).')
-    dataroot_gt: ExistingPath = Field(description='HR images: a folder or an .lmdb.')
-    meta_info_file: Optional[ExistingPath] = Field(default=None, description='File listing the image names.')
-    io_backend: IOBackend = Field(description='Where the images are read from.')
+    dataroot_gt: HRImages
+    meta_info_file: MetaInfoFile = None
+    io_backend: Backend
     lq_size: int = Field(default=48, ge=1, description='Side of the LR training patch.')
     scale_min: Number = Field(default=1, ge=1, description='Smallest training scale.')
     scale_max: Number = Field(default=4, ge=1, description='Largest training scale.')

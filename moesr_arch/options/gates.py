@@ -28,14 +28,12 @@ class GateSection(Section):
 class LabelGateOptions(GateSection):
     """The dataset's own category map as one-hot weights (teacher forcing, test-time upper bound)."""
 
-    owner = 'LabelGate'
     type: Literal['LabelGate'] = Field(description='The labels of a CategoryPairedImageDataset batch.')
 
 
 class YOLOGateOptions(GateSection):
     """Category weights from YOLO detections (boxes) or instance segmentation (masks)."""
 
-    owner = 'YOLOGate'
     type: Literal['YOLOGate'] = Field(description='An ultralytics YOLO detector or segmenter.')
     weights: Optional[ExistingFile] = Field(default=None, description='A trained .pt file (e.g. from basicsr '
                                             'train-gate); exactly one of weights and model.')

@@ -16,6 +16,9 @@ from moesr_arch.options.training import (DistSection, ExpertTrainSection, Logger
                                          TrainSection, ValSection)
 
 DATASET_PHASES = ('train', 'val', 'test')
+# Keys BasicSR's training loop reads without a default, by section.
+TRAINING_KEYS = {'train': ('optim_g', 'total_iter'), 'logger': ('print_freq', 'save_checkpoint_freq', 'use_tb_logger'),
+                 'val': ('val_freq', 'save_img')}
 
 
 def phase_of(key):
@@ -43,7 +46,8 @@ class OptionFile(Section):
     train: Optional[TrainSection] = Field(default=None, description='Training (required by basicsr train).')
     val: Optional[ValSection] = Field(default=None, description='Validation and test metrics.')
     logger: Optional[LoggerSection] = Field(default=None, description='Logging (required by basicsr train).')
-    datasets: Dict[str, 'Dataset'] = Field(description='Datasets by phase: train, val, val_2, ..., test_1, ...')
+    datasets: Dict[str, 'Dataset'] = Field(description='Datasets by phase: train, val, val_2, ..., test_1, ...',
+                                           json_schema_extra={'propertyNames': {'pattern': '^(train|val|test)(_|$)'}})
 
     @model_validator(mode='before')
     @classmethod
@@ -61,12 +65,13 @@ class OptionFile(Section):
     def _training_needs(self, info: ValidationInfo):
         if not context_flag(info, IS_TRAIN):
             return self
-        for key in ('train', 'logger'):
-            if getattr(self, key) is None:
-                raise problem(f'@{key} is required')
-        for key in ('optim_g', 'total_iter'):
-            if getattr(self.train, key) is None:
-                raise problem(f'@train.{key} is required')
+        for name, keys in TRAINING_KEYS.items():
+            section = getattr(self, name)
+            if section is None and name != 'val':
+                raise problem(f'@{name} is required')
+            for key in keys if section is not None else ():
+                if getattr(section, key) is None:
+                    raise problem(f'@{name}.{key} is required')
         for key, dataset in self.datasets.items():
             if phase_of(key) == 'train':
                 check_training_set(key, dataset)

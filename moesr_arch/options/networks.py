@@ -19,10 +19,17 @@ class NetworkSection(Section):
     """Options of one network: its registered arch (``type``) and that arch's arguments."""
 
 
+class ChannelsSection(NetworkSection):
+    """A network with BasicSR's channel arguments."""
+
+    num_in_ch: PositiveInt = Field(default=3, description='Input channels.')
+    num_out_ch: PositiveInt = Field(default=3, description='Output channels.')
+    num_feat: PositiveInt = Field(default=64, description='Feature channels (of the hidden layers, or the encoder).')
+
+
 class MoESRNetOptions(NetworkSection):
     """MoE-SR: one SR expert per image category plus a background expert, alpha-blended per pixel."""
 
-    owner = 'MoESRNet'
     type: Literal['MoESRNet'] = Field(description='MoE-SR mixture (moesr_arch.archs.moesr_arch.MoESRNet).')
     experts: Dict[str, 'Network'] = Field(
         description='Expert name -> network options: one per category plus background (required).')
@@ -93,7 +100,6 @@ def expert_categories(experts, categories, categories_file=None):
 class BicubicResidualOptions(NetworkSection):
     """Any registered SR arch made to learn the residual over a bicubic upsampling of its input."""
 
-    owner = 'BicubicResidual'
     type: Literal['BicubicResidual'] = Field(description='Residual over bicubic (moesr_arch.archs.'
                                              'bicubic_residual_arch.BicubicResidual).')
     network: 'Network' = Field(description='Options of the wrapped arch; it must upscale by upscale.')
@@ -104,7 +110,6 @@ class BicubicResidualOptions(NetworkSection):
 class SeemoReOptions(NetworkSection):
     """SeemoRe (Zamfir et al., ICML 2024); arguments left out come from the ``variant`` preset."""
 
-    owner = 'SeemoRe'
     type: Literal['SeemoRe'] = Field(description='SeemoRe (moesr_arch.archs.seemore_arch.SeemoRe).')
     scale: PositiveInt = Field(default=4, description='Upsampling factor.')
     in_chans: PositiveInt = Field(default=3, description='Image channels in and out.')
@@ -134,14 +139,10 @@ class SeemoReOptions(NetworkSection):
         return self
 
 
-class MoEISROptions(NetworkSection):
+class MoEISROptions(ChannelsSection):
     """MoEISR: arbitrary-scale SR with a mixture of implicit (LIIF-style) decoders and a per-pixel mapper."""
 
-    owner = 'MoEISR'
     type: Literal['MoEISR'] = Field(description='MoEISR (moesr_arch.archs.moeisr_arch.MoEISR).')
-    num_in_ch: PositiveInt = Field(default=3, description='Input channels.')
-    num_out_ch: PositiveInt = Field(default=3, description='Output channels.')
-    num_feat: PositiveInt = Field(default=64, description="Channels of the built-in EDSR-baseline encoder.")
     num_block: int = Field(default=16, ge=0, description='Residual blocks of the built-in encoder.')
     res_scale: float = Field(default=1.0, description='Residual scaling of the built-in encoder.')
     encoder: Optional['Network'] = Field(default=None, description='A registered arch giving the features '
@@ -161,14 +162,10 @@ class MoEISROptions(NetworkSection):
                          'validation set.')
 
 
-class VDSROptions(NetworkSection):
+class VDSROptions(ChannelsSection):
     """VDSR (Kim et al., CVPR 2016): a deep plain CNN learning the residual over bicubic (inside the network)."""
 
-    owner = 'VDSR'
     type: Literal['VDSR'] = Field(description='VDSR (moesr_arch.archs.vdsr_arch.VDSR).')
-    num_in_ch: PositiveInt = Field(default=3, description='Input channels.')
-    num_out_ch: PositiveInt = Field(default=3, description='Output channels.')
-    num_feat: PositiveInt = Field(default=64, description='Channels of the hidden layers.')
     num_layer: int = Field(default=20, ge=2, description='Convolution layers in all, first and last included.')
     upscale: PositiveInt = Field(default=4, description='Upsampling factor.')
 

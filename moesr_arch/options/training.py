@@ -44,7 +44,6 @@ class LossSection(Section):
 class FFTLossOptions(LossSection):
     """L1 distance between the 2-D Fourier spectra of prediction and target (SeemoRe's frequency loss)."""
 
-    owner = 'FFTLoss'
     type: Literal['FFTLoss'] = Field(description='moesr_arch.losses.fft_loss.FFTLoss.')
     loss_weight: Number = Field(default=1.0, description='Weight of this loss in the sum.')
     reduction: Literal['mean', 'sum', 'none'] = Field(default='mean', description='Reduction over the elements.')
@@ -53,7 +52,6 @@ class FFTLossOptions(LossSection):
 class ExpertBalanceLossOptions(LossSection):
     """Balance loss of a per-pixel router (MoEISR): spreads the pixels over the experts."""
 
-    owner = 'ExpertBalanceLoss'
     type: Literal['ExpertBalanceLoss'] = Field(description='moesr_arch.losses.expert_balance_loss.ExpertBalanceLoss.')
     loss_weight: Number = Field(default=1.0, description='Weight of this loss in the sum.')
     target_shares: Optional[List[Number]] = Field(default=None, description="Target share of each expert's pixels "
@@ -81,7 +79,6 @@ def metric_fields():
 class ColorBiasOptions(MetricSection):
     """Colour bias: the largest absolute mean difference of one colour channel, in grey levels (0-255)."""
 
-    owner = 'calculate_color_bias'
     type: Literal['calculate_color_bias'] = Field(description='moesr_arch.metrics.color_bias_metric.')
     crop_border: int = Field(default=0, ge=0, description='Pixels cropped at each border before measuring.')
     input_order: Literal['HWC', 'CHW'] = Field(default='HWC', description='Layout of the images.')
@@ -176,8 +173,9 @@ class MoESRTrainSection(ExpertTrainSection):
 class ValSection(Section):
     """Validation during training, and the metrics of ``basicsr test``."""
 
-    val_freq: Optional[Number] = Field(default=None, description='Validate every this many iterations.')
-    save_img: bool = Field(default=False, description='Save the output images.')
+    val_freq: Optional[Number] = Field(default=None, description='Validate every this many iterations (required '
+                                       'by basicsr train).')
+    save_img: Optional[bool] = Field(default=None, description='Save the output images (required by basicsr train).')
     pbar: bool = Field(default=False, description='Show a progress bar.')
     suffix: Optional[str] = Field(default=None, description='Suffix of saved image names.')
     metrics: Optional[Dict[str, 'Metric']] = Field(default=None, description='Metric name -> metric function '
@@ -212,9 +210,12 @@ class WandbSection(Section):
 class LoggerSection(Section):
     """Logging and checkpoints."""
 
-    print_freq: Number = Field(default=100, description='Log the losses every this many iterations.')
-    save_checkpoint_freq: Number = Field(default=5000, description='Save a checkpoint every this many iterations.')
-    use_tb_logger: bool = Field(default=False, description='Write TensorBoard events.')
+    print_freq: Optional[Number] = Field(default=None, description='Log the losses every this many iterations '
+                                         '(required by basicsr train).')
+    save_checkpoint_freq: Optional[Number] = Field(default=None, description='Save a checkpoint every this many '
+                                                   'iterations (required by basicsr train).')
+    use_tb_logger: Optional[bool] = Field(default=None, description='Write TensorBoard events (required by basicsr '
+                                          'train).')
     wandb: Optional[WandbSection] = Field(default=None, description='Weights & Biases logging.')
 
 
