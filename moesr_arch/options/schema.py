@@ -46,12 +46,12 @@ def from_signature(kind, name, function, base, **kwargs):
     return _signature_sections[key]
 
 
-def catch_all(base, names, tag_field, description):
+def catch_all(name, base, names, tag_field, description):
     """``base`` with ``tag_field`` limited to ``names`` (the registered classes without a schema of their own)."""
     from typing import Literal
     if not names:
         return None
-    return create_model(f'Other{base.__name__}', __base__=base, __module__=base.__module__,
+    return create_model(name, __base__=base, __module__=base.__module__,
                         **{tag_field: (Literal[tuple(names)], Field(description=description))})
 
 
@@ -62,13 +62,11 @@ class Schema:
         import torch
         from basicsr.utils.registry import (ARCH_REGISTRY, DATASET_REGISTRY, LOSS_REGISTRY, METRIC_REGISTRY,
                                             MODEL_REGISTRY)
-        self.names = {}
         arch_arms = {name: networks.DECLARED.get(name) or from_signature(
             'arch', name, ARCH_REGISTRY.get(name), networks.NetworkSection) for name in sorted(ARCH_REGISTRY.keys())}
-        loss_arms = {name: LOSSES.get(name) or from_signature('loss', name, LOSS_REGISTRY.get(name),
-                                                              training.LossSection)
-                     for name in sorted(LOSS_REGISTRY.keys())}
-        metric_arms = {name: METRICS.get(name) or from_signature(
+        loss_arms = {name: training.DECLARED_LOSSES.get(name) or from_signature(
+            'loss', name, LOSS_REGISTRY.get(name), training.LossSection) for name in sorted(LOSS_REGISTRY.keys())}
+        metric_arms = {name: training.DECLARED_METRICS.get(name) or from_signature(
             'metric', name, METRIC_REGISTRY.get(name), training.MetricSection, skip=('img', 'img2', 'img1', 'kwargs'),
             extra_fields=training.metric_fields()) for name in sorted(METRIC_REGISTRY.keys())}
         optimizer_arms = {name: from_signature('optimizer', name, getattr(torch.optim, name),
@@ -78,11 +76,13 @@ class Schema:
                                                skip=('self', 'optimizer'), loose_numbers=True)
                           for name, cls in training.scheduler_classes().items()}
         dataset_names = sorted(DATASET_REGISTRY.keys())
-        other = catch_all(datasets.OtherDatasetOptions, [n for n in dataset_names if n not in datasets.DECLARED],
-                          'type', 'A registered dataset class.')
+        undeclared = [name for name in dataset_names if name not in datasets.DECLARED]
+        other = catch_all('RegisteredDatasetOptions', datasets.OtherDatasetOptions, undeclared, 'type',
+                          'A registered dataset class.')
         dataset_arms = {name: datasets.DECLARED.get(name) or other for name in dataset_names}
         model_names = sorted(MODEL_REGISTRY.keys())
-        other_file = catch_all(models.OptionFile, [n for n in model_names if n not in models.DECLARED], 'model_type',
+        undeclared = [name for name in model_names if name not in models.DECLARED]
+        other_file = catch_all('RegisteredModelOptions', models.OptionFile, undeclared, 'model_type',
                                "A registered model class (BasicSR's SRModel, ...).")
         model_arms = {name: models.DECLARED.get(name) or other_file for name in model_names}
         unions = {
@@ -108,9 +108,6 @@ class Schema:
         self.dataset = TypeAdapter(unions['Dataset'])
         self.gate = TypeAdapter(unions['Gate'])
 
-
-LOSSES = {cls.owner: cls for cls in (training.FFTLossOptions, training.ExpertBalanceLossOptions)}
-METRICS = {cls.owner: cls for cls in (training.ColorBiasOptions, )}
 
 _current = {}
 

@@ -86,6 +86,9 @@ class ColorBiasOptions(MetricSection):
                                                'better (write lower for this metric).')
 
 
+# type -> schema of the plugin's losses and metrics (others come from their signatures)
+DECLARED_LOSSES = {cls.owner: cls for cls in (FFTLossOptions, ExpertBalanceLossOptions)}
+DECLARED_METRICS = {cls.owner: cls for cls in (ColorBiasOptions, )}
 OPTIMIZERS = ('Adam', 'AdamW', 'Adamax', 'SGD', 'ASGD', 'RMSprop', 'Rprop')
 
 
