@@ -74,7 +74,7 @@ class Section(BaseModel):
             if key in cls.model_fields:
                 continue
             if key in cls.refused:
-                raise problem(cls.refused[key], key=str(key))
+                raise problem(cls.refused[key])
             if not cls.accepts_extra(key):
                 known = [name for name in cls.model_fields if name not in ('type', 'model_type')]
                 raise PydanticCustomError('unknown_key', 'unknown key {key}', {

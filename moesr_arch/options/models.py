@@ -82,9 +82,11 @@ class OptionFile(Section):
         """``find_unused_parameters: false`` where the model's training leaves parameters without gradients
         would stop distributed training at the first such iteration: refuse it at start."""
         from basicsr.utils.registry import MODEL_REGISTRY
+        if self.find_unused_parameters is not False:
+            return
         reason_of = getattr(MODEL_REGISTRY.get(self.model_type), 'unused_parameters', None)
         reason = reason_of(self.model_dump(include={'train'})) if reason_of is not None else None
-        if reason and self.find_unused_parameters is False:
+        if reason:
             raise problem(f'@find_unused_parameters is false, but {reason}: distributed training would stop at '
                           'the first such iteration; set it to true or leave it out')
 
