@@ -14,9 +14,10 @@ Public functions: :func:`load_options`, :func:`validate_options`, :func:`check_n
 """
 from moesr_arch.options.core import OptionError
 from moesr_arch.options.datasets import TRAIN_SET_KEYS
+from moesr_arch.options.training import OPTIMIZERS
 
-__all__ = ['OptionError', 'load_options', 'validate_options', 'check_network', 'check_dataset', 'validate_gate',
-           'apply_force_yml', 'resolve_derived_options', 'json_schema']
+__all__ = ['OptionError', 'OPTIMIZERS', 'load_options', 'validate_options', 'check_network', 'check_dataset',
+           'validate_gate', 'apply_force_yml', 'resolve_derived_options', 'json_schema']
 
 
 def validate_options(opt, source, is_train=True, check_paths=True):

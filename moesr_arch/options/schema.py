@@ -158,8 +158,8 @@ def expected(error):
     bounds = {'greater_than_equal': 'at least {ge}', 'greater_than': 'greater than {gt}',
               'less_than_equal': 'at most {le}', 'less_than': 'less than {lt}',
               'too_short': 'at least {min_length} item(s) long', 'too_long': 'at most {max_length} item(s) long'}
-    if kind in bounds:
-        return bounds[kind].format(**ctx)
+    if kind in bounds:  # 0, not 0.0, for a bound of a float key
+        return bounds[kind].format(**{k: f'{v:g}' if isinstance(v, float) else v for k, v in ctx.items()})
     return error['msg'][0].lower() + error['msg'][1:]
 
 

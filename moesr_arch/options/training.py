@@ -132,8 +132,10 @@ def losses_by_pattern(schema):
 class ExpertTrainSection(TrainSection):
     """Training of the package's models (ExpertSRModel and its subclasses)."""
 
-    grad_clip_norm: Optional[Number] = Field(default=None, gt=0, description='Clip the gradient norm to this '
-                                             "value (VDSR's recipe); none: no clipping.")
+    grad_clip_norm: Optional[Number] = Field(default=None, gt=0, description='Clip the norm of all gradients '
+                                             'together to this value; none: no clipping.')
+    grad_clip_value_over_lr: Optional[Number] = Field(default=None, gt=0, description="VDSR's adjustable "
+                                                      'clipping theta: each gradient element into +-theta/lr.')
 
 
 STAGES = ('generalist', 'experts', 'joint')
