@@ -27,9 +27,10 @@ setup(
         'tqdm',
         'psutil',
         'tensorboard',
+        'pydantic>=2',       # the option schema (moesr_arch/options/)
     ],
     extras_require={
-        'test': ['pytest', 'pytest-timeout', 'spandrel', 'onnx', 'onnxruntime', 'safetensors'],
+        'test': ['pytest', 'pytest-timeout', 'spandrel', 'onnx', 'onnxruntime', 'safetensors', 'jsonschema'],
         'export': ['onnx', 'onnxruntime', 'safetensors'],
     },
     entry_points={'console_scripts': ['basicsr=moesr_arch.cli:main', 'moesr=moesr_arch.cli:main']},

@@ -21,6 +21,7 @@ TOOLS = {
     'prepare': 'moesr_arch.tools.prepare',
     'infer': 'moesr_arch.tools.infer',
     'export': 'moesr_arch.tools.export',
+    'schema': 'moesr_arch.tools.schema',
 }
 
 

@@ -50,7 +50,7 @@ from basicsr.utils import (AvgTimer, MessageLogger, check_resume, get_env_info, 
 from basicsr.utils import options as basicsr_options
 
 from moesr_arch.data.loader_check import build_dataloader
-from moesr_arch.options import OptionError, apply_force_yml, load_options, validate_options
+from moesr_arch.options import OptionError, apply_force_yml, load_options, resolve_derived_options, validate_options
 from moesr_arch.utils.atomic import remove_stale_temporaries
 
 # ------------------------------------------------------------------------------------------------
@@ -129,6 +129,8 @@ def parse_options(root_path, argv, is_train=True):
             opt, basicsr_args = basicsr_options.parse_options(root_path, is_train)
     finally:
         sys.argv = saved_argv
+    # BasicSR re-reads the file: derived keys (network_g.categories_file -> categories) are resolved here.
+    resolve_derived_options(opt, args.opt)
     basicsr_args.launcher = args.launcher
     if args.launcher == 'pytorch':
         opt['dist'] = True

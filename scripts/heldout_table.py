@@ -67,9 +67,9 @@ def load_model(option_file, weights):
     import torch
     from basicsr.archs import build_network
 
-    from moesr_arch.options import load_options
+    from moesr_arch.options import load_options, resolve_derived_options
     from moesr_arch.utils.checkpoint import load_weights
-    opt = load_options(option_file)
+    opt = resolve_derived_options(load_options(option_file), option_file)
     path_opt = opt.get('path') or {}
     weights = weights or path_opt.get('pretrain_network_g')
     if not weights and opt.get('name'):

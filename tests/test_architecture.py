@@ -7,17 +7,8 @@ ARCHS = ROOT / 'moesr_arch' / 'archs'
 # Layers an arch must not reach into: they sit above the archs (or beside them, with file and option logic).
 FORBIDDEN = ('moesr_arch.gating', 'moesr_arch.data', 'moesr_arch.tools', 'moesr_arch.cli', 'moesr_arch.models',
              'moesr_arch.options', 'moesr_arch.inference', 'moesr_arch.train', 'moesr_arch.test',
-             'moesr_arch.basicsr_patches')
+             'moesr_arch.pipeline')
 
-# Imports that the options engineer's branch removes (validate_options moves to the options layer, and
-# categories_file is resolved there). DELETE THIS ALLOWANCE WHEN THAT BRANCH IS MERGED.
-PENDING_OPTIONS_WORK = {
-    ('bicubic_residual_arch.py', 'moesr_arch.options'),
-    ('moeisr_arch.py', 'moesr_arch.options'),
-    ('moesr_arch.py', 'moesr_arch.options'),
-    ('moesr_arch.py', 'moesr_arch.data.categories'),
-    ('seemore_arch.py', 'moesr_arch.options'),
-}
 
 
 def imported_modules(tree):
@@ -43,11 +34,8 @@ def forbidden_imports(path):
 def test_archs_import_nothing_from_the_layers_above():
     found = {(path.name, module): line
              for path in sorted(ARCHS.glob('*.py')) for line, module in forbidden_imports(path)}
-    unexpected = {key: line for key, line in found.items() if key not in PENDING_OPTIONS_WORK}
-    assert not unexpected, '\n'.join(f'moesr_arch/archs/{name}:{line} imports {module}'
-                                     for (name, module), line in sorted(unexpected.items()))
-    # The allowance shrinks as the work lands: an entry that no longer matches must be deleted.
-    assert set(found) >= PENDING_OPTIONS_WORK, sorted(PENDING_OPTIONS_WORK - set(found))
+    assert not found, '\n'.join(f'moesr_arch/archs/{name}:{line} imports {module}'
+                                 for (name, module), line in sorted(found.items()))
 
 
 def test_the_import_check_sees_imports_inside_functions(tmp_path):

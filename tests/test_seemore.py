@@ -11,7 +11,7 @@ from conftest import ROOT, run_cli, tb_scalars, write_options
 from moesr_arch.archs.seemore_arch import SEEMORE_PRESETS, SeemoRe
 from moesr_arch.pipeline import validate_argv_options
 from moesr_arch.losses.fft_loss import FFTLoss
-from moesr_arch.options import OptionError
+from moesr_arch.options import OptionError, check_network
 from moesr_arch.utils.macs import count_macs
 
 
@@ -188,10 +188,22 @@ def test_variant_presets_and_overrides():
     assert [e.rank for e in custom.body[0].local_block.block.moe_layer.experts] == [2, 3, 4, 5]
     with pytest.raises(ValueError, match='variant'):
         SeemoRe(variant='XL')
-    with pytest.raises(OptionError, match='lr_space'):
+    with pytest.raises(ValueError, match='lr_space'):
         SeemoRe(lr_space='cubic')
-    with pytest.raises(OptionError, match='topk'):
+    with pytest.raises(ValueError, match='topk'):
         SeemoRe(topk=4)
+
+
+@pytest.mark.parametrize('options, message', [
+    ({'lr_space': 'cubic'}, "x.yml: network_g.lr_space must be one of 'linear', 'exp' or 'double', got 'cubic'"),
+    ({'topk': 4}, r'x.yml: network_g.topk \(4\) must not exceed num_experts \(3\)'),  # num_experts from the preset
+    ({'variant': 'B', 'num_experts': 2, 'topk': 3}, r'network_g.topk \(3\) must not exceed num_experts \(2\)'),
+    ({'num_layers': 0}, 'x.yml: network_g.num_layers must be at least 1, got 0'),
+    ({'use_shuffle': 'yes'}, "x.yml: network_g.use_shuffle must be true or false, got 'yes'"),
+])
+def test_option_files_are_checked_before_the_network_is_built(options, message):
+    with pytest.raises(OptionError, match=message):
+        check_network({'type': 'SeemoRe', **options}, 'network_g', 'x.yml')
 
 
 def test_routing_statistics_count_inference_only():

@@ -32,11 +32,6 @@ class BicubicResidual(nn.Module):
         self.network = build_network(dict(network))
         self.gain = nn.Parameter(torch.tensor(float(initial_gain)))
 
-    @staticmethod
-    def validate_options(kwargs, where, source):
-        from moesr_arch.options import check_network
-        check_network(kwargs.get('network'), f'{where}.network', source)
-
     # Routing statistics of a wrapped mixture (SeemoRe's rank experts) stay visible in validation logs.
     def routing_statistics(self):
         inner = getattr(self.network, 'routing_statistics', None)

@@ -188,14 +188,6 @@ class MoEISR(nn.Module):
         else:  # a single decoder: plain LIIF, nothing to route
             self.mapper_conv_macs = self.mapper_pixel_macs = 0
 
-    @classmethod
-    def validate_options(cls, kwargs, where, source):
-        """Option check of ``network_g``: a nested ``encoder`` must be a registered arch with its arguments."""
-        encoder = kwargs.get('encoder')
-        if encoder is not None:
-            from moesr_arch.options import check_network
-            check_network(encoder, f'{where}.encoder', source)
-
     # ------------------------------------------------------------------------------------------------
     # Encoding and decoding.
 

@@ -29,9 +29,9 @@ class MoESRNet(nn.Module):
     Args:
         experts (dict): Expert name -> network options (``{type: <registered arch>, ...}``), one per
             category plus ``background`` (required). Every expert must upscale by the same factor.
-        categories (list[str]): Category names in gate channel order. Default: [] (read
-            ``categories_file``; without either, the expert names in option order, background excluded).
-        categories_file (str): YAML categories file (``id: name``). Default: '' (none).
+        categories (list[str]): Category names in gate channel order. Default: [] (the expert names in
+            option order, background excluded). An option file may name a ``categories_file`` instead: the
+            options layer reads it into ``categories`` (:func:`moesr_arch.options.resolve_derived_options`).
         expert_weights (dict): Expert name -> checkpoint path (BasicSR format) loaded at build.
             Default: None.
         param_key (str): Key of the weights inside those checkpoints ('params' or 'params_ema'); a
@@ -50,12 +50,11 @@ class MoESRNet(nn.Module):
         probe_size (int): Side of the LR probe used to measure each expert's scale at build. Default: 16.
     """
 
-    def __init__(self, experts=None, categories=(), categories_file='', expert_weights=None, param_key='params',
-                 scale=0, dilation=4, feather=8, sparse=True, crop_margin=16, tile_size=0, max_batch=8,
-                 probe_size=16):
+    def __init__(self, experts=None, categories=(), expert_weights=None, param_key='params', scale=0, dilation=4,
+                 feather=8, sparse=True, crop_margin=16, tile_size=0, max_batch=8, probe_size=16):
         super().__init__()
         experts = dict(experts or {})
-        self.categories = resolve_categories(experts, list(categories), categories_file)
+        self.categories = resolve_categories(experts, list(categories))
         self.names = self.categories + [BACKGROUND]
         self.experts = nn.ModuleDict(OrderedDict((name, build_expert(name, experts[name])) for name in self.names))
         for name, path in (expert_weights or {}).items():
@@ -67,33 +66,6 @@ class MoESRNet(nn.Module):
         self.sparse, self.crop_margin, self.tile_size = bool(sparse), int(crop_margin), int(tile_size)
         self.max_batch = int(max_batch)
         self.reset_routing_statistics()
-
-    @staticmethod
-    def validate_options(kwargs, where, source):
-        """Option-file checks before any work: experts, their own options, weight files."""
-        from moesr_arch.options import OptionError, check_network, checking_paths, require_path
-        experts = kwargs.get('experts')
-        if not isinstance(experts, dict) or not experts:
-            raise OptionError(f'{source}: {where}.experts must map expert names to network options')
-        if BACKGROUND not in experts:
-            raise OptionError(f'{source}: {where}.experts needs a {BACKGROUND!r} expert (it answers wherever '
-                              f'no category is found); got {", ".join(map(str, experts))}')
-        for name, value in experts.items():
-            check_network(value, f'{where}.experts.{name}', source)
-        for name, path in (kwargs.get('expert_weights') or {}).items():
-            if name not in experts:
-                raise OptionError(f'{source}: {where}.expert_weights.{name}: no such expert; experts: '
-                                  f'{", ".join(map(str, experts))}')
-            require_path(path, f'{where}.expert_weights.{name}', source, 'file')
-        categories_file = kwargs.get('categories_file')
-        if categories_file:
-            require_path(categories_file, f'{where}.categories_file', source, 'file')
-            if not checking_paths():
-                return  # the expert names are checked against the file once it exists
-        try:
-            resolve_categories(experts, list(kwargs.get('categories') or ()), categories_file or '')
-        except ValueError as error:
-            raise OptionError(f'{source}: {where}: {error}') from None
 
     # ------------------------------------------------------------------------------------------
     def forward(self, lq, weights=None, expert=None):
@@ -193,14 +165,10 @@ class MoESRNet(nn.Module):
         return {name: float(value) / total for name, value in zip(self.names, self._weight_sums)}
 
 
-def resolve_categories(experts, categories, categories_file):
-    """Category names in gate order, checked against the experts (clear errors for every mismatch)."""
-    if categories_file:
-        from moesr_arch.data.categories import load_categories
-        from_file = load_categories(categories_file)
-        if categories and list(categories) != list(from_file):
-            raise ValueError(f'categories {categories} differ from {categories_file}: {from_file}')
-        categories = from_file
+def resolve_categories(experts, categories, source='the categories'):
+    """Category names in gate order, checked against the experts (clear errors for every mismatch).
+
+    ``source`` names where the categories come from in the messages (e.g. the categories file)."""
     if not categories:
         categories = [name for name in experts if name != BACKGROUND]
     if BACKGROUND not in experts:
@@ -209,7 +177,6 @@ def resolve_categories(experts, categories, categories_file):
         raise ValueError(f'{BACKGROUND!r} is the implicit last gate channel, not a category; categories: {categories}')
     missing = [name for name in categories if name not in experts]
     unknown = [name for name in experts if name != BACKGROUND and name not in categories]
-    source = categories_file or 'the categories'
     if missing:
         raise ValueError(f'no expert for categor{"y" if len(missing) == 1 else "ies"} {", ".join(missing)} of '
                          f'{source} ({", ".join(categories)}); add experts named so')

@@ -17,8 +17,6 @@ import torch.nn.functional as F
 from basicsr.utils.registry import ARCH_REGISTRY
 from torch import nn
 
-from moesr_arch.options import OptionError
-
 # Official hyper-parameters of the released models (the test option files of the official code).
 SEEMORE_PRESETS = {
     'T': dict(embedding_dim=36, num_layers=6, num_experts=3, lr_space='exp', topk=1, recursive=2,
@@ -35,9 +33,6 @@ EXPERT_RANKS = {
     'exp': lambda i: 2**(i + 1),
     'double': lambda i: 2 * i + 2,
 }
-
-_ARG_TYPES = {'scale': int, 'in_chans': int, 'num_experts': int, 'num_layers': int, 'embedding_dim': int,
-              'use_shuffle': bool, 'global_kernel_size': int, 'recursive': int, 'topk': int}
 
 RGB_MEAN = (0.4488, 0.4371, 0.4040)  # DIV2K mean, as in the official code
 
@@ -295,7 +290,10 @@ class SeemoRe(nn.Module):
                         lr_space=lr_space, topk=topk)
         config = dict(self.preset(variant))
         config.update({name: value for name, value in explicit.items() if value is not None})
-        self.validate_options(dict(scale=scale, in_chans=in_chans, **config), 'network_g', 'SeemoRe')
+        if config['lr_space'] not in EXPERT_RANKS:
+            raise ValueError(f'SeemoRe lr_space must be one of {", ".join(EXPERT_RANKS)}, got {config["lr_space"]!r}')
+        if config['topk'] > config['num_experts']:
+            raise ValueError(f'SeemoRe topk ({config["topk"]}) must not exceed num_experts ({config["num_experts"]})')
         self.config = dict(scale=scale, in_chans=in_chans, img_range=img_range, **config)
         self.scale = scale
         self.img_range = img_range
@@ -318,27 +316,6 @@ class SeemoRe(nn.Module):
         if variant not in SEEMORE_PRESETS:
             raise ValueError(f'SeemoRe variant must be one of {", ".join(SEEMORE_PRESETS)}, got {variant!r}')
         return SEEMORE_PRESETS[variant]
-
-    @staticmethod
-    def validate_options(kwargs, where, source):
-        """Option-file check of the arguments whose default is ``None`` (so the generic check skips them)."""
-        if 'variant' in kwargs and kwargs['variant'] not in SEEMORE_PRESETS:
-            raise OptionError(f'{source}: {where}.variant must be one of {", ".join(SEEMORE_PRESETS)}, '
-                              f'got {kwargs["variant"]!r}')
-        for name, kind in _ARG_TYPES.items():
-            value = kwargs.get(name)
-            if value is None:
-                continue
-            if kind is int and (isinstance(value, bool) or not isinstance(value, int) or value < 1):
-                raise OptionError(f'{source}: {where}.{name} must be a positive integer, got {value!r}')
-            if kind is bool and not isinstance(value, bool):
-                raise OptionError(f'{source}: {where}.{name} must be true or false, got {value!r}')
-        lr_space = kwargs.get('lr_space')
-        if lr_space is not None and lr_space not in EXPERT_RANKS:
-            raise OptionError(f'{source}: {where}.lr_space must be one of {", ".join(EXPERT_RANKS)}, got {lr_space!r}')
-        experts, topk = kwargs.get('num_experts'), kwargs.get('topk')
-        if isinstance(experts, int) and isinstance(topk, int) and topk > experts:
-            raise OptionError(f'{source}: {where}.topk ({topk}) must not exceed num_experts ({experts})')
 
     def forward(self, x):
         if not self.training and x.device.type == 'cpu' and x.shape[0] > 1 and not torch.jit.is_tracing():

@@ -9,11 +9,9 @@ Ids must be the integers ``0..K-1`` (in any order in the file) and names must be
 position of a name in the returned list is its id. Everything unlabelled is background, which gets
 index ``K`` in category maps and gate weights.
 """
-import os
-
 import yaml
 
-from moesr_arch.utils.yaml_keys import unique_keys_loader
+from moesr_arch.utils.yaml_keys import load_yaml_file
 
 
 class CategoriesError(ValueError):
@@ -47,12 +45,4 @@ def parse_categories(mapping, source):
 
 def load_categories(path):
     """Read the categories file ``path``; return the category names, index = class id."""
-    path = os.fspath(path)
-    if not os.path.isfile(path):
-        raise CategoriesError(f'categories file not found: {path}')
-    with open(path, encoding='utf-8') as f:
-        try:
-            mapping = yaml.load(f, Loader=unique_keys_loader(yaml.SafeLoader, path, CategoriesError))
-        except yaml.YAMLError as error:
-            raise CategoriesError(f'{path}: not valid YAML: {error}') from error
-    return parse_categories(mapping, path)
+    return parse_categories(load_yaml_file(path, yaml.SafeLoader, CategoriesError, 'categories file'), str(path))

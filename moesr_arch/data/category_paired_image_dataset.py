@@ -1,7 +1,6 @@
 import json
 import os
 import random
-from typing import List, Optional, Union
 
 import numpy as np
 import torch
@@ -12,7 +11,6 @@ from moesr_arch.data.categories import load_categories
 from moesr_arch.data.category_labels import (LabelError, categories_present, parse_label_text, read_labels,
                                              rasterize_category_map)
 from moesr_arch.data.paired_image_dataset import CheckedPairedImageDataset
-from moesr_arch.options import PAIRED_IMAGE_OPTIONS, section
 
 LMDB_LABELS_FILE = 'labels.json'
 
@@ -88,15 +86,6 @@ class CategoryPairedImageDataset(CheckedPairedImageDataset):
     (0..K-1 categories, K background), ``categories`` float [K] (multi-hot of the categories present in
     the returned sample), ``lq_path``, ``gt_path``.
     """
-
-    OPTIONS = section({**PAIRED_IMAGE_OPTIONS,
-                       'categories_file': str,
-                       'dataroot_labels': Optional[str],
-                       'labels_required': bool,
-                       'category_filter': Optional[Union[str, List[str]]],
-                       'balanced_sampling': bool,
-                       'focus_crops': bool},
-                      required=('dataroot_gt', 'dataroot_lq', 'io_backend', 'categories_file'))
 
     def __init__(self, opt):
         super().__init__(opt)

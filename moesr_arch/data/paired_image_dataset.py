@@ -7,7 +7,6 @@ from basicsr.utils.registry import DATASET_REGISTRY
 from torch.utils import data
 
 from moesr_arch.data.lmdb_util import paired_paths_from_lmdb
-from moesr_arch.options import PAIRED_IMAGE_OPTIONS, section
 from moesr_arch.utils.image_io import IMAGE_EXTENSIONS, decode_image, list_images
 
 def image_names(folder):
@@ -73,8 +72,6 @@ class CheckedPairedImageDataset(data.Dataset):
     meta_info_file, filename_tmpl ('{}'), gt_size (train crop, HR pixels), use_hflip, use_rot.
     Returns ``lq``, ``gt`` (RGB CHW float in [0, 1]), ``lq_path``, ``gt_path``.
     """
-
-    OPTIONS = section(PAIRED_IMAGE_OPTIONS, required=('dataroot_gt', 'dataroot_lq', 'io_backend'))
 
     def __init__(self, opt):
         super().__init__()

@@ -1,7 +1,6 @@
 import math
 import os
 import random
-from typing import Optional
 
 import numpy as np
 import torch
@@ -12,7 +11,6 @@ from PIL import Image
 from torch.utils import data
 
 from moesr_arch.archs.moeisr_arch import make_coord
-from moesr_arch.options import IO_BACKEND, Number, section
 from moesr_arch.utils.image_io import decode_image, list_images
 
 
@@ -90,18 +88,6 @@ class RandomScaleSRDataset(data.Dataset):
     Options: dataroot_gt (folder or .lmdb), io_backend {type: disk|lmdb}, meta_info_file, lq_size (48),
     scale_min (1), scale_max (4), sample_q (2304), use_hflip (true), use_rot (true), scale (val/test).
     """
-
-    OPTIONS = section({
-        'dataroot_gt': str,
-        'meta_info_file': Optional[str],
-        'io_backend': IO_BACKEND,
-        'lq_size': int,
-        'scale_min': Number,
-        'scale_max': Number,
-        'sample_q': int,
-        'use_hflip': bool,
-        'use_rot': bool,
-    }, required=('dataroot_gt', 'io_backend'))
 
     def __init__(self, opt):
         super().__init__()

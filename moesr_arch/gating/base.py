@@ -3,7 +3,7 @@ import importlib
 
 import torch
 
-from moesr_arch.options import OptionError, check, require_path, section
+from moesr_arch.options import OptionError, validate_gate
 
 # type -> module defining a Gate subclass of that name (imported only when used)
 GATE_TYPES = {
@@ -19,11 +19,9 @@ class GateError(ValueError):
 class Gate:
     """Per-pixel expert weights for an LR image.
 
-    Subclasses define ``OPTIONS`` (a spec for :func:`moesr_arch.options.check`, without ``type``) and
-    :meth:`weights`. ``categories`` lists the category names in id order; background is implicit and last.
+    Subclasses define :meth:`weights` (their options are declared in :mod:`moesr_arch.options.gates`).
+    ``categories`` lists the category names in id order; background is implicit and last.
     """
-
-    OPTIONS = section({})
 
     def __init__(self, categories):
         self.categories = list(categories)
@@ -59,18 +57,9 @@ def gate_class(name, where='type', source='gate options'):
 
 
 def validate_gate_options(opt, where='gate', source='gate options'):
-    """Check a gate option dict (unknown keys, types, required keys) without building the gate."""
-    if not isinstance(opt, dict) or 'type' not in opt:
-        raise OptionError(f'{source}: {where} must be a mapping with a type ({", ".join(GATE_TYPES)}), got {opt!r}')
-    cls = gate_class(opt['type'], f'{where}.type' if where else 'type', source)
-    spec = section({'type': str, **cls.OPTIONS}, required=getattr(cls.OPTIONS, 'required', ()))
-    check(dict(opt), spec, where, source)
-    if not (('categories_file' in opt) ^ ('categories' in opt)):
-        raise OptionError(f'{source}: {where}: give exactly one of categories_file and categories')
-    for key in ('categories_file', 'weights'):  # fail before any work, naming the key
-        if isinstance(opt.get(key), str):
-            require_path(opt[key], f'{where + "." if where else ""}{key}', source, 'file')
-    return cls
+    """Check a gate option dict (unknown keys, types, files) without building the gate; returns its class."""
+    validate_gate(opt, where, source)
+    return gate_class(opt['type'], f'{where}.type' if where else 'type', source)
 
 
 def build_gate(opt, source='gate options'):

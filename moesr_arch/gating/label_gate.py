@@ -1,11 +1,8 @@
 """LabelGate: the dataset's own category map as one-hot weights (teacher forcing, test-time upper bound)."""
-from typing import List
-
 import torch
 import torch.nn.functional as F
 
 from moesr_arch.gating.base import Gate, GateError
-from moesr_arch.options import section
 
 
 class LabelGate(Gate):
@@ -14,8 +11,6 @@ class LabelGate(Gate):
     Args:
         categories (list[str]): category names in id order (from ``categories_file`` or ``categories``).
     """
-
-    OPTIONS = section({'categories_file': str, 'categories': List[str]})
 
     def weights(self, lq, data):
         if not data or 'category_map' not in data:

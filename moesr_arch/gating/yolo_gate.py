@@ -9,14 +9,13 @@ import os
 import shutil
 import tempfile
 from pathlib import Path
-from typing import Dict, List, Literal, Optional, Union
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 
 from moesr_arch.gating.base import Gate, combine_detections
-from moesr_arch.options import Number, OptionError, section
+from moesr_arch.options import OptionError
 from moesr_arch.utils.image_io import to_uint8
 
 # Detector class id -> candidate category names, first one present in the categories file wins.
@@ -146,21 +145,6 @@ class YOLOGate(Gate):
         max_det (int): at most this many detections per image. Default 300.
         device (str | None): device for the detector; default: the device of the LR batch.
     """
-
-    OPTIONS = section({
-        'categories_file': str,
-        'categories': List[str],
-        'weights': Optional[str],
-        'model': Optional[str],
-        'class_map': Union[str, Dict[str, str]],
-        'conf': Number,
-        'iou': Number,
-        'min_area': Number,
-        'imgsz': Union[int, List[int]],
-        'mode': Literal['auto', 'masks', 'boxes'],
-        'max_det': int,
-        'device': Optional[str],
-    })
 
     def __init__(self, categories, weights=None, model=None, class_map='auto', conf=0.25, iou=0.7, min_area=0.0,
                  imgsz=640, mode='auto', max_det=300, device=None):

@@ -14,12 +14,13 @@ def build_from_options(opt_path, model_path=None, require_weights=True):
     """
     from basicsr.archs import build_network
 
-    from moesr_arch.options import OptionError, check_network, load_options
+    from moesr_arch.options import OptionError, check_network, load_options, resolve_derived_options
     opt = load_options(opt_path)
     if not isinstance(opt, dict) or 'network_g' not in opt:
         raise InferenceError(f'{opt_path}: needs a network_g section naming the network')
     try:
         check_network(opt['network_g'], 'network_g', opt_path)
+        resolve_derived_options(opt, opt_path)
     except OptionError as error:
         raise InferenceError(str(error)) from None
     path_opt = opt.get('path') or {}

@@ -1,6 +1,5 @@
 import random
 from collections import OrderedDict
-from typing import Optional
 
 import numpy as np
 import torch
@@ -11,17 +10,10 @@ from basicsr.utils.dist_util import master_only
 from basicsr.utils.registry import MODEL_REGISTRY
 from torch.nn.parallel import DistributedDataParallel
 
-from moesr_arch.options import OPTIMIZERS, Checker, OptionError, check
+from moesr_arch.options import OPTIMIZERS
 from moesr_arch.utils.atomic import atomic_torch_save
 from moesr_arch.utils.checkpoint import strip_module_prefix
 from moesr_arch.utils.ensemble import self_ensemble
-
-
-def positive_number(value, where, source):
-    """Option check: ``value`` is a number above zero (or null)."""
-    check(value, Optional[float], where, source)
-    if value is not None and value <= 0:
-        raise OptionError(f'{source}: {where} must be above zero, got {value!r}')
 
 
 @MODEL_REGISTRY.register()
@@ -47,25 +39,13 @@ class ExpertSRModel(SRModel):
       have the counts of each validation logged to the log file and TensorBoard.
     """
 
-    TRAIN_OPTIONS = {
-        'grad_clip_norm': Optional[float],
-        'grad_clip_value_over_lr': Checker(positive_number),  # VDSR's theta: elements clipped to theta / lr
-    }
-
     @staticmethod
     def unused_parameters(opt):
         """Why some parameters get no gradient in some iterations of this training (None: they all do).
 
-        DDP waits for every parameter's gradient unless told otherwise (``find_unused_parameters``)."""
+        DDP waits for every parameter's gradient unless told otherwise (``find_unused_parameters``); the
+        option schema refuses ``find_unused_parameters: false`` where this gives a reason."""
         return None
-
-    @classmethod
-    def check_ddp_options(cls, opt, source):
-        """Fail at start when ``find_unused_parameters: false`` contradicts :meth:`unused_parameters`."""
-        reason = cls.unused_parameters(opt)
-        if reason and opt.get('find_unused_parameters') is False:
-            raise OptionError(f'{source}: find_unused_parameters is false, but {reason}: distributed training '
-                              'would stop at the first such iteration; set it to true or leave it out')
 
     def __init__(self, opt):
         reason = self.unused_parameters(opt) if opt.get('is_train') else None

@@ -10,7 +10,6 @@ from moesr_arch.archs.moeisr_arch import describe_flops
 from moesr_arch.losses.expert_balance_loss import ExpertBalanceLoss
 from moesr_arch.inference.maps import depth_names, expert_map_picture
 from moesr_arch.models.expert_sr_model import ExpertSRModel, log_routing_statistics
-from moesr_arch.options import OptionError
 
 
 @MODEL_REGISTRY.register()
@@ -26,22 +25,6 @@ class MoEISRModel(ExpertSRModel):
     LIIF baseline), and with ``save_img`` an expert map (``*_experts.png``) is saved beside the SR image
     unless ``val.expert_maps`` is false.
     """
-
-    VAL_OPTIONS = {'expert_maps': bool}
-
-    @staticmethod
-    def validate_options(opt, source, is_train):
-        top_scale = opt.get('scale')
-        for key, dataset in (opt.get('datasets') or {}).items():
-            if str(key).startswith('train'):
-                continue
-            own = dataset.get('scale')
-            if own is None and top_scale is None:
-                raise OptionError(f'{source}: datasets.{key}.scale is required (the scale this set is decoded at)')
-            if own is not None and top_scale is not None and own != top_scale:
-                raise OptionError(f'{source}: datasets.{key}.scale is {own} but the top-level scale {top_scale} '
-                                  'overrides it (BasicSR copies it into every dataset); remove the top-level scale '
-                                  'to validate at several scales')
 
     def feed_data(self, data):
         super().feed_data(data)

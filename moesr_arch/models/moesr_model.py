@@ -1,6 +1,5 @@
 import os.path as osp
 from collections import OrderedDict
-from typing import Literal, Optional
 
 import numpy as np
 import torch
@@ -15,29 +14,12 @@ from moesr_arch.inference.device import synchronized_clock
 from moesr_arch.inference.gated import run_gated
 from moesr_arch.inference.maps import gate_overlay
 from moesr_arch.models.expert_sr_model import ExpertSRModel, log_routing_statistics
-from moesr_arch.options import Checker, OptionError, check, check_network, checking_paths, section
 from moesr_arch.utils.atomic import atomic_write_text
 from moesr_arch.utils.region_metrics import masked_psnr, masked_ssim
 from moesr_arch.utils.specialisation import SpecialisationMatrix, bicubic_upscale
 
-STAGES = ('generalist', 'experts', 'joint')
 SHORT_NAMES = {'psnr': 'PSNR', 'ssim': 'SSIM', 'color_bias': 'BIAS'}  # table headers
 BACKGROUND = 'background'
-
-
-def check_gate(value, where, source):
-    from moesr_arch.gating import validate_gate_options
-    validate_gate_options(value, where, source)
-
-
-def check_stages(value, where, source):
-    if not isinstance(value, list) or not value:
-        raise OptionError(f'{source}: {where} must be a list of {{stage, iters}}, got {value!r}')
-    for index, entry in enumerate(value):
-        check(entry, STAGE_ENTRY, f'{where}[{index}]', source)
-
-
-STAGE_ENTRY = section({'stage': Literal[STAGES], 'iters': int}, required=('stage', 'iters'))
 
 
 @MODEL_REGISTRY.register()
@@ -85,49 +67,6 @@ class MoESRModel(ExpertSRModel):
     (default 0) weighs the pixels outside an expert's own category in its loss: 0 trains each expert on
     its pixels alone, 1 on the whole crop like the single network.
     """
-
-    TOP_OPTIONS = {'gate': Checker(check_gate), 'network_ref': Checker(check_network)}
-    PATH_OPTIONS = {'pretrain_network_ref': Optional[str], 'param_key_ref': str, 'strict_load_ref': bool}
-    TRAIN_OPTIONS = {
-        **ExpertSRModel.TRAIN_OPTIONS,
-        'stage': Literal[STAGES],
-        'stages': Checker(check_stages),
-        'init_experts': bool,
-        'background_in_experts': bool,
-        'other_pixels_weight': float,
-    }
-    VAL_OPTIONS = {'region_metrics': bool, 'save_overlay': bool, 'save_background': bool, 'specialisation': bool}
-
-    @staticmethod
-    def validate_options(opt, source, is_train):
-        if opt['network_g'].get('type') != 'MoESRNet':
-            raise OptionError(f'{source}: network_g.type must be MoESRNet for MoESRModel, got '
-                              f'{opt["network_g"].get("type")!r}')
-        if opt.get('val', {}).get('self_ensemble'):
-            raise OptionError(f'{source}: val.self_ensemble is not supported by MoESRModel (the gate would see '
-                              'flipped images); set it to false')
-        gate = opt.get('gate')
-        if gate and checking_paths():  # the categories files are read only where they exist
-            from moesr_arch.archs.moesr_arch import resolve_categories
-            from moesr_arch.data.categories import load_categories
-            net = opt['network_g']
-            expected = resolve_categories(net['experts'], list(net.get('categories') or ()),
-                                          net.get('categories_file') or '')
-            found = load_categories(gate['categories_file']) if 'categories_file' in gate else list(gate['categories'])
-            if found != expected:
-                raise OptionError(f'{source}: gate categories {found} differ from the network experts {expected} '
-                                  '(same names in the same id order are needed)')
-        if not is_train:
-            return
-        train = opt['train']
-        if ('stage' in train) == ('stages' in train):
-            raise OptionError(f'{source}: give exactly one of train.stage ({", ".join(STAGES)}) and train.stages '
-                              '(a list of {stage, iters})')
-        if 'stages' in train:
-            total = sum(entry['iters'] for entry in train['stages'])
-            if total != train['total_iter']:
-                raise OptionError(f'{source}: train.stages add up to {total} iterations but train.total_iter is '
-                                  f'{train["total_iter"]}')
 
     @staticmethod
     def unused_parameters(opt):

@@ -3,6 +3,8 @@
 PyYAML keeps the last of two equal keys without a word: ``num_gpu: 1`` then ``num_gpu: 0`` in one
 section trains on the CPU, and a categories file with ``1: cat`` and ``1: vehicle`` loses ``cat``.
 """
+import os
+
 import yaml
 
 MAPPING_TAG = yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG
@@ -33,3 +35,16 @@ def unique_keys_loader(base, source, error_class=ValueError):
 
     return type(f'UniqueKeys{base.__name__}', (base, ), {'yaml_constructors': {**base.yaml_constructors,
                                                                                 MAPPING_TAG: construct_mapping}})
+
+
+def load_yaml_file(path, base, error_class, what):
+    """Read the YAML file ``path`` (a ``what``, e.g. 'option file') with the loader ``base``, refusing repeated
+    keys; a missing file or bad YAML raises ``error_class`` naming the file."""
+    path = os.fspath(path)
+    if not os.path.isfile(path):
+        raise error_class(f'{what} not found: {path}')
+    with open(path, encoding='utf-8') as f:
+        try:
+            return yaml.load(f, Loader=unique_keys_loader(base, path, error_class))
+        except yaml.YAMLError as error:
+            raise error_class(f'{path}: not valid YAML: {error}') from error

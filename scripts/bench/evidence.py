@@ -182,10 +182,12 @@ def inference_times(recipe, references, repeats=3):
     from basicsr.data import build_dataset
     import torch
     from moesr_arch.gating import build_gate
+    from moesr_arch.options import resolve_derived_options
     opt = yaml.safe_load((ROOT / recipe).read_text())
     cwd = os.getcwd()
     os.chdir(ROOT)
     try:
+        resolve_derived_options(opt, recipe)  # the categories file is named relative to the repository
         net = build_network(dict(opt['network_g'])).eval()
         gate = build_gate(dict(opt['gate']), source='gate')
         singles = {label: build_network(dict(options)).eval() for label, options in references.items()}
