@@ -186,7 +186,7 @@ class GpuCheck:
         # The shipped MoE-SR recipe, only shortened: each stage leaves some experts without gradients.
         shipped = {'name': 'ddp_moesr', 'num_gpu': 1, 'train.stages': MOESR_STAGES, **SHORT}
         # The demo option files say num_gpu: 0: under torchrun on a CUDA machine that still means gloo on the CPU.
-        cpu = {'name': 'ddp_cpu', 'network_g.num_feat': 8, 'network_g.num_block': 1,
+        cpu = {'name': 'ddp_cpu', 'network_g.network.num_feat': 8, 'network_g.network.num_block': 1,
                'datasets.train.batch_size_per_gpu': 2, 'datasets.train.gt_size': 32, **SHORT}
         gate_missing = ' and '.join(m for m in ('ultralytics', 'polars') if not module_available(m))
         train_gate = [sys.executable, '-m', 'moesr_arch', 'train-gate', '--dataset', 'datasets/demo', '--lr-scale', '4',
