@@ -161,7 +161,12 @@ def support_boxes(mask, margin, cell=0):
             ys, xs = np.flatnonzero(part.any(1)), np.flatnonzero(part.any(0))
             y0, y1, x0, x1 = ys[0], ys[-1] + 1, xs[0], xs[-1] + 1
             boxes.append((i * cell + y0, i * cell + y1, j0 * cell + x0, j0 * cell + x1))
-    return _merge_boxes(boxes, margin, height, width)
+    boxes = _merge_boxes(boxes, margin, height, width)
+    whole = union_box(np.array(boxes))
+    # Never worse than one box around everything (the greedy merging may stop short of it).
+    if window_area(boxes, margin, height, width).sum() > window_area(whole, margin, height, width)[0]:
+        return [tuple(int(v) for v in whole)]
+    return boxes
 
 
 def _run_is(free, j0, j1):

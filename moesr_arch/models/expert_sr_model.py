@@ -261,7 +261,7 @@ def check_replicas_agree(net, current_iter):
 def log_routing_statistics(statistics, dataset_name, current_iter, tb_logger):
     if not statistics:
         return
-    lines = [f'Routing on {dataset_name} (share of decisions per expert):']
+    lines = [f'Routing on {dataset_name} (share of the routed pixels per expert):']
     for name, value in statistics.items():
         lines.append(f'\t # {name}: {value:.4f}')
         if tb_logger:
