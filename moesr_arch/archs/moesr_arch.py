@@ -207,7 +207,7 @@ class MoESRNet(nn.Module):
                     contribution = torch.zeros_like(output)
                     contribution[used] = self.experts[name](lq[used]) * weight[used]
                     output = output + contribution
-        sums = hr_weights.detach().double().sum((0, 2, 3)).tolist()
+        sums = hr_weights.detach().sum((0, 2, 3), dtype=torch.float64).tolist()
         return {'output': output, 'background': background, 'weights': hr_weights,
                 'expert_pixels': OrderedDict(zip(self.names, sums))}
 
