@@ -11,8 +11,8 @@ import torch
 from basicsr.archs import build_network
 from torch import nn
 
-from moesr_arch.archs.fusion import (batch_groups, blend_weights, receptive_radius, support_boxes, support_mask,
-                                     window_area)
+from moesr_arch.archs.fusion import (CPU_BATCH_PIXELS, batch_groups, batch_pixels, blend_weights, receptive_radius,
+                                     support_boxes, support_mask, window_area)
 
 EDSR = dict(type='EDSR', num_in_ch=3, num_out_ch=3, num_feat=8, num_block=1, upscale=2)
 VDSR = dict(type='VDSR', num_feat=8, num_layer=4, upscale=2)
@@ -191,6 +191,13 @@ def test_crops_of_very_different_sizes_are_not_batched_together():
     cores = [(0, 40, 0, 40), (50, 54, 50, 54), (60, 64, 60, 64), (70, 74, 70, 74)]
     groups = batch_groups(cores, 2, 100, 100, max_batch=2)
     assert groups == [[0], [1, 2], [3]]
+
+
+def test_a_cpu_call_holds_a_bounded_number_of_crop_pixels():
+    cores = [(0, 40, 0, 40), (0, 40, 50, 90), (50, 90, 0, 40), (50, 90, 50, 90)]
+    assert batch_groups(cores, 0, 100, 100) == [[0, 1, 2, 3]]
+    assert batch_groups(cores, 0, 100, 100, max_pixels=3200) == [[0, 1], [2, 3]]
+    assert batch_pixels(torch.zeros(1)) == CPU_BATCH_PIXELS  # what run_on_boxes applies on a CPU
 
 
 def test_support_mask_pools_hr_weight_to_lr_pixels():
