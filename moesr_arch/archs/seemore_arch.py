@@ -360,8 +360,8 @@ class SeemoRe(nn.Module):
         # One count per layer and forward_batch call, in layer order: sum over the calls.
         counts = torch.stack(routed).view(-1, len(layers), len(layers[0].experts)).sum(0).tolist()
         pixels = x.shape[-2] * x.shape[-1]
-        expert_pixels = OrderedDict((f'layer{i}/rank{expert.rank}', float(count * pixels))
-                                    for i, layer in enumerate(layers) for expert, count in zip(layer.experts, counts[i]))
+        expert_pixels = OrderedDict((f'layer{i}/rank{expert.rank}', float(count * pixels)) for i, layer in
+                                    enumerate(layers) for expert, count in zip(layer.experts, counts[i]))
         return out, {'expert_pixels': expert_pixels}
 
     def forward_batch(self, x, routed=None):
