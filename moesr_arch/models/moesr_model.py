@@ -62,8 +62,8 @@ class MoESRModel(ExpertSRModel):
     (``<metric>_background``, the mixture's gain; run on the whole image for the report, since top-1
     sparse inference runs it only where it has weight, and left out of the timing), and PSNR/SSIM inside
     each category's labelled regions (``psnr_<category>``, ``psnr_<category>_background``), when the
-    dataset gives a ``category_map``. A table of these goes to the log, every value to TensorBoard; ``save_img`` also writes the
-    background-only image and the gate overlay beside each blended image.
+    dataset gives a ``category_map``. A table of these goes to the log, every value to TensorBoard;
+    ``save_img`` also writes the background-only image and the gate overlay beside each blended image.
 
     **The equal-budget control** (``network_ref``, e.g. the background expert's options): a single network
     trained beside the mixture on the very same batches, for the same iterations, with the same optimizer,
