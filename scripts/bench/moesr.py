@@ -144,14 +144,14 @@ def expert_table(quick, gate_ms, gate_imgsz):
              'background included, only on boxes covering its weight\'s support: each pixel about once, plus the '
              'feathered seams and the margins).',
              '"bg whole" = the sparse path before issue 14 (background expert on the whole image, category experts '
-             'on their crops; `background_whole` in this file); top-1 = `MoESRNet.run(sparse=True)`; dense = every '
-             'expert on the whole image (K+1 times the single expert).',
+             'on their crops; `background_whole` in scripts/bench/moesr.py); top-1 = `MoESRNet.run(sparse=True)`; '
+             'dense = every expert on the whole image (K+1 times the single expert).',
              f'"both tiled {tile}": top-1 with tile_size {tile} against the single expert cut into the same '
              f'{tile}-px tiles with the same margins (`run(lq, None, sparse=True, tile_size={tile})`): on this CPU '
              'smaller crops run faster per pixel (their activations stay in cache), so the whole-image single '
              'expert is the slower yardstick; this column compares like with like.',
-             f'Total = YOLOGate (yolov8n-seg) at its default detector input {gate_imgsz} ({gate_ms:.0f} ms, see the '
-             'gate table) + top-1 experts and blend.',
+             f'Total = YOLOGate (yolov8n-seg) at its default detector input {gate_imgsz} ({gate_ms:.0f} ms in this '
+             'run) + top-1 experts and blend.',
              'Goal (issue 14): top-1 <= 1.15x the single expert at 10%, 30% and 60% coverage (experts and blend).']
     headers = ['coverage', 'pixels computed (bg whole / top-1)', 'single expert ms', 'bg whole ms', 'bg whole / single',
                'top-1 ms', 'top-1 / single', 'dense ms', 'dense / single', 'blending ms',
