@@ -200,8 +200,10 @@ def _merge_boxes(boxes, margin, height, width, tries=16):
                           np.minimum(boxes[i, 2], boxes[j, 2]), np.maximum(boxes[i, 3], boxes[j, 3])], 1)
         saving = area[i] + area[j] - window_area(union, margin, height, width)
         # The most promising pairs (their own saving) are tried with every box their union meets taken in:
-        # a pair may lose on its own and win with its neighbours (a band beside a small hole).
-        best, best_gain = None, -1
+        # a pair may lose on its own and win with its neighbours (a band beside a small hole). A pair whose
+        # box meets no other goes first: merging strips into blocks before blocks into one box keeps holes
+        # out that one large absorbing merge would swallow.
+        best, best_key = None, (False, -1)
         for k in np.argsort(-saving)[:tries]:
             members = np.zeros(len(boxes), bool)
             members[[i[k], j[k]]] = True
@@ -213,8 +215,11 @@ def _merge_boxes(boxes, margin, height, width, tries=16):
                     break
                 members |= meets
             gain = area[members].sum() - window_area(box, margin, height, width)[0]
-            if gain > best_gain:
-                best, best_gain = (members, box), gain
+            key = (gain >= 0 and members.sum() == 2, gain)
+            if gain >= 0 and key > best_key:
+                best, best_key = (members, box), key
+            if key[0]:  # a lone pair's gain is its saving, so no later pair alone gains more
+                break
         if best is None:
             break
         members, box = best
