@@ -134,8 +134,9 @@ def support_boxes(mask, margin, cell=0):
        support form rectangles: the maximal runs of such cells along each row of cells, each stacked
        onto the run below while that run spans exactly the same cells.
     2. Each rectangle shrinks to the bounding box of its support.
-    3. Boxes merge, the largest saving first, while one box around two of them (and around every box it
-       meets, so the boxes stay disjoint) has a smaller window than theirs together.
+    3. Boxes merge while one box around two of them (and around every box it meets, so the boxes stay
+       disjoint) has a window no larger than theirs together: pairs whose box meets no other first, the
+       largest saving first. The result is never worse than one box around all the support.
     """
     mask = np.asarray(mask, bool)
     if not mask.any():
