@@ -214,14 +214,15 @@ class MoESRNet(nn.Module):
     def _sparse(self, lq, hr_weights, tile_size):
         """Top-1 sparse blend: every expert, the background included, runs only on boxes covering the LR
         pixels where its HR weight is positive (:func:`~moesr_arch.archs.fusion.support_boxes`, widened by
-        ``crop_margin``, split by ``tile_size``, batched across the images); each box's output, weighed,
+        ``crop_margin``, split by ``tile_size``, batched across the images); each box's output, weighted,
         is added in place. Boxes of one expert are disjoint, and the weights sum to 1 at every pixel, so
         every output pixel is written by the experts that share it: one inside a region, two or more on
-        the feathered seams."""
+        the feathered seams. The background comes first, as in the dense sum."""
         b, _, h, w = lq.shape
         s = self.scale
         output = None
-        for index, name in enumerate(self.names):
+        for index in [len(self.categories)] + list(range(len(self.categories))):
+            name = self.names[index]
             boxes = [(image_index, core) for image_index, weight in enumerate(hr_weights)
                      for core in split_cores(support_boxes(support_mask(weight[index], s), self.crop_margin),
                                              tile_size)]
