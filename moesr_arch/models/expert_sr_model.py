@@ -33,7 +33,8 @@ class ExpertSRModel(SRModel):
       gets DDP's ``find_unused_parameters`` without being asked;
     - ``val.self_ensemble: true`` tests with the x8 geometric self-ensemble (EDSR+);
     - archs that route (``forward(x, return_stats=True)``, :mod:`moesr_arch.archs.routing`) have each
-      expert's share of the pixels routed in a validation logged to the log file and TensorBoard.
+      expert's share of the pixels routed in a validation logged to the log file and TensorBoard;
+      ``test()`` keeps the stats of its last network call as ``routing_stats`` (subclasses read maps there).
     """
 
     TRAIN_OPTIONS = {'grad_clip_norm': Optional[float]}
@@ -60,6 +61,7 @@ class ExpertSRModel(SRModel):
             get_root_logger().info(f'DDP: find_unused_parameters set to true ({reason})')
         super().__init__(opt)
         self.routing_totals = None  # expert -> pixels routed, summed over a validation pass while one runs
+        self.routing_stats = None  # the stats of test()'s last network call, for a routing network
 
     def init_training_settings(self):
         super().init_training_settings()
@@ -130,11 +132,12 @@ class ExpertSRModel(SRModel):
     def test(self):
         # The bare network: validation is one image at a time (DataParallel would split nothing).
         net = self.get_bare_model(self.test_network())
-        forward = net
-        if self.routing_totals is not None and returns_statistics(net):
+        forward, self.routing_stats = net, None
+        if returns_statistics(net):
             def forward(x):  # every call's routing, self-ensemble's eight included, into the pass's totals
-                output, stats = net(x, return_stats=True)
-                add_expert_pixels(self.routing_totals, stats['expert_pixels'])
+                output, self.routing_stats = net(x, return_stats=True)
+                if self.routing_totals is not None:
+                    add_expert_pixels(self.routing_totals, self.routing_stats['expert_pixels'])
                 return output
         was_training = net.training
         net.eval()
