@@ -170,9 +170,10 @@ def _():
     torch.manual_seed(1)
     x = (torch.rand(8, 3, 48, 64) * torch.linspace(0.1, 1, 8).view(8, 1, 1, 1)).to(Env.dev)
     with torch.no_grad(), exact():
-        net.reset_routing_statistics()
-        batched = net(x)
-        mixed = sum(int((layer.counts > 0).sum() > 1) for layer in net._moe_layers())
+        batched, stats = net(x, return_stats=True)
+        pixels = stats['expert_pixels']
+        mixed = sum(int(sum(pixels[key] > 0 for key in pixels if key.startswith(f'layer{i}/')) > 1)
+                    for i in range(len(net.body)))
         single = torch.cat([net(x[i:i + 1]) for i in range(8)])
     diff = max_diff(batched, single)
     if diff > 1e-4:

@@ -32,3 +32,18 @@ def test_the_wrapped_networks_options_are_checked():
     from moesr_arch.options import check_network
     with pytest.raises(OptionError, match="x.yml: .*network_g.network.*num_fet"):
         check_network({'type': 'BicubicResidual', 'upscale': 2, 'network': dict(EDSR, num_fet=8)}, 'network_g', 'x.yml')
+
+
+def test_statistics_of_a_wrapped_router_pass_through():
+    seemore = {'type': 'SeemoRe', 'scale': 2, 'variant': 'T', 'num_layers': 1, 'embedding_dim': 8}
+    net = build_network({'type': 'BicubicResidual', 'upscale': 2, 'network': seemore}).eval()
+    lq = torch.rand(2, 3, 10, 12)
+    with torch.no_grad():
+        out, stats = net(lq, return_stats=True)
+        _, inner = net.network(lq, return_stats=True)
+        assert torch.equal(out, net(lq))
+    assert stats == inner and sum(stats['expert_pixels'].values()) == 2 * 10 * 12  # 1 layer, top-1
+    plain = build_network({'type': 'BicubicResidual', 'upscale': 2, 'network': EDSR})
+    with torch.no_grad():
+        out, stats = plain(lq, return_stats=True)
+    assert stats == {'expert_pixels': {}} and torch.equal(out, plain(lq))

@@ -90,7 +90,6 @@ def diverse_router(model, images, seed=0):
         spread = (features @ weight.t()).std()
         with torch.no_grad():
             layer.gate.body[2].weight.copy_(weight * 5 / spread)
-    model.reset_routing_statistics()
     return model
 
 
@@ -104,15 +103,16 @@ def test_batch_equals_single_image_calls(topk):
     torch.manual_seed(0)
     images = varied_images(5, size=16)
     model = diverse_router(randomized(SeemoRe(scale=2, variant='T', num_layers=2, topk=topk)), images)
-    model.reset_routing_statistics()
+    routed = []
     with torch.no_grad():
-        batched = model.forward_batch(images)  # the grouped routing of a whole batch (as on a GPU)
+        batched = model.forward_batch(images, routed)  # the grouped routing of a whole batch (as on a GPU)
         single = torch.cat([model(image[None]) for image in images])
         split = model(images)  # on a CPU, forward goes image by image
     assert (batched - single).abs().max() < 1e-5
     assert (split - single).abs().max() < 1e-5
-    for layer in model._moe_layers():
-        assert (layer.counts > 0).sum() >= 2, 'the test batch must exercise more than one expert'
+    assert len(routed) == 2 and all(int(counts.sum()) == 5 * topk for counts in routed)
+    for counts in routed:
+        assert (counts > 0).sum() >= 2, 'the test batch must exercise more than one expert'
     if topk == 1:  # spandrel's official eval path is valid for one image at a time only
         reference = ReferenceSeemoRe(scale=2, **{**SEEMORE_PRESETS['T'], 'num_layers': 2}).eval()
         reference.load_state_dict(model.state_dict())
@@ -174,9 +174,12 @@ def test_tiny_parameters_and_macs_match_the_paper(scale):
 def test_analytic_macs_equal_hook_count(variant):
     model = SeemoRe(scale=3, variant=variant, num_layers=3)
     for size in [(21, 37), (6, 9)]:
-        model.reset_routing_statistics()
-        measured = count_macs(model, torch.rand(1, 3, *size))
-        taken = [[layer.experts[int(layer.counts.argmax())].rank] for layer in model._moe_layers()]
+        x = torch.rand(1, 3, *size)
+        measured = count_macs(model, x)
+        with torch.no_grad():
+            _, stats = model(x, return_stats=True)
+        taken = [[int(key.split('rank')[1]) for key, pixels in stats['expert_pixels'].items()
+                  if key.startswith(f'layer{i}/') and pixels > 0] for i in range(len(model.body))]
         assert measured == model.count_macs(size, taken)
 
 
@@ -206,22 +209,24 @@ def test_option_files_are_checked_before_the_network_is_built(options, message):
         check_network({'type': 'SeemoRe', **options}, 'network_g', 'x.yml')
 
 
-def test_routing_statistics_count_inference_only():
+def test_routing_statistics_are_return_values():
+    """``return_stats`` gives each layer's pixels per rank expert for this call; the modules keep nothing."""
     model = diverse_router(SeemoRe(scale=2, variant='T', num_layers=2), varied_images(4, size=16))
-    model.train()
-    model(torch.rand(2, 3, 16, 16))
-    assert model.routing_statistics() == {}
-    model.eval()
+    before = {name: set(vars(module)) for name, module in model.named_modules()}
+    images = varied_images(4, size=16)[:, :, :12, :14]
     with torch.no_grad():
-        model(varied_images(4, size=16)[:3])
-        model(varied_images(4, size=16)[3:])
-    stats = model.routing_statistics()
-    assert set(stats) == {f'layer{i}/rank{r}' for i in range(2) for r in (2, 4, 8)}
-    for i in range(2):
-        shares = [stats[f'layer{i}/rank{r}'] for r in (2, 4, 8)]
-        assert abs(sum(shares) - 1) < 1e-9 and all(s * 4 == round(s * 4) for s in shares)
-    model.reset_routing_statistics()
-    assert model.routing_statistics() == {}
+        out, stats = model(images, return_stats=True)
+        assert torch.equal(out, model(images))
+    pixels = stats['expert_pixels']
+    assert list(pixels) == [f'layer{i}/rank{r}' for i in range(2) for r in (2, 4, 8)]
+    for i in range(2):  # every image routed once per layer: its 12 x 14 pixels
+        shares = [pixels[f'layer{i}/rank{r}'] for r in (2, 4, 8)]
+        assert sum(shares) == 4 * 12 * 14 and all(value % (12 * 14) == 0 for value in shares)
+        assert sum(value > 0 for value in shares) >= 2
+    model.train()
+    _, stats = model(images[:2], return_stats=True)  # training routes (softmax-weighted top-k) too
+    assert sum(stats['expert_pixels'][f'layer0/rank{r}'] for r in (2, 4, 8)) == 2 * 12 * 14
+    assert {name: set(vars(module)) for name, module in model.named_modules()} == before
 
 
 def test_fft_loss():

@@ -1,8 +1,12 @@
+from collections import OrderedDict
+
 import torch
 import torch.nn.functional as F
 from basicsr.archs import build_network
 from basicsr.utils.registry import ARCH_REGISTRY
 from torch import nn
+
+from moesr_arch.archs.routing import returns_statistics
 
 
 @ARCH_REGISTRY.register()
@@ -32,20 +36,17 @@ class BicubicResidual(nn.Module):
         self.network = build_network(dict(network))
         self.gain = nn.Parameter(torch.tensor(float(initial_gain)))
 
-    # Routing statistics of a wrapped mixture (SeemoRe's rank experts) stay visible in validation logs.
-    def routing_statistics(self):
-        inner = getattr(self.network, 'routing_statistics', None)
-        return inner() if inner is not None else {}
-
-    def reset_routing_statistics(self):
-        inner = getattr(self.network, 'reset_routing_statistics', None)
-        if inner is not None:
-            inner()
-
-    def forward(self, lq):
+    def forward(self, lq, return_stats=False):
+        """``bicubic(lq) + gain * network(lq)``; with ``return_stats``, ``(output, stats)``: the wrapped
+        network's statistics of this call when it routes (``forward(x, return_stats=True)``), else
+        ``{'expert_pixels': {}}``."""
         base = F.interpolate(lq, scale_factor=self.upscale, mode='bicubic', align_corners=False)
-        residual = self.network(lq)
+        if return_stats and returns_statistics(self.network):
+            residual, stats = self.network(lq, return_stats=True)
+        else:
+            residual, stats = self.network(lq), {'expert_pixels': OrderedDict()}
         if residual.shape != base.shape:
             raise ValueError(f'BicubicResidual: the wrapped {type(self.network).__name__} returned '
                              f'{tuple(residual.shape)} for {tuple(lq.shape)}, not x{self.upscale} {tuple(base.shape)}')
-        return base + self.gain * residual
+        output = base + self.gain * residual
+        return (output, stats) if return_stats else output

@@ -5,8 +5,7 @@ from basicsr.archs import build_network
 from basicsr.utils.registry import ARCH_REGISTRY
 from torch import nn
 
-from moesr_arch.archs.fusion import (blend_weights, mask_box, run_on_crops, split_cores, support_cores,
-                                     support_mask, tile_cores)
+from moesr_arch.archs.fusion import blend_weights, run_on_boxes, split_cores, support_boxes, support_mask
 from moesr_arch.utils.checkpoint import load_weights
 
 BACKGROUND = 'background'
@@ -22,9 +21,9 @@ class MoESRNet(nn.Module):
     (:mod:`moesr_arch.archs.fusion`). Without weights, the background expert alone answers.
 
     In training (or with gradients enabled) every expert runs on the whole input (dense). In eval mode
-    without gradients and with ``sparse``, each category expert runs only on margin-widened crops around
-    the pixels where its weight is positive, batched, and is skipped where it has none; the background
-    expert runs on the whole image, tiled (and large crops split) when ``tile_size`` is set.
+    without gradients and with ``sparse`` (top-1 sparse), every expert, the background included, runs
+    only on margin-widened crops around the pixels where its weight is positive, batched, and is skipped
+    where it has none: each pixel is computed by about one expert, two or more on the feathered seams.
 
     Args:
         experts (dict): Expert name -> network options (``{type: <registered arch>, ...}``), one per
@@ -43,9 +42,9 @@ class MoESRNet(nn.Module):
         crop_margin (int): Context around each crop, LR pixels; sparse output equals dense output when
             it is at least the experts' receptive-field radius
             (:func:`moesr_arch.archs.fusion.receptive_radius`). Default: 16.
-        tile_size (int): Largest LR side an expert sees at once in sparse inference: the background runs
-            on tiles of this size, larger category crops are split alike (exact with a full margin). 0: whole
-            image and whole crops (``basicsr infer`` then uses its ``--tile``). Default: 0.
+        tile_size (int): Largest LR side an expert sees at once in sparse inference: larger crops are
+            split into tiles of this size (exact with a full margin). 0: whole crops, up to the whole image
+            (``basicsr infer`` then uses its ``--tile``). Default: 0.
         max_batch (int): Crops per expert call at inference. Default: 8.
         probe_size (int): Side of the LR probe used to measure each expert's scale at build. Default: 16.
     """
@@ -65,31 +64,48 @@ class MoESRNet(nn.Module):
         self.dilation, self.feather = int(dilation), int(feather)
         self.sparse, self.crop_margin, self.tile_size = bool(sparse), int(crop_margin), int(tile_size)
         self.max_batch = int(max_batch)
-        self.reset_routing_statistics()
 
     # ------------------------------------------------------------------------------------------
-    def forward(self, lq, weights=None, expert=None):
+    def forward(self, lq, weights=None, expert=None, return_stats=False):
         """The blended HR image; with ``expert`` (a name, or a list of names), that expert's output alone
-        (or the list of their outputs) — training calls these through one forward pass, as DDP requires."""
+        (or the list of their outputs) — training calls these through one forward pass, as DDP requires.
+
+        With ``return_stats``, ``(output, stats)``: ``stats['expert_pixels']`` is each expert's blend weight
+        summed over the output pixels of this call (with ``expert``: the output pixels of each expert run).
+        """
         if expert is not None:
             names = [expert] if isinstance(expert, str) else list(expert)
             for name in names:
                 if name not in self.experts:
                     raise KeyError(f'MoESRNet has no expert {name!r}; experts: {", ".join(self.names)}')
             outputs = [self.experts[name](lq) for name in names]
-            return outputs[0] if isinstance(expert, str) else outputs
-        return self.run(lq, weights)['output']
+            output = outputs[0] if isinstance(expert, str) else outputs
+            if not return_stats:
+                return output
+            pixels = OrderedDict((name, 0.0) for name in self.names)
+            for name, out in zip(names, outputs):
+                pixels[name] += float(out[:, 0].numel())
+            return output, {'expert_pixels': pixels}
+        result = self.run(lq, weights)
+        return (result['output'], {'expert_pixels': result['expert_pixels']}) if return_stats else result['output']
 
     def run(self, lq, weights=None, sparse=None, tile_size=None):
-        """Blend the experts; returns ``output``, ``background`` (the background expert alone) and ``weights``.
+        """Blend the experts; returns a dict:
+
+        - ``output``: the blended HR image ``[B, C, H, W]``;
+        - ``background``: the background expert alone on the whole image, from dense execution; None from
+          sparse execution, which runs the background expert only where it has weight (run
+          ``net.experts['background'](lq)`` where the baseline is wanted, as MoESRModel's validation does);
+        - ``weights``: the HR blend weights ``[B, K+1, H, W]``;
+        - ``expert_pixels``: expert name -> its blend weight summed over the output pixels (float).
 
         Args:
             lq (Tensor): ``[B, C, h, w]`` LR images.
             weights (Tensor | None): ``[B, K+1, h, w]`` gate weights; None means background only.
             sparse (bool | None): Force sparse (True) or dense (False) execution; None chooses sparse in
                 eval mode without gradients when the net was built with ``sparse``.
-            tile_size (int | None): Largest LR side an expert sees at once in sparse execution (the
-                background's tiles, category crops split alike); None: the net's ``tile_size``.
+            tile_size (int | None): Largest LR side an expert sees at once in sparse execution (every
+                expert's boxes are split alike); None: the net's ``tile_size``.
         """
         b, _, h, w = lq.shape
         if weights is None:
@@ -102,7 +118,8 @@ class MoESRNet(nn.Module):
         if sparse is None:
             sparse = self.sparse and not self.training and not torch.is_grad_enabled()
         if sparse:
-            background, output = self._sparse(lq, hr_weights, self.tile_size if tile_size is None else tile_size)
+            background = None
+            output = self._sparse(lq, hr_weights, self.tile_size if tile_size is None else tile_size)
         else:
             background = self.experts[BACKGROUND](lq)
             output = background * hr_weights[:, -1:]
@@ -116,53 +133,32 @@ class MoESRNet(nn.Module):
                     contribution = torch.zeros_like(output)
                     contribution[used] = self.experts[name](lq[used]) * weight[used]
                     output = output + contribution
-        self._count(hr_weights)
-        return {'output': output, 'background': background, 'weights': hr_weights}
+        sums = hr_weights.detach().sum((0, 2, 3), dtype=torch.float64).tolist()
+        return {'output': output, 'background': background, 'weights': hr_weights,
+                'expert_pixels': OrderedDict(zip(self.names, sums))}
 
     def _sparse(self, lq, hr_weights, tile_size):
-        _, _, h, w = lq.shape
+        """Top-1 sparse blend: every expert, the background included, runs only on boxes covering the LR
+        pixels where its HR weight is positive (:func:`~moesr_arch.archs.fusion.support_boxes`, widened by
+        ``crop_margin``, split by ``tile_size``, batched across the images); each box's output, weighted,
+        is added in place. Boxes of one expert are disjoint, and the weights sum to 1 at every pixel, so
+        every output pixel is written by the experts that share it: one inside a region, two or more on
+        the feathered seams. The background comes first, as in the dense sum."""
+        b, _, h, w = lq.shape
         s = self.scale
-        tiles = tile_cores(h, w, tile_size)
-        if len(tiles) == 1:  # the whole batch at once
-            background = self.experts[BACKGROUND](lq)
-        else:
-            background = None
-            for image_index, image in enumerate(lq.split(1)):
-                for (y0, y1, x0, x1), patch in run_on_crops(self.experts[BACKGROUND], image, tiles, s,
-                                                            self.crop_margin, self.max_batch):
-                    if background is None:
-                        background = patch.new_empty(lq.shape[0], patch.shape[0], h * s, w * s)
-                    background[image_index, :, y0 * s:y1 * s, x0 * s:x1 * s] = patch
-        # The background's weight is exactly 1 outside the categories' reach: weigh it only inside.
-        output = background.clone()
-        for image_index, weight in enumerate(hr_weights):
-            shared = weight[-1] < 1
-            if shared.any():
-                y0, y1, x0, x1 = mask_box(shared)
-                output[image_index, :, y0:y1, x0:x1] *= weight[-1, y0:y1, x0:x1]
-        for image_index, (image, weight) in enumerate(zip(lq.split(1), hr_weights)):
-            for index, name in enumerate(self.categories):
-                cores = split_cores(support_cores(support_mask(weight[index], s), self.crop_margin), tile_size)
-                # Cores are disjoint (boxes whose margins meet were merged): add each in place.
-                for (y0, y1, x0, x1), patch in run_on_crops(self.experts[name], image, cores, s, self.crop_margin,
-                                                            self.max_batch):
-                    region = (image_index, slice(None), slice(y0 * s, y1 * s), slice(x0 * s, x1 * s))
-                    output[region] += patch * weight[index, y0 * s:y1 * s, x0 * s:x1 * s]
-        return background, output
-
-    # Routing statistics (logged by ExpertSRModel after each validation): each expert's share of the
-    # output pixels' weight.
-    def reset_routing_statistics(self):
-        self._weight_sums = torch.zeros(len(self.names), dtype=torch.float64)
-
-    def _count(self, hr_weights):
-        self._weight_sums += hr_weights.detach().double().sum((0, 2, 3)).cpu()
-
-    def routing_statistics(self):
-        total = float(self._weight_sums.sum())
-        if total == 0:
-            return {}
-        return {name: float(value) / total for name, value in zip(self.names, self._weight_sums)}
+        output = None
+        for index in [len(self.categories)] + list(range(len(self.categories))):
+            name = self.names[index]
+            boxes = [(image_index, core) for image_index, weight in enumerate(hr_weights)
+                     for core in split_cores(support_boxes(support_mask(weight[index], s), self.crop_margin),
+                                             tile_size)]
+            for image_index, (y0, y1, x0, x1), patch in run_on_boxes(self.experts[name], lq, boxes, s,
+                                                                     self.crop_margin, self.max_batch):
+                if output is None:
+                    output = patch.new_zeros(b, patch.shape[0], h * s, w * s)
+                region = (image_index, slice(None), slice(y0 * s, y1 * s), slice(x0 * s, x1 * s))
+                output[region] += patch * hr_weights[image_index, index, y0 * s:y1 * s, x0 * s:x1 * s]
+        return output
 
 
 def resolve_categories(experts, categories, source='the categories'):

@@ -12,6 +12,8 @@ a single-image result:
   inside and the output is cropped back, so every input size works.
 """
 
+from collections import OrderedDict
+
 import torch
 import torch.nn.functional as F
 from basicsr.utils.registry import ARCH_REGISTRY
@@ -133,7 +135,8 @@ class MixtureOfRankExperts(nn.Module):
 
     Training and ONNX export compute every expert and weight the top-k by their softmax probability (the paper's
     dense formulation; the others get weight zero). Inference runs, for each expert, only the samples
-    that selected it. The number of samples per expert is counted while not training.
+    that selected it. With a ``routed`` list, the number of samples routed to each expert (a ``[num_experts]``
+    tensor; top-k decisions per sample) is appended to it: the module itself keeps nothing.
     """
 
     def __init__(self, channels, ranks, topk):
@@ -143,11 +146,12 @@ class MixtureOfRankExperts(nn.Module):
         self.experts = nn.ModuleList(LowRankExpert(channels, rank) for rank in ranks)
         self.gate = Router(channels, len(ranks))
         self.topk = topk
-        self.counts = torch.zeros(len(ranks), dtype=torch.long)
 
-    def forward(self, x, k):
+    def forward(self, x, k, routed=None):
         probs = F.softmax(self.gate(x), dim=1, dtype=torch.float).to(x.dtype)
         top_probs, top_experts = torch.topk(probs, self.topk, dim=1)
+        if routed is not None:
+            routed.append(torch.bincount(top_experts.flatten(), minlength=len(self.experts)))
         if self.training or torch.onnx.is_in_onnx_export():  # traced graphs need the data-independent path
             weights = torch.zeros_like(probs).scatter_(1, top_experts, top_probs)
             out = x
@@ -159,7 +163,6 @@ class MixtureOfRankExperts(nn.Module):
     def _sparse(self, x, k, top_probs, top_experts):
         batch = x.shape[0]
         chosen = top_experts.cpu()
-        self.counts += torch.bincount(chosen.flatten(), minlength=len(self.experts))
         out = x
         for index in chosen.unique().tolist():
             samples, slots = (chosen == index).nonzero(as_tuple=True)
@@ -197,9 +200,9 @@ class MoEBlock(nn.Module):
         context = F.interpolate(self.conv(context), size=k.shape[-2:], mode='bilinear', align_corners=False)
         return k + context
 
-    def forward(self, x):
+    def forward(self, x, routed=None):
         x, k = self.conv_1(x).chunk(2, dim=1)
-        x = self.moe_layer(self.conv_2(x), self.calibrate(k))
+        x = self.moe_layer(self.conv_2(x), self.calibrate(k), routed)
         return self.proj(x)
 
 
@@ -213,8 +216,8 @@ class RankModulatingExpert(nn.Module):
         self.norm_2 = ChannelsFirstLayerNorm(channels)
         self.ffn = GatedFFN(channels)
 
-    def forward(self, x):
-        x = x + self.block(self.norm_1(x))
+    def forward(self, x, routed=None):
+        x = x + self.block(self.norm_1(x), routed)
         return x + self.ffn(self.norm_2(x))
 
 
@@ -255,8 +258,8 @@ class ResGroup(nn.Module):
         self.local_block = RankModulatingExpert(channels, ranks, topk, use_shuffle, recursive)
         self.global_block = SpatialModulatingExpert(channels, kernel_size)
 
-    def forward(self, x):
-        return self.global_block(self.local_block(x))
+    def forward(self, x, routed=None):
+        return self.global_block(self.local_block(x, routed))
 
 
 @ARCH_REGISTRY.register()
@@ -317,14 +320,29 @@ class SeemoRe(nn.Module):
             raise ValueError(f'SeemoRe variant must be one of {", ".join(SEEMORE_PRESETS)}, got {variant!r}')
         return SEEMORE_PRESETS[variant]
 
-    def forward(self, x):
+    def forward(self, x, return_stats=False):
+        """The SR image; with ``return_stats``, ``(output, stats)`` where ``stats['expert_pixels']`` maps
+        ``layer<i>/rank<r>`` to the LR pixels routed to that rank expert in this call (each image's
+        ``h * w`` per routing decision: top-k decisions per image and layer, in training too)."""
+        routed = [] if return_stats else None
         if not self.training and x.device.type == 'cpu' and x.shape[0] > 1 and not torch.jit.is_tracing():
             # On a CPU a batch's activations leave the caches: one image at a time is faster (2.8x at
             # batch 8, 320x180) and gives the same result, since inference routes every image on its own.
-            return torch.cat([self.forward_batch(image) for image in x.split(1)])
-        return self.forward_batch(x)
+            out = torch.cat([self.forward_batch(image, routed) for image in x.split(1)])
+        else:
+            out = self.forward_batch(x, routed)
+        if not return_stats:
+            return out
+        layers = self._moe_layers()
+        # One count per layer and forward_batch call, in layer order: sum over the calls.
+        counts = torch.stack(routed).view(-1, len(layers), len(layers[0].experts)).sum(0).tolist()
+        pixels = x.shape[-2] * x.shape[-1]
+        expert_pixels = OrderedDict((f'layer{i}/rank{expert.rank}', float(count * pixels)) for i, layer in
+                                    enumerate(layers) for expert, count in zip(layer.experts, counts[i]))
+        return out, {'expert_pixels': expert_pixels}
 
-    def forward_batch(self, x):
+    def forward_batch(self, x, routed=None):
+        """The network on one batch; ``routed`` (a list) collects each layer's routing counts."""
         h, w = x.shape[-2:]
         # The calibration branch divides the size by 4 per recursion step: smaller inputs are padded.
         min_size = 4**self.recursive
@@ -339,7 +357,7 @@ class SeemoRe(nn.Module):
         x = self.conv_1(x)
         features = x
         for layer in self.body:
-            x = layer(x)
+            x = layer(x, routed)
         x = self.conv_2(self.norm(x)) + features
         x = self.upsampler(x) / self.img_range + self.mean
         if pad_h or pad_w:
@@ -381,23 +399,3 @@ class SeemoRe(nn.Module):
 
     def _moe_layers(self):
         return [group.local_block.block.moe_layer for group in self.body]
-
-    def reset_routing_statistics(self):
-        """Forget the routing decisions counted so far."""
-        for layer in self._moe_layers():
-            layer.counts.zero_()
-
-    def routing_statistics(self):
-        """Share of the routing decisions (samples x top-k) each rank expert got, per layer, since the last reset.
-
-        Keys are ``layer<i>/rank<r>``. Empty if nothing was routed at inference since the reset.
-        """
-        statistics = {}
-        for i, layer in enumerate(self._moe_layers()):
-            total = int(layer.counts.sum())
-            if total == 0:
-                continue
-            for expert, count in zip(layer.experts, layer.counts.tolist()):
-                statistics[f'layer{i}/rank{expert.rank}'] = count / total
-        return statistics
-

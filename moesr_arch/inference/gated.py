@@ -7,7 +7,7 @@ both call it, so validation and inference cannot drift apart.
 import contextlib
 from collections import OrderedDict
 from dataclasses import dataclass, field
-from typing import Dict, Tuple
+from typing import Dict, Optional, Tuple
 
 import numpy as np
 import torch
@@ -21,7 +21,8 @@ class GatedResult:
 
     Args:
         output (Tensor): ``[B, C, H, W]`` the blended SR image.
-        background (Tensor): ``[B, C, H, W]`` the background expert alone.
+        background (Tensor | None): ``[B, C, H, W]`` the background expert alone on the whole image (dense
+            execution only; None from top-1 sparse execution, which runs it only where it has weight).
         gate_weights (Tensor): ``[B, K+1, h, w]`` the gate's LR weights (background last).
         blend_weights (Tensor): ``[B, K+1, H, W]`` the HR blending weights.
         expert_pixels (OrderedDict): ``{expert: blend weight summed over the output pixels}``.
@@ -30,7 +31,7 @@ class GatedResult:
     """
 
     output: torch.Tensor
-    background: torch.Tensor
+    background: Optional[torch.Tensor]
     gate_weights: torch.Tensor
     blend_weights: torch.Tensor
     expert_pixels: 'OrderedDict[str, float]'
@@ -69,9 +70,6 @@ def run_gated(network, gate, lq, data=None, sparse=None, tile_size=None, want_ma
         result = network.run(lq, weights, sparse=sparse, tile_size=tile_size)
     done = synchronized_clock(lq.device)
     blend = result['weights']
-    expert_pixels = result.get('expert_pixels')
-    if expert_pixels is None:  # until MoESRNet.run returns it itself (interface item 1)
-        expert_pixels = OrderedDict(zip(network.names, blend.detach().double().sum((0, 2, 3)).tolist()))
     maps = {'gate': gate_overlay(lq[0], weights[0], network.categories)} if want_maps else {}
-    return GatedResult(result['output'], result['background'], weights, blend, expert_pixels, maps,
+    return GatedResult(result['output'], result['background'], weights, blend, result['expert_pixels'], maps,
                        (gated - start, done - gated))

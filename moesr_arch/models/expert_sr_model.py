@@ -10,6 +10,7 @@ from basicsr.utils.dist_util import master_only
 from basicsr.utils.registry import MODEL_REGISTRY
 from torch.nn.parallel import DistributedDataParallel
 
+from moesr_arch.archs.routing import add_expert_pixels, returns_statistics, routing_shares
 from moesr_arch.options import OPTIMIZERS
 from moesr_arch.utils.atomic import atomic_torch_save
 from moesr_arch.utils.checkpoint import strip_module_prefix
@@ -35,8 +36,9 @@ class ExpertSRModel(SRModel):
     - every optimizer the option check accepts (``OPTIMIZERS``: SGD for VDSR, AdamW, ...) is built, where
       BasicSR 1.4.2 builds Adam only;
     - ``val.self_ensemble: true`` tests with the x8 geometric self-ensemble (EDSR+);
-    - archs that count their routing decisions (``routing_statistics()`` / ``reset_routing_statistics()``)
-      have the counts of each validation logged to the log file and TensorBoard.
+    - archs that route (``forward(x, return_stats=True)``, :mod:`moesr_arch.archs.routing`) have each
+      expert's share of the pixels routed in a validation logged to the log file and TensorBoard;
+      ``test()`` keeps the stats of its last network call as ``routing_stats`` (subclasses read maps there).
     """
 
     @staticmethod
@@ -53,6 +55,8 @@ class ExpertSRModel(SRModel):
             opt['find_unused_parameters'] = True
             get_root_logger().info(f'DDP: find_unused_parameters set to true ({reason})')
         super().__init__(opt)
+        self.routing_totals = None  # expert -> pixels routed, summed over a validation pass while one runs
+        self.routing_stats = None  # the stats of test()'s last network call, for a routing network
 
     def init_training_settings(self):
         super().init_training_settings()
@@ -131,26 +135,31 @@ class ExpertSRModel(SRModel):
         return self.net_g_ema if hasattr(self, 'net_g_ema') else self.net_g
 
     def test(self):
-        # The bare network: validation is one image at a time, and DataParallel replicas would keep the
-        # routing statistics that the network counts.
+        # The bare network: validation is one image at a time (DataParallel would split nothing).
         net = self.get_bare_model(self.test_network())
+        forward, self.routing_stats = net, None
+        if returns_statistics(net):
+            def forward(x):  # every call's routing, self-ensemble's eight included, into the pass's totals
+                output, self.routing_stats = net(x, return_stats=True)
+                if self.routing_totals is not None:
+                    add_expert_pixels(self.routing_totals, self.routing_stats['expert_pixels'])
+                return output
         was_training = net.training
         net.eval()
         with torch.no_grad():
             if self.opt.get('val', {}).get('self_ensemble', False):
-                self.output = self_ensemble(net, self.lq)
+                self.output = self_ensemble(forward, self.lq)
             else:
-                self.output = net(self.lq)
+                self.output = forward(self.lq)
         net.train(was_training)
 
     def nondist_validation(self, dataloader, current_iter, tb_logger, save_img):
-        net = self.get_bare_model(self.test_network())
-        counting = hasattr(net, 'routing_statistics')
-        if counting:
-            net.reset_routing_statistics()
-        super().nondist_validation(dataloader, current_iter, tb_logger, save_img)
-        if counting:
-            log_routing_statistics(net.routing_statistics(), dataloader.dataset.opt['name'], current_iter, tb_logger)
+        self.routing_totals = OrderedDict()
+        try:
+            super().nondist_validation(dataloader, current_iter, tb_logger, save_img)
+        finally:
+            totals, self.routing_totals = self.routing_totals, None
+        log_routing_statistics(routing_shares(totals), dataloader.dataset.opt['name'], current_iter, tb_logger)
 
     def save(self, epoch, current_iter):
         if self.opt['dist']:
@@ -273,7 +282,7 @@ def check_replicas_agree(net, current_iter):
 def log_routing_statistics(statistics, dataset_name, current_iter, tb_logger):
     if not statistics:
         return
-    lines = [f'Routing on {dataset_name} (share of decisions per expert):']
+    lines = [f'Routing on {dataset_name} (share of the routed pixels per expert):']
     for name, value in statistics.items():
         lines.append(f'\t # {name}: {value:.4f}')
         if tb_logger:

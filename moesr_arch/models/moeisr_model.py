@@ -60,7 +60,7 @@ class MoEISRModel(ExpertSRModel):
             self.opt['path']['visualization'] = osp.join(visualization, dataset_opt['name'])
         try:
             super().nondist_validation(dataloader, current_iter, tb_logger, save_img)
-            log_routing_statistics(routing_shares(self._val_context), dataset_opt['name'], current_iter, tb_logger)
+            log_routing_statistics(decoder_shares(self._val_context), dataset_opt['name'], current_iter, tb_logger)
         finally:
             self.opt['path']['visualization'] = visualization
             self._val_context = None
@@ -105,7 +105,7 @@ class MoEISRModel(ExpertSRModel):
         return osp.join(folder, context['dataset'], f'{img_name}_{suffix}_experts.png')
 
 
-def routing_shares(summed):
+def decoder_shares(summed):
     """Each expert's share of the validation pixels and the decoder FLOPs relative to the deepest decoder alone."""
     total = sum(summed['pixels'].values())
     if not total:

@@ -10,6 +10,7 @@ from basicsr.utils import get_root_logger, imwrite, tensor2img
 from basicsr.utils.registry import MODEL_REGISTRY
 from tqdm import tqdm
 
+from moesr_arch.archs.routing import add_expert_pixels, routing_shares
 from moesr_arch.inference.device import synchronized_clock
 from moesr_arch.inference.gated import run_gated
 from moesr_arch.inference.maps import gate_overlay
@@ -42,10 +43,11 @@ class MoESRModel(ExpertSRModel):
     Validation and test run the top-level ``gate`` (default: a LabelGate on the network's categories)
     and the network (sparse at inference when ``network_g.sparse``), and report, besides
     ``val.metrics`` on the blend: the same metrics for the background expert alone on the same images
-    (``<metric>_background``, the mixture's gain), and PSNR/SSIM inside each category's labelled regions
-    (``psnr_<category>``, ``psnr_<category>_background``), when the dataset gives a ``category_map``.
-    A table of these goes to the log, every value to TensorBoard; ``save_img`` also writes the
-    background-only image and the gate overlay beside each blended image.
+    (``<metric>_background``, the mixture's gain; run on the whole image for the report, since top-1
+    sparse inference runs it only where it has weight, and left out of the timing), and PSNR/SSIM inside
+    each category's labelled regions (``psnr_<category>``, ``psnr_<category>_background``), when the
+    dataset gives a ``category_map``. A table of these goes to the log, every value to TensorBoard;
+    ``save_img`` also writes the background-only image and the gate overlay beside each blended image.
 
     **The equal-budget control** (``network_ref``, e.g. the background expert's options): a single network
     trained beside the mixture on the very same batches, for the same iterations, with the same optimizer,
@@ -280,8 +282,7 @@ class MoESRModel(ExpertSRModel):
                        ((kind, next((o for o in metrics.values() if o['type'] == f'calculate_{kind}'), None))
                         for kind in ('psnr', 'ssim')) if opt_ is not None}
         net = self.get_bare_model(self.test_network())
-        net.reset_routing_statistics()
-        sums, counts, shares, times = OrderedDict(), OrderedDict(), OrderedDict(), np.zeros(3)
+        sums, counts, shares, times, routed = OrderedDict(), OrderedDict(), OrderedDict(), np.zeros(3), OrderedDict()
         matrix = None
         if val_opt.get('specialisation', True) and 'psnr' in region_opts:
             matrix = SpecialisationMatrix(net.names, net.categories + [BACKGROUND])
@@ -297,6 +298,9 @@ class MoESRModel(ExpertSRModel):
             self.feed_data(val_data)
             self.test()
             times += self.timing
+            add_expert_pixels(routed, self.expert_pixels)
+            if self.background_output is None:  # top-1 sparse inference leaves the background's whole image out
+                self.background_output = expert_alone(net, BACKGROUND, self.lq)
             images = self._compared_images()
             if 'gt' in val_data:
                 gt_img = tensor2img([self.gt.cpu()])
@@ -327,7 +331,7 @@ class MoESRModel(ExpertSRModel):
             self._log_validation_metric_values(current_iter, dataset_name, tb_logger)
         if matrix is not None and matrix.counts.any():
             self._report_specialisation(matrix, dataset_name, current_iter, tb_logger)
-        log_routing_statistics(net.routing_statistics(), dataset_name, current_iter, tb_logger)
+        log_routing_statistics(routing_shares(routed), dataset_name, current_iter, tb_logger)
 
     def _compared_images(self):
         """HR images of the blend and of its baselines, by metric-key suffix ('' is MoE-SR)."""
@@ -362,14 +366,9 @@ class MoESRModel(ExpertSRModel):
     def _specialisation(self, matrix, net, gt_img, masks, images, psnr_opt):
         """Every expert alone on this image, scored inside every region (plus the blend and the control)."""
         kwargs = dict(crop_border=psnr_opt.get('crop_border', 0), test_y_channel=psnr_opt.get('test_y_channel', False))
-        outputs = OrderedDict()
-        with torch.no_grad():
-            for name in net.names:
-                expert = net.experts[name]
-                was_training = expert.training
-                expert.eval()
-                outputs[name] = tensor2img([expert(self.lq).cpu()])
-                expert.train(was_training)
+        # The background expert alone is already among the compared images.
+        outputs = OrderedDict((name, images['_background'] if name == BACKGROUND else
+                               tensor2img([expert_alone(net, name, self.lq).cpu()])) for name in net.names)
         outputs['MoE-SR'] = images['']
         if '_reference' in images:
             outputs['single network'] = images['_reference']
@@ -452,6 +451,17 @@ class MoESRModel(ExpertSRModel):
         get_root_logger().info(table)
         if self.opt['rank'] == 0:
             atomic_write_text(osp.join(self.opt['path']['log'], f'comparison_{dataset_name}.txt'), table + '\n')
+
+
+def expert_alone(net, name, lq):
+    """One expert of a ``MoESRNet`` on the whole LR image, in eval mode and without gradients."""
+    expert = net.experts[name]
+    was_training = expert.training
+    expert.eval()
+    with torch.no_grad():
+        output = expert(lq)
+    expert.train(was_training)
+    return output
 
 
 def ema_update(ema_net, net, decay):
