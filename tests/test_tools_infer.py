@@ -14,6 +14,7 @@ from torch import nn
 
 from conftest import run_cli
 from moesr_arch import inference
+from moesr_arch.archs.fusion import tile_cores
 from moesr_arch.inference import (Capabilities, InferenceError, Tiler, Upscaler, blend_ramp, describe, describes,
                                   estimate_memory, scale_alignment, tile_spans)
 from moesr_arch.inference import device as inference_device
@@ -49,6 +50,11 @@ def test_tiles_cover_the_image_and_blend_weights_never_vanish():
     assert tile_spans(30, 40, 10) == [(0, 30)] and tile_spans(100, 0, 10) == [(0, 100)]
     assert scale_alignment(2.5) == 2 and scale_alignment(4) == 1
     assert tile_spans(101, 40, 10, align=2) == [(0, 40), (30, 70), (60, 101)]  # starts on the x2.5 grid
+    # Without overlap the same grid gives disjoint tiles (MoE-SR's expert cores: added in place, exact).
+    assert tile_spans(100, 40) == [(0, 40), (40, 80), (80, 100)]
+    assert tile_spans(100, 40, align=3) == [(0, 39), (39, 78), (78, 100)]
+    assert tile_cores(50, 30, 20) == [(y0, y1, x0, x1) for y0, y1 in ((0, 20), (20, 40), (40, 50))
+                                      for x0, x1 in ((0, 20), (20, 30))]
     weight = blend_ramp(20, 8, 8)
     assert weight.min() > 0 and weight[6:14].tolist() == [1.0] * 8 and weight[0] == weight[1] == 1e-3
     assert weight[2] < weight[3] < weight[5] and np.allclose(weight, weight[::-1])

@@ -32,6 +32,8 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from moesr_arch.utils.tiling import tile_spans
+
 
 def mask_box(mask):
     """Bounding box ``(y0, y1, x0, x1)`` (end exclusive) of the True pixels of a non-empty 2-D bool mask."""
@@ -234,11 +236,9 @@ def union_box(boxes):
 
 
 def tile_cores(height, width, tile_size):
-    """Core boxes of a grid of ``tile_size`` tiles covering an image (one box if it fits)."""
-    if tile_size <= 0 or (height <= tile_size and width <= tile_size):
-        return [(0, height, 0, width)]
-    return [(y, min(y + tile_size, height), x, min(x + tile_size, width))
-            for y in range(0, height, tile_size) for x in range(0, width, tile_size)]
+    """Disjoint core boxes of the package's tile grid (:func:`moesr_arch.utils.tiling.tile_spans`) covering an
+    image (one box if it fits)."""
+    return [(y0, y1, x0, x1) for y0, y1 in tile_spans(height, tile_size) for x0, x1 in tile_spans(width, tile_size)]
 
 
 def split_cores(cores, tile_size):

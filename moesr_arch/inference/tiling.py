@@ -2,7 +2,7 @@
 
 Only tiles travel to the device; the input stays in its own dtype and the output is finished in strips
 of tile rows, so the CPU holds the input, the finished output and one strip of float accumulators. Tiles
-overlap by ``tile_overlap`` LR pixels and are blended with weights that ramp linearly across each overlap
+overlap by ``tile_overlap`` LR pixels (the package's one grid, :func:`moesr_arch.utils.tiling.tile_spans`) and are blended with weights that ramp linearly across each overlap
 and are never 0 (image borders keep full weight), so there are no seams and no dark borders.
 """
 import math
@@ -15,17 +15,7 @@ from tqdm import tqdm
 
 from moesr_arch.inference.device import InferenceError, autocast
 from moesr_arch.utils.ensemble import self_ensemble
-
-
-def tile_spans(length, tile, overlap, align=1):
-    """``[(start, end)]`` of tiles covering ``length``: a step of ``tile - overlap``, the last tile ending at
-    ``length``. Starts are multiples of ``align`` (the last tile grows by less than ``align`` for it)."""
-    if tile <= 0 or length <= tile:
-        return [(0, length)]
-    step = max(tile - overlap, 1)
-    starts = list(range(0, length - tile, step)) + [length - tile]
-    starts = sorted({start - start % align for start in starts})
-    return [(start, min(start + tile, length)) for start in starts[:-1]] + [(starts[-1], length)]
+from moesr_arch.utils.tiling import tile_spans
 
 
 def scale_alignment(scale):
