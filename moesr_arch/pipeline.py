@@ -31,6 +31,7 @@ import argparse
 import contextlib
 import datetime
 import io
+import json
 import logging
 import math
 import os
@@ -51,7 +52,7 @@ from basicsr.utils import options as basicsr_options
 
 from moesr_arch.data.loader_check import build_dataloader
 from moesr_arch.options import OptionError, apply_force_yml, load_options, resolve_derived_options, validate_options
-from moesr_arch.utils.atomic import remove_stale_temporaries
+from moesr_arch.utils.atomic import atomic_write_text, remove_stale_temporaries
 
 # ------------------------------------------------------------------------------------------------
 # Options (fixes 1-4)
@@ -282,6 +283,17 @@ def start_logging(opt, kind):
     return logger
 
 
+def copy_option_file(opt_path, opt):
+    """BasicSR's ``copy_opt_file`` (the option file with the command line on top, in the experiment folder,
+    rank 0 only), written all-or-nothing."""
+    if opt['rank'] != 0:
+        return
+    with open(opt_path, encoding='utf-8') as source:
+        text = source.read()
+    header = f'# GENERATE TIME: {time.asctime()}\n# CMD:\n# {" ".join(sys.argv)}\n\n'
+    atomic_write_text(osp.join(opt['path']['experiments_root'], osp.basename(opt_path)), header + text)
+
+
 def train_pipeline(root_path, argv):
     """``basicsr train``: BasicSR's ``train_pipeline`` (same loop, logs and files) with the module's fixes.
 
@@ -296,7 +308,7 @@ def train_pipeline(root_path, argv):
         make_exp_dirs(opt)
         if opt['logger'].get('use_tb_logger') and 'debug' not in opt['name'] and opt['rank'] == 0:
             mkdir_and_rename(osp.join(opt['root_path'], 'tb_logger', opt['name']))
-    basicsr_options.copy_opt_file(args.opt, opt['path']['experiments_root'])
+    copy_option_file(args.opt, opt)
     logger = start_logging(opt, 'train')
     tb_logger = init_tb_loggers(opt)
 
@@ -360,8 +372,19 @@ def validate(model, val_loaders, current_iter, tb_logger, opt, logger=None):
         model.validation(val_loader, current_iter, tb_logger, opt['val']['save_img'])
 
 
+def write_test_metrics(opt, dataset_name, metric_results):
+    """``<results>/metrics_<dataset>.json``: the test set's metrics as numbers (the log has them as text;
+    BasicSR's test writes no TensorBoard events), rank 0 only, all-or-nothing."""
+    if opt['rank'] != 0 or not metric_results:
+        return
+    metrics = {key: float(value) for key, value in metric_results.items()}
+    atomic_write_text(osp.join(opt['path']['results_root'], f'metrics_{dataset_name}.json'),
+                      json.dumps(metrics, indent=1) + '\n')
+
+
 def test_pipeline(root_path, argv):
-    """``basicsr test``: BasicSR's ``test_pipeline`` with the checked options (fixes 1-3)."""
+    """``basicsr test``: BasicSR's ``test_pipeline`` with the checked options (fixes 1-3); each test set's
+    metrics also go to ``results/<name>/metrics_<set>.json``."""
     opt, _ = parse_options(root_path, argv, is_train=False)
     torch.backends.cudnn.benchmark = True
     make_exp_dirs(opt)
@@ -376,3 +399,4 @@ def test_pipeline(root_path, argv):
     for test_loader in test_loaders:
         logger.info(f"Testing {test_loader.dataset.opt['name']}...")
         model.validation(test_loader, current_iter=opt['name'], tb_logger=None, save_img=opt['val']['save_img'])
+        write_test_metrics(opt, test_loader.dataset.opt['name'], getattr(model, 'metric_results', None))

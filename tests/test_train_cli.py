@@ -1,4 +1,5 @@
 """`basicsr train` / `basicsr test` end to end on the demo photos, on the CPU."""
+import json
 import re
 
 import pytest
@@ -72,9 +73,9 @@ def test_test_command_writes_images_and_metrics(workdir):
         expected.append(np.mean([calculate_psnr(cv2.imread(str(path)),
                                                 cv2.imread(str(hr / path.name.replace('_tiny_edsr', ''))),
                                                 crop_border=2, test_y_channel=True) for path in written]))
-    log = next((workdir / 'results' / 'tiny_edsr').glob('test_*.log')).read_text()
-    reported = [float(value) for value in re.findall(r'# psnr: (\d+\.\d+)', log)]
-    assert reported == [pytest.approx(value, abs=5e-5) for value in expected], (reported, expected)
+    reported = [json.loads((workdir / 'results' / 'tiny_edsr' / f'metrics_demo_{split}.json').read_text())['psnr']
+                for split in ('val', 'heldout')]
+    assert reported == [pytest.approx(value, abs=1e-9) for value in expected], (reported, expected)
 
 
 def test_non_finite_loss_stops_training_naming_iteration_and_term(workdir):

@@ -76,6 +76,15 @@ def test_adjustable_clipping_bounds_every_gradient_element_by_theta_over_the_cur
         assert largest >= 0.999 * theta / lr, 'the loss is huge: the bound must bind'
 
 
+def test_adjustable_clipping_divides_theta_by_the_world_size(tmp_path):
+    """theta is derived for one process's batch; DDP averages the gradients of world_size batches."""
+    theta = 1e-4
+    model = build('ExpertSRModel', tmp_path, grad_clip_value_over_lr=theta)
+    model.opt['world_size'] = 4
+    train_step(model, 'ExpertSRModel', 1)
+    assert max(g.abs().max().item() for g in gradients(model)) == pytest.approx(theta / 4 / 0.1, rel=1e-6)
+
+
 def test_adjustable_clipping_leaves_gradients_alone_without_the_option(tmp_path):
     model = build('ExpertSRModel', tmp_path)
     train_step(model, 'ExpertSRModel', 1)

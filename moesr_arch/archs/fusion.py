@@ -329,12 +329,6 @@ def run_on_boxes(expert, images, boxes, scale, margin, max_batch=8):
                                                    x0:x0 + (cx1 - cx0) * scale]
 
 
-def run_on_crops(expert, image, cores, scale, margin, max_batch=8):
-    """:func:`run_on_boxes` on one image (``[1, C, h, w]``): yields ``(core, output)``."""
-    for _, core, output in run_on_boxes(expert, image, [(0, core) for core in cores], scale, margin, max_batch):
-        yield core, output
-
-
 def support_mask(hr_weight, scale):
     """LR pixels whose ``s x s`` HR block has any positive weight (``hr_weight``: ``[H, W]``)."""
     low = F.max_pool2d(hr_weight[None, None], scale, stride=scale)[0, 0]
@@ -364,7 +358,8 @@ def receptive_radius(net, scale, channels=3, size=41):
     finite crop margin makes sparse execution exact.
     """
     generator = torch.Generator().manual_seed(0)
-    probe = torch.rand(1, channels, size, size, generator=generator).requires_grad_(True)
+    device = next(net.parameters()).device
+    probe = torch.rand(1, channels, size, size, generator=generator).to(device).requires_grad_(True)
     was_training = net.training
     net.eval()
     with torch.enable_grad():
@@ -372,5 +367,5 @@ def receptive_radius(net, scale, channels=3, size=41):
         centre = size // 2
         out[..., centre * scale:(centre + 1) * scale, centre * scale:(centre + 1) * scale].sum().backward()
     net.train(was_training)
-    rows, cols = np.nonzero(probe.grad.abs().sum((0, 1)).numpy() > 0)
+    rows, cols = np.nonzero(probe.grad.abs().sum((0, 1)).cpu().numpy() > 0)
     return int(max(np.abs(rows - centre).max(), np.abs(cols - centre).max()))

@@ -155,7 +155,8 @@ class MoESRNet(nn.Module):
             for image_index, (y0, y1, x0, x1), patch in run_on_boxes(self.experts[name], lq, boxes, s,
                                                                      self.crop_margin, self.max_batch):
                 if output is None:
-                    output = patch.new_zeros(b, patch.shape[0], h * s, w * s)
+                    # The blend weights' dtype (fp32 under autocast too), as the dense path's sum has it.
+                    output = patch.new_zeros(b, patch.shape[0], h * s, w * s, dtype=hr_weights.dtype)
                 region = (image_index, slice(None), slice(y0 * s, y1 * s), slice(x0 * s, x1 * s))
                 output[region] += patch * hr_weights[image_index, index, y0 * s:y1 * s, x0 * s:x1 * s]
         return output

@@ -54,6 +54,10 @@ class Upscaler:
             tile = DEFAULT_TILE.get(self.device.type, 512)
         self.tiler = Tiler(self.device, tile, tile_overlap, precision_dtype(precision, self.device), ensemble, progress)
         self.scale, self.out_scale, self.want_maps, self.gate = scale, out_scale, want_maps, gate
+        if ensemble and self.capabilities.kind == 'gated':
+            # The gate would see flipped images, and the flipped gate weights would no longer match the crops.
+            raise InferenceError(f'--ensemble is not supported for {type(network).__name__} (the gate decides on the '
+                                 'image as it is); run without it')
         if out_scale is not None and float(out_scale) != float(scale) and not self.capabilities.arbitrary_scale:
             raise InferenceError(f'{type(network).__name__} only upscales x{scale}; --scale {out_scale} needs an '
                                  'arbitrary-scale network (e.g. MoEISR)')

@@ -124,7 +124,9 @@ class ExpertSRModel(SRModel):
                 f'iteration {current_iter}: the gradient of loss {" + ".join(losses)} is {norm.item()}; training '
                 'stopped before the weights were updated (the last saved checkpoint is intact). Lower the learning '
                 'rate or check the data.')
-        clip_gradients_over_lr(optimizer, self.opt['train'].get('grad_clip_value_over_lr'))
+        theta = self.opt['train'].get('grad_clip_value_over_lr')
+        # theta is derived for one process's batch; DDP averages the gradients over world_size batches.
+        clip_gradients_over_lr(optimizer, theta and theta / self.opt.get('world_size', 1))
         optimizer.step()
 
     def discard_gradients(self, net):

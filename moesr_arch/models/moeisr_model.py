@@ -3,13 +3,14 @@ from collections import OrderedDict
 
 import numpy as np
 import torch
-from basicsr.utils import get_root_logger, imwrite
+from basicsr.utils import get_root_logger
 from basicsr.utils.registry import MODEL_REGISTRY
 
 from moesr_arch.archs.moeisr_arch import describe_flops
-from moesr_arch.losses.expert_balance_loss import ExpertBalanceLoss
 from moesr_arch.inference.maps import depth_names, expert_map_picture
+from moesr_arch.losses.expert_balance_loss import ExpertBalanceLoss
 from moesr_arch.models.expert_sr_model import ExpertSRModel, log_routing_statistics
+from moesr_arch.utils.image_io import write_png
 
 
 @MODEL_REGISTRY.register()
@@ -94,7 +95,7 @@ class MoEISRModel(ExpertSRModel):
             ', '.join(f'{d}: {s:.1%}' for d, s in zip(net.expert_depths, shares)))
         if context['save_img'] and self.opt['val'].get('expert_maps', True):
             picture = expert_map_picture(stats['expert_map'][0].cpu().numpy(), depth_names(net.expert_depths))
-            imwrite(np.ascontiguousarray(picture[:, :, ::-1]), self.expert_map_path(img_name, context))
+            write_png(self.expert_map_path(img_name, context), np.ascontiguousarray(picture[:, :, ::-1]))
 
     def expert_map_path(self, img_name, context):
         """Beside BasicSR's SR picture of the same image, with an ``_experts`` suffix."""

@@ -6,7 +6,7 @@ import torch
 import torch.nn.functional as F
 from basicsr.archs import build_network
 from basicsr.metrics import calculate_metric
-from basicsr.utils import get_root_logger, imwrite, tensor2img
+from basicsr.utils import get_root_logger, tensor2img
 from basicsr.utils.registry import MODEL_REGISTRY
 from tqdm import tqdm
 
@@ -16,6 +16,7 @@ from moesr_arch.inference.gated import run_gated
 from moesr_arch.inference.maps import gate_overlay
 from moesr_arch.models.expert_sr_model import ExpertSRModel, log_routing_statistics
 from moesr_arch.utils.atomic import atomic_write_text
+from moesr_arch.utils.image_io import write_png
 from moesr_arch.utils.region_metrics import masked_psnr, masked_ssim
 from moesr_arch.utils.specialisation import SpecialisationMatrix, bicubic_upscale
 
@@ -393,12 +394,12 @@ class MoESRModel(ExpertSRModel):
         else:
             suffix = self.opt['val'].get('suffix') or self.opt['name']
             stem = osp.join(self.opt['path']['visualization'], dataset_name, f'{img_name}_{suffix}')
-        imwrite(sr_img, f'{stem}.png')
+        write_png(f'{stem}.png', sr_img)
         if self.opt['val'].get('save_background', True):
-            imwrite(bg_img, f'{stem}_background.png')
+            write_png(f'{stem}_background.png', bg_img)
         if self.opt['val'].get('save_overlay', True):
             overlay = gate_overlay(self.lq[0], self.gate_weights[0], self.bare_net.categories)
-            imwrite(np.ascontiguousarray(overlay[..., ::-1]), f'{stem}_gate.png')
+            write_png(f'{stem}_gate.png', np.ascontiguousarray(overlay[..., ::-1]))
 
     def _update_best(self, dataset_name, key, value, current_iter, metrics):
         if not hasattr(self, 'best_metric_results'):

@@ -52,7 +52,7 @@ def verify_onnx(network, model, size=(48, 80), tolerance=1e-4, name=None):
                                            providers=['CPUExecutionProvider'])
     x = torch.rand(1, 3, *size, generator=torch.Generator().manual_seed(0))
     with torch.no_grad():
-        expected = network(x).numpy()
+        expected = network(x.to(next(network.parameters()).device)).cpu().numpy()
     got = session.run(None, {'input': x.numpy()})[0]
     if got.shape != expected.shape:
         raise ExportError(f'{name}: ONNX output shape {got.shape} differs from PyTorch {expected.shape}')
