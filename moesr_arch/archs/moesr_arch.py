@@ -193,14 +193,7 @@ def check_common_scale(experts, scale, probe_size):
     """Each expert's upscale factor, measured on a probe input; all must agree (and equal ``scale`` if set)."""
     scales = OrderedDict()
     for name, expert in experts.items():
-        was_training = expert.training
-        expert.eval()
-        channels = first_conv_channels(expert)
-        with torch.no_grad():
-            out = expert(torch.zeros(1, channels, probe_size, probe_size))
-        expert.train(was_training)
-        factor = out.shape[-1] / probe_size
-        scales[name] = int(factor) if factor == int(factor) else factor
+        scales[name] = probe_scale(expert, probe_size)
     found = sorted(set(scales.values()))
     listing = ', '.join(f'{name}: x{value}' for name, value in scales.items())
     if len(found) > 1:
@@ -217,3 +210,19 @@ def first_conv_channels(net):
         if isinstance(module, nn.Conv2d):
             return module.in_channels
     return 3
+
+
+def probe_scale(network, probe_size=16):
+    """The factor ``network`` upscales by, measured on a zero ``probe_size`` square (int when whole), on the
+    network's device."""
+    parameter = next(network.parameters(), None)
+    was_training = network.training
+    network.eval()
+    try:
+        with torch.no_grad():
+            out = network(torch.zeros(1, first_conv_channels(network), probe_size, probe_size,
+                                      device=parameter.device if parameter is not None else None))
+    finally:
+        network.train(was_training)
+    factor = out.shape[-1] / probe_size
+    return int(factor) if factor == int(factor) else factor

@@ -21,7 +21,7 @@ from typing import Callable, Optional, Tuple
 import torch
 
 from moesr_arch.archs.moeisr_arch import MoEISR
-from moesr_arch.archs.moesr_arch import BACKGROUND, MoESRNet, first_conv_channels
+from moesr_arch.archs.moesr_arch import BACKGROUND, MoESRNet, first_conv_channels, probe_scale
 from moesr_arch.inference.maps import depth_names
 from moesr_arch.utils.macs import activation_bytes
 
@@ -85,22 +85,6 @@ def describe(network):
         if cls in _DESCRIBERS:
             return _DESCRIBERS[cls](network)
     return Capabilities('plain', probe_scale(network))
-
-
-def probe_scale(network, probe_size=16):
-    """The factor ``network`` upscales by, measured on a zero ``probe_size`` square (int when whole), on the
-    network's device."""
-    parameter = next(network.parameters(), None)
-    was_training = network.training
-    network.eval()
-    try:
-        with torch.no_grad():
-            out = network(torch.zeros(1, first_conv_channels(network), probe_size, probe_size,
-                                      device=parameter.device if parameter is not None else None))
-    finally:
-        network.train(was_training)
-    factor = out.shape[-1] / probe_size
-    return int(factor) if factor == int(factor) else factor
 
 
 @describes(MoEISR)
