@@ -21,12 +21,18 @@ def mod_crop(image, scale):
     return image[:h - h % scale, :w - w % scale]
 
 
-def bicubic_downscale(image, scale):
-    """MATLAB-style bicubic downscale by integer ``scale`` of a uint8/uint16 image, same dtype back."""
+def matlab_resize(image, factor):
+    """MATLAB's ``imresize(image, factor, 'bicubic')`` (antialiased when shrinking) of a uint8/uint16 image,
+    rounded back to its dtype: ``basicsr.utils.matlab_functions.imresize``, as BasicSR's scripts use it."""
     from basicsr.utils.matlab_functions import imresize
     peak = 65535. if image.dtype == np.uint16 else 255.
-    low = imresize(image.astype(np.float64) / peak, 1 / scale)
-    return np.clip(np.round(low * peak), 0, peak).astype(image.dtype)
+    resized = imresize(image.astype(np.float64) / peak, factor)
+    return np.clip(np.round(resized * peak), 0, peak).astype(image.dtype)
+
+
+def bicubic_downscale(image, scale):
+    """MATLAB-style bicubic downscale by integer ``scale`` of a uint8/uint16 image, same dtype back."""
+    return matlab_resize(image, 1 / scale)
 
 
 def process_one(path, output, scales, compression):
