@@ -21,7 +21,7 @@ from pathlib import Path
 import numpy as np
 
 from moesr_arch.tools.common import OutputPlan, error_text, report_problems, run_parallel, standalone
-from moesr_arch.tools.prepare.generate_lr import bicubic_downscale, mod_crop
+from moesr_arch.tools.prepare.generate_lr import add_lr_arguments, bicubic_downscale, mod_crop
 from moesr_arch.utils.image_io import ImageReadError, list_images, read_raw, write_png
 
 # x2, x3 and x4 all divide the HR; the published bicubic figures of the SR literature are made this way.
@@ -91,12 +91,8 @@ def prepare_benchmark(input_folder, output, scales=(2, 3, 4), n_thread=1, compre
 
 
 def add_arguments(parser):
-    parser.add_argument('-i', '--input', required=True, help='folder of the HR images of one set')
-    parser.add_argument('-o', '--output', required=True,
-                        help='the set\'s folder, e.g. datasets/benchmark/Set5: writes HR/ and LR_bicubic/X<s>/ in it')
-    parser.add_argument('-s', '--scales', type=int, nargs='+', default=[2, 3, 4], help='scales (default: 2 3 4)')
-    parser.add_argument('--n_thread', type=int, default=1, help='worker processes (default: 1)')
-    parser.add_argument('--compression_level', type=int, default=3, help='PNG compression 0-9 (default: 3)')
+    add_lr_arguments(parser, 'folder of the HR images of one set',
+                     "the set's folder, e.g. datasets/benchmark/Set5: writes HR/ and LR_bicubic/X<s>/ in it", '--scales')
 
 
 def main(args):

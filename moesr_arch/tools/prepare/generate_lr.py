@@ -76,13 +76,17 @@ def generate_lr(input_folder, output, scales=(2, 3, 4), n_thread=1, compression=
     return [error for _, error in run_parallel(work, paths, n_thread, 'generate_lr') if error]
 
 
-def add_arguments(parser):
-    parser.add_argument('-i', '--input', required=True, help='folder of HR images')
-    parser.add_argument('-o', '--output', required=True,
-                        help='output root: writes LR_bicubic/X<s>/ and HR_mod/X<s>/ under it')
-    parser.add_argument('-s', '--scale', type=int, nargs='+', default=[2, 3, 4], help='scales (default: 2 3 4)')
+def add_lr_arguments(parser, input_help, output_help, scale_flag='--scale'):
+    """The arguments of the tools that make LR from a folder of HR images (``generate_lr``, ``benchmark``)."""
+    parser.add_argument('-i', '--input', required=True, help=input_help)
+    parser.add_argument('-o', '--output', required=True, help=output_help)
+    parser.add_argument('-s', scale_flag, type=int, nargs='+', default=[2, 3, 4], help='scales (default: 2 3 4)')
     parser.add_argument('--n_thread', type=int, default=1, help='worker processes (default: 1)')
     parser.add_argument('--compression_level', type=int, default=3, help='PNG compression 0-9 (default: 3)')
+
+
+def add_arguments(parser):
+    add_lr_arguments(parser, 'folder of HR images', 'output root: writes LR_bicubic/X<s>/ and HR_mod/X<s>/ under it')
 
 
 def main(args):
