@@ -171,6 +171,27 @@ def test_benchmark_model_file_goes_through_the_detector_with_each_scale(tmp_path
     assert [r['scale'] for r in report['results']] == [2, 4]
 
 
+def test_benchmark_runs_moesr_through_the_gated_pipeline(tmp_path):
+    write(tmp_path / 'photos' / 'a.png', smooth(24, 36))
+    prepare_benchmark(tmp_path / 'photos', tmp_path / 'bench' / 'Set5', scales=(2, ))
+    experts = {name: dict(TINY_EDSR) for name in ('people', 'background')}
+    options = tiny_options(tmp_path, {'type': 'MoESRNet', 'categories': ['people'], 'experts': experts}, name='moe')
+    weights = torch.load(tmp_path / 'moe.pth')['params']
+    torch.save({'params': {key[len('experts.background.'):]: value for key, value in weights.items()
+                           if key.startswith('experts.background.')}}, tmp_path / 'bg.pth')
+    alone = yaml.safe_load(options.read_text())
+    alone.update(name='bg', network_g=TINY_EDSR, path={'pretrain_network_g': str(tmp_path / 'bg.pth')})
+    (tmp_path / 'bg.yml').write_text(yaml.safe_dump(alone))
+    psnr = {}
+    for name in ('moe', 'bg'):
+        argv = ['benchmark', '-opt', tmp_path / f'{name}.yml', '--root', tmp_path / 'bench', '--output', tmp_path / name]
+        assert cli_main([str(a) for a in argv]) == 0
+        report = json.loads((tmp_path / name / 'table.json').read_text())
+        psnr[name] = report['results'][0]['psnr']
+    assert report['arch'] == 'EDSR' and json.loads((tmp_path / 'moe' / 'table.json').read_text())['arch'] == 'MoESRNet'
+    assert psnr['moe'] == psnr['bg']  # no gate in the options: the background expert answers everywhere, as in infer
+
+
 def test_published_figures_match_the_networks_configuration():
     from basicsr.archs.edsr_arch import EDSR
     from moesr_arch.archs.seemore_arch import SeemoRe
