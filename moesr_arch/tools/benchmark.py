@@ -140,11 +140,11 @@ class Model:
         return build_from_model_file(self.args.model, scale=scale)
 
     def upscaler(self, network, scale, capabilities, wanted):
-        from moesr_arch.inference import InferenceError, Upscaler
+        from moesr_arch.inference import Upscaler
         if not capabilities.arbitrary_scale and float(wanted) != float(scale):
             try:  # the same weights built for another scale: they fit only if no layer depends on the scale
                 network, scale, _ = self.load(wanted)
-            except InferenceError:
+            except UserError:  # the weights do not fit (the file itself loaded a moment ago)
                 raise BenchmarkError(
                     f'{self.source}: --scale {wanted}: {self.arch} upscales x{scale} and its weights do not fit a '
                     f'x{wanted} network; only networks whose weights serve every scale (VDSR) and arbitrary-scale '
