@@ -184,7 +184,8 @@ def test_benchmark_runs_moesr_through_the_gated_pipeline(tmp_path):
     (tmp_path / 'bg.yml').write_text(yaml.safe_dump(alone))
     psnr = {}
     for name in ('moe', 'bg'):
-        argv = ['benchmark', '-opt', tmp_path / f'{name}.yml', '--root', tmp_path / 'bench', '--output', tmp_path / name]
+        argv = ['benchmark', '-opt', tmp_path / f'{name}.yml', '--root', tmp_path / 'bench',
+                '--output', tmp_path / name]
         assert cli_main([str(a) for a in argv]) == 0
         report = json.loads((tmp_path / name / 'table.json').read_text())
         psnr[name] = report['results'][0]['psnr']

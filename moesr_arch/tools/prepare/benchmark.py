@@ -92,7 +92,8 @@ def prepare_benchmark(input_folder, output, scales=(2, 3, 4), n_thread=1, compre
 
 def add_arguments(parser):
     add_lr_arguments(parser, 'folder of the HR images of one set',
-                     "the set's folder, e.g. datasets/benchmark/Set5: writes HR/ and LR_bicubic/X<s>/ in it", '--scales')
+                     "the set's folder, e.g. datasets/benchmark/Set5: writes HR/ and LR_bicubic/X<s>/ in it",
+                     scale_flag='--scales')
 
 
 def main(args):
