@@ -20,6 +20,7 @@ TOOLS = {
     'train-gate': 'moesr_arch.gating.train_gate',
     'prepare': 'moesr_arch.tools.prepare',
     'infer': 'moesr_arch.tools.infer',
+    'benchmark': 'moesr_arch.tools.benchmark',
     'export': 'moesr_arch.tools.export',
     'schema': 'moesr_arch.tools.schema',
 }

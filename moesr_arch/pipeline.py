@@ -26,6 +26,9 @@ The fixes, each applied here explicitly (docs/training.md lists them):
    the interrupted epoch already used (BasicSR restarts the epoch), so it retraces an uninterrupted run.
 8. **empty training loader** (:func:`moesr_arch.data.loader_check.build_dataloader`): a training set
    that cannot fill one batch stops the run at start (BasicSR "trains" zero iterations and exits 0).
+9. **scale against the network** (:func:`check_model_scale`): a top-level ``scale`` the network does not
+   produce stops training and testing before any image runs, with ``basicsr infer``'s one line (BasicSR
+   dies in its metrics: ``Image shapes are different``).
 """
 import argparse
 import contextlib
@@ -315,6 +318,7 @@ def train_pipeline(root_path, argv):
     train_loader, train_sampler, val_loaders, total_epochs, total_iters = \
         create_train_val_dataloader(opt, logger, resume_state)
     model = build_model(opt)
+    check_model_scale(model, opt, args.opt)
     start_epoch = current_iter = 0
     if resume_state:
         model.resume_training(resume_state)  # optimizers, schedulers, random generators
@@ -372,6 +376,14 @@ def validate(model, val_loaders, current_iter, tb_logger, opt, logger=None):
         model.validation(val_loader, current_iter, tb_logger, opt['val']['save_img'])
 
 
+def check_model_scale(model, opt, source):
+    """Fix 9: the option file's top-level ``scale`` must be what the model's ``net_g`` produces (the check
+    ``basicsr infer`` makes, :func:`moesr_arch.inference.check_scale`)."""
+    from moesr_arch.inference import check_scale
+    if opt.get('scale') is not None:
+        check_scale(model.get_bare_model(model.net_g), opt['scale'], source)
+
+
 def write_test_metrics(opt, dataset_name, metric_results):
     """``<results>/metrics_<dataset>.json``: the test set's metrics as numbers (the log has them as text;
     BasicSR's test writes no TensorBoard events), rank 0 only, all-or-nothing."""
@@ -396,6 +408,7 @@ def test_pipeline(root_path, argv):
                                              sampler=None, seed=opt['manual_seed']))
         logger.info(f"Number of test images in {dataset_opt['name']}: {len(test_set)}")
     model = build_model(opt)
+    check_model_scale(model, opt, parse_argv(argv).opt)
     for test_loader in test_loaders:
         logger.info(f"Testing {test_loader.dataset.opt['name']}...")
         model.validation(test_loader, current_iter=opt['name'], tb_logger=None, save_img=opt['val']['save_img'])

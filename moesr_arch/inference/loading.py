@@ -6,11 +6,13 @@ from moesr_arch.inference.device import InferenceError
 from moesr_arch.utils.checkpoint import CheckpointError, load_weights
 
 
-def build_from_options(opt_path, model_path=None, require_weights=True):
+def build_from_options(opt_path, model_path=None, require_weights=True, scale=None):
     """``(network, scale, options)`` from an option file: ``network_g`` built, weights loaded on the CPU.
 
     Weights come from ``model_path`` or ``path.pretrain_network_g`` (key ``path.param_key_g``, default
     ``params``; strictness ``path.strict_load_g``). The gate of a gated network is :func:`load_gate`.
+    ``scale`` builds the network for another scale than the file's (:func:`with_scale`); its weights must
+    then fit strictly (VDSR's do: one set of weights serves every scale).
     """
     from basicsr.archs import build_network
 
@@ -24,11 +26,14 @@ def build_from_options(opt_path, model_path=None, require_weights=True):
     except OptionError as error:
         raise InferenceError(str(error)) from None
     path_opt = opt.get('path') or {}
+    strict = path_opt.get('strict_load_g', True)
+    if scale is not None:
+        opt['scale'], opt['network_g'], strict = scale, with_scale(opt['network_g'], scale), True
     network = build_network(copy.deepcopy(opt['network_g']))
     weights = model_path or path_opt.get('pretrain_network_g')
     if weights:
         try:
-            load_weights(network, weights, path_opt.get('param_key_g') or 'params', path_opt.get('strict_load_g', True),
+            load_weights(network, weights, path_opt.get('param_key_g') or 'params', strict,
                          what=f'network_g of {opt_path}')
         except CheckpointError as error:
             raise InferenceError(str(error)) from None
@@ -38,13 +43,40 @@ def build_from_options(opt_path, model_path=None, require_weights=True):
     scale = opt.get('scale', opt['network_g'].get('upscale'))
     if scale is None:
         raise InferenceError(f'{opt_path}: no scale (top-level "scale" key)')
-    # A wrong scale would not fail: tiles coming back a pixel or two off are resized, so the output
-    # would silently have the wrong size. Check it against what the network produces.
+    check_scale(network, scale, opt_path)
+    return network, scale, opt
+
+
+def with_scale(network_opt, scale):
+    """A copy of the network options ``network_opt`` built for ``scale``: the scale argument of every arch in
+    it (``upscale`` or ``scale``, whichever its constructor takes; wrapped networks and experts too) set."""
+    import inspect
+
+    from basicsr.utils.registry import ARCH_REGISTRY
+
+    def rescale(node):
+        if isinstance(node, dict):
+            if isinstance(node.get('type'), str) and node['type'] in ARCH_REGISTRY:
+                arguments = inspect.signature(ARCH_REGISTRY.get(node['type'])).parameters
+                node.update({key: scale for key in ('upscale', 'scale') if key in arguments})
+            for value in node.values():
+                rescale(value)
+        return node
+
+    return rescale(copy.deepcopy(network_opt))
+
+
+def check_scale(network, scale, source):
+    """Raise :class:`InferenceError` when the option file ``source`` says ``scale`` but ``network`` (network_g)
+    upscales by another factor; arbitrary-scale networks pass. ``basicsr infer``, ``test``, ``benchmark`` and
+    training's validation all check here, before any image runs.
+
+    A wrong scale would not always fail: tiles coming back a pixel or two off are resized (the output would
+    silently have the wrong size), and BasicSR's test dies deep in its metrics."""
     actual = describe(network).scale
     if actual is not None and float(actual) != float(scale):
-        raise InferenceError(f'{opt_path}: scale is {scale} but network_g ({opt["network_g"].get("type")}) '
+        raise InferenceError(f'{source}: scale is {scale} but network_g ({type(network).__name__}) '
                              f'upscales x{actual}; set scale: {actual}')
-    return network, scale, opt
 
 
 def load_gate(opt, opt_path):

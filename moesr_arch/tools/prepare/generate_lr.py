@@ -21,12 +21,18 @@ def mod_crop(image, scale):
     return image[:h - h % scale, :w - w % scale]
 
 
-def bicubic_downscale(image, scale):
-    """MATLAB-style bicubic downscale by integer ``scale`` of a uint8/uint16 image, same dtype back."""
+def matlab_resize(image, factor):
+    """MATLAB's ``imresize(image, factor, 'bicubic')`` (antialiased when shrinking) of a uint8/uint16 image,
+    rounded back to its dtype: ``basicsr.utils.matlab_functions.imresize``, as BasicSR's scripts use it."""
     from basicsr.utils.matlab_functions import imresize
     peak = 65535. if image.dtype == np.uint16 else 255.
-    low = imresize(image.astype(np.float64) / peak, 1 / scale)
-    return np.clip(np.round(low * peak), 0, peak).astype(image.dtype)
+    resized = imresize(image.astype(np.float64) / peak, factor)
+    return np.clip(np.round(resized * peak), 0, peak).astype(image.dtype)
+
+
+def bicubic_downscale(image, scale):
+    """MATLAB-style bicubic downscale by integer ``scale`` of a uint8/uint16 image, same dtype back."""
+    return matlab_resize(image, 1 / scale)
 
 
 def process_one(path, output, scales, compression):
@@ -70,13 +76,17 @@ def generate_lr(input_folder, output, scales=(2, 3, 4), n_thread=1, compression=
     return [error for _, error in run_parallel(work, paths, n_thread, 'generate_lr') if error]
 
 
-def add_arguments(parser):
-    parser.add_argument('-i', '--input', required=True, help='folder of HR images')
-    parser.add_argument('-o', '--output', required=True,
-                        help='output root: writes LR_bicubic/X<s>/ and HR_mod/X<s>/ under it')
-    parser.add_argument('-s', '--scale', type=int, nargs='+', default=[2, 3, 4], help='scales (default: 2 3 4)')
+def add_lr_arguments(parser, input_help, output_help, scale_flag='--scale'):
+    """The arguments of the tools that make LR from a folder of HR images (``generate_lr``, ``benchmark``)."""
+    parser.add_argument('-i', '--input', required=True, help=input_help)
+    parser.add_argument('-o', '--output', required=True, help=output_help)
+    parser.add_argument('-s', scale_flag, type=int, nargs='+', default=[2, 3, 4], help='scales (default: 2 3 4)')
     parser.add_argument('--n_thread', type=int, default=1, help='worker processes (default: 1)')
     parser.add_argument('--compression_level', type=int, default=3, help='PNG compression 0-9 (default: 3)')
+
+
+def add_arguments(parser):
+    add_lr_arguments(parser, 'folder of HR images', 'output root: writes LR_bicubic/X<s>/ and HR_mod/X<s>/ under it')
 
 
 def main(args):
