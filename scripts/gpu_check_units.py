@@ -359,7 +359,8 @@ def _():
         with torch.autocast(Env.dev.type, dtype=torch.bfloat16):
             low = on_luma(vdsr)(x.to(Env.dev))
     if low.dtype != torch.float32 or max_diff(low, reference) > 0.05:
-        raise AssertionError(f'Y-channel VDSR under bf16 autocast: {low.dtype}, max diff {max_diff(low, reference):.3f}')
+        raise AssertionError(f'Y-channel VDSR under bf16 autocast: {low.dtype}, max diff '
+                             f'{max_diff(low, reference):.3f}')
     return 'matlab_upsample == imresize: ' + ', '.join(parts) + f'; Y-channel VDSR bf16 autocast max diff ' \
         f'{max_diff(low, reference):.1e}'
 

@@ -30,7 +30,8 @@ def benchmark_root(tmp_path_factory):
         hr = mod_crop(cv2.imread(str(path)), 12)
         cv2.imwrite(str(set5 / 'HR' / path.name), hr)
         for scale in AT_LEAST:
-            cv2.imwrite(str(set5 / 'LR_bicubic' / f'X{scale}' / f'{path.stem}x{scale}.png'), bicubic_downscale(hr, scale))
+            lr = bicubic_downscale(hr, scale)
+            cv2.imwrite(str(set5 / 'LR_bicubic' / f'X{scale}' / f'{path.stem}x{scale}.png'), lr)
     return root
 
 
