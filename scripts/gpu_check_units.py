@@ -328,6 +328,43 @@ def _():
     return f'tools.export.export_onnx of a network on {Env.dev.type}'
 
 
+@check('matlab_bicubic')
+def _():
+    from basicsr.utils.matlab_functions import imresize
+
+    from moesr_arch.inference.luma import on_luma
+    from moesr_arch.utils.bicubic import matlab_upsample
+    x = torch.rand(2, 3, 17, 23)
+    parts = []
+    for scale in (2, 3, 4):
+        diff = max_diff(matlab_upsample(x.to(Env.dev), scale).cpu(), torch.stack([imresize(i, scale) for i in x]))
+        if diff > 1e-5:
+            raise AssertionError(f'x{scale}: max diff from basicsr imresize {diff:.2e}')
+        parts.append(f'x{scale} {diff:.1e}')
+    grads = []
+    for device in ('cpu', Env.dev):
+        leaf = x.to(device).requires_grad_()
+        (matlab_upsample(leaf, 3) ** 2).sum().backward()
+        grads.append(leaf.grad.cpu())
+    parts.append(f'gradient vs the CPU {max_diff(*grads):.1e}')
+    for dtype in low_precisions():
+        out = matlab_upsample(x.to(Env.dev, dtype), 2)
+        if out.dtype != dtype:
+            raise AssertionError(f'{dtype} input gave {out.dtype}')
+        parts.append(f'{DTYPE_NAMES[dtype]} {max_diff(out, matlab_upsample(x, 2).to(Env.dev)):.1e}')
+    vdsr = net_from({'type': 'VDSR', 'num_in_ch': 1, 'num_out_ch': 1, 'num_feat': 16, 'num_layer': 6, 'bias': False,
+                     'upscale': 2})
+    with torch.no_grad():
+        reference = on_luma(vdsr)(x.to(Env.dev))
+        with torch.autocast(Env.dev.type, dtype=torch.bfloat16):
+            low = on_luma(vdsr)(x.to(Env.dev))
+    if low.dtype != torch.float32 or max_diff(low, reference) > 0.05:
+        raise AssertionError(f'Y-channel VDSR under bf16 autocast: {low.dtype}, max diff '
+                             f'{max_diff(low, reference):.3f}')
+    return 'matlab_upsample == imresize: ' + ', '.join(parts) + f'; Y-channel VDSR bf16 autocast max diff ' \
+        f'{max_diff(low, reference):.1e}'
+
+
 @check('export_onnx_cli')
 def _():
     require('onnx', 'onnxruntime')
@@ -368,6 +405,30 @@ def _():
             cells.append(f'benchmark={benchmark} pass {attempt}: {1000 * (time.perf_counter() - start) / 6:.1f} ms/img')
     torch.backends.cudnn.benchmark = False
     return 'sparse MoE-SR, changing crop shapes: ' + '; '.join(cells)
+
+
+@check('matlab_bicubic_timing', part='bench')
+def _():
+    import torch.nn.functional as F
+
+    from moesr_arch.utils.bicubic import matlab_upsample
+    side, repeats = (64, 1) if Env.dry_run else (512, 50)
+    x = torch.rand(1, 3, side, side, device=Env.dev)
+    cells = []
+    for scale in (2, 4):
+        times = []
+        for fn in (lambda: F.interpolate(x, scale_factor=scale, mode='bicubic', align_corners=False),
+                   lambda: matlab_upsample(x, scale)):
+            fn()
+            sync()
+            start = time.perf_counter()
+            for _ in range(repeats):
+                fn()
+            sync()
+            times.append((time.perf_counter() - start) / repeats)
+        cells.append(f'x{scale}: F.interpolate {1000 * times[0]:.3f} ms, matlab {1000 * times[1]:.3f} ms '
+                     f'({times[1] / times[0]:.2f}x)')
+    return f'{side}x{side} RGB fp32: ' + '; '.join(cells)
 
 
 def throughput(label, net, batch, dtype=None, channels_last=False, varied=False):

@@ -69,7 +69,7 @@ def test_the_bicubic_residual_recipes_start_at_bicubic():
 @pytest.fixture(scope='module')
 def tiny_heldout(tmp_path_factory):
     """A held-out folder of 3 small photos-like images, LR made MATLAB-style as make_demo_dataset.py does, and
-    an untrained BicubicResidual (gain 0) with its option file and weights."""
+    an untrained BicubicResidual (gain 0, PyTorch's bicubic) with its option file and weights."""
     from basicsr.archs import build_network
     from basicsr.utils.matlab_functions import imresize
     root = tmp_path_factory.mktemp('tiny')
@@ -82,7 +82,8 @@ def tiny_heldout(tmp_path_factory):
         lr = np.clip(np.round(imresize(hr.astype(np.float32) / 255., 0.5) * 255.), 0, 255).astype(np.uint8)
         cv2.imwrite(str(root / 'heldout' / 'HR' / f'p{i}.png'), hr)
         cv2.imwrite(str(root / 'heldout' / 'LR_bicubic' / 'X2' / f'p{i}.png'), lr)
-    network_g = {'type': 'BicubicResidual', 'upscale': 2,
+    # PyTorch's kernel for the base, so that the model's column differs from the (MATLAB) bicubic one.
+    network_g = {'type': 'BicubicResidual', 'upscale': 2, 'upsampler': 'torch',
                  'network': {'type': 'EDSR', 'num_in_ch': 3, 'num_out_ch': 3, 'num_feat': 4, 'num_block': 1,
                              'upscale': 2, 'img_range': 1., 'rgb_mean': [0., 0., 0.]}}
     torch.manual_seed(0)

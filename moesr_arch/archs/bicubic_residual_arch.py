@@ -1,12 +1,12 @@
 from collections import OrderedDict
 
 import torch
-import torch.nn.functional as F
 from basicsr.archs import build_network
 from basicsr.utils.registry import ARCH_REGISTRY
 from torch import nn
 
 from moesr_arch.archs.routing import returns_statistics
+from moesr_arch.utils.bicubic import bicubic_upsample, check_kernel
 
 
 @ARCH_REGISTRY.register()
@@ -24,15 +24,19 @@ class BicubicResidual(nn.Module):
             ``upscale``. Required.
         upscale (int): Upsampling factor of the wrapped arch. Required.
         initial_gain (float): Starting value of ``gain``. Default: 0.
+        upsampler (str): Bicubic kernel of the base: ``'matlab'`` (a = -0.5, symmetric borders: the kernel the
+            LR images are made with) or ``'torch'`` (PyTorch's a = -0.75, what the base was before; checkpoints
+            trained with it need it). Default: 'matlab'.
     """
 
-    def __init__(self, network=None, upscale=None, initial_gain=0.0):
+    def __init__(self, network=None, upscale=None, initial_gain=0.0, upsampler='matlab'):
         super().__init__()
         if not isinstance(network, dict) or 'type' not in network:
             raise ValueError(f'BicubicResidual needs network: {{type: <arch>, ...}}, got {network!r}')
         if upscale is None or int(upscale) != upscale or upscale < 1:
             raise ValueError(f'BicubicResidual upscale must be a positive integer, got {upscale!r}')
         self.upscale = int(upscale)
+        self.upsampler = check_kernel(upsampler, 'BicubicResidual upsampler')
         self.network = build_network(dict(network))
         self.gain = nn.Parameter(torch.tensor(float(initial_gain)))
 
@@ -40,7 +44,7 @@ class BicubicResidual(nn.Module):
         """``bicubic(lq) + gain * network(lq)``; with ``return_stats``, ``(output, stats)``: the wrapped
         network's statistics of this call when it routes (``forward(x, return_stats=True)``), else
         ``{'expert_pixels': {}}``."""
-        base = F.interpolate(lq, scale_factor=self.upscale, mode='bicubic', align_corners=False)
+        base = bicubic_upsample(lq, self.upscale, self.upsampler)
         if return_stats and returns_statistics(self.network):
             residual, stats = self.network(lq, return_stats=True)
         else:

@@ -5,7 +5,8 @@
 nothing probes them with ``hasattr``. Three kinds run differently (:class:`moesr_arch.inference.Upscaler`):
 
 - ``plain``: ``forward(lr)`` at a fixed integer scale, through the tiler (EDSR, VDSR, SeemoRe, any
-  registered SR arch: the default for a type without its own entry; the scale is measured on a probe);
+  registered SR arch: the default for a type without its own entry; the scale is measured on a probe, the
+  input channels read from the first convolution: 1 makes it a Y-channel network);
 - ``arbitrary_scale``: ``upscale(lr, scale, return_stats=True)`` at any float scale, through the tiler;
   the statistics' ``expert_map`` makes the ``experts`` map (MoEISR);
 - ``gated``: must see the whole image: a gate runs on the whole LR image, then the network's own sparse
@@ -44,6 +45,8 @@ class Capabilities:
         min_size (int): Smallest input side the network accepts.
         memory (callable | None): ``memory(h, w, tile)``: CPU bytes an ``h x w`` LR image needs with tiles
             of ``tile`` (the output image excluded); None: the tiler's own estimate.
+        in_channels (int): Channels the network takes: 1 for a Y-channel network (colour images go through
+            :func:`moesr_arch.inference.luma.on_luma`), else 3 (RGB).
     """
 
     kind: str
@@ -54,6 +57,7 @@ class Capabilities:
     size_multiple: int = 1
     min_size: int = 1
     memory: Optional[Callable[[int, int, int], int]] = field(default=None, compare=False)
+    in_channels: int = 3
 
     def __post_init__(self):
         if self.kind not in KINDS:
@@ -80,11 +84,11 @@ def describes(network_type):
 
 def describe(network):
     """The :class:`Capabilities` of ``network``: its type's registered description, else a plain network
-    whose scale is measured on a probe."""
+    whose scale is measured on a probe and whose channels are those of its first convolution."""
     for cls in type(network).__mro__:
         if cls in _DESCRIBERS:
             return _DESCRIBERS[cls](network)
-    return Capabilities('plain', probe_scale(network))
+    return Capabilities('plain', probe_scale(network), in_channels=first_conv_channels(network))
 
 
 @describes(MoEISR)

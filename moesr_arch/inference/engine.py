@@ -8,6 +8,7 @@ from moesr_arch.inference import device as device_info
 from moesr_arch.inference.capabilities import describe
 from moesr_arch.inference.device import DEFAULT_TILE, GIB, InferenceError, precision_dtype, resolve_device
 from moesr_arch.inference.gated import run_gated
+from moesr_arch.inference.luma import on_luma
 from moesr_arch.inference.maps import expert_map_picture
 from moesr_arch.inference.tiling import Tiler, estimate_memory, out_size
 from moesr_arch.utils.image_io import peak_value, read_raw, split_channels, write_png
@@ -88,13 +89,15 @@ class Upscaler:
                 f'about {need / GIB:.1f} GiB of memory, but only {free / GIB:.1f} GiB is available: {advice}')
         return need
 
-    def upscale_array(self, bgr, peak):
-        """SR of ``bgr`` (h x w x 3, uint8/uint16); returns ``(bgr output of the same dtype, maps)``, maps RGB."""
+    def upscale_array(self, bgr, peak, grey=False):
+        """SR of ``bgr`` (h x w x 3, uint8/uint16); returns ``(bgr output of the same dtype, maps)``, maps RGB.
+
+        ``grey``: the image is grey (its channel repeated); a Y-channel network then takes that one channel."""
         h, w = bgr.shape[:2]
         self.memory_check(h, w, peak)
         if self.capabilities.kind == 'gated':
             return self.upscale_gated(bgr, peak)
-        return self.upscale_tiled(bgr, peak)
+        return self.upscale_tiled(bgr, peak, grey)
 
     def upscale_gated(self, bgr, peak):
         """The whole image through :func:`run_gated`; the experts are tiled by the network's ``tile_size``, else
@@ -109,11 +112,12 @@ class Upscaler:
             sr = result.output[0].float().cpu().clamp_(0, 1).mul_(peak).round_().permute(1, 2, 0).numpy()[:, :, ::-1]
         return sr.astype(bgr.dtype), result.maps
 
-    def upscale_tiled(self, bgr, peak):
+    def upscale_tiled(self, bgr, peak, grey=False):
         """Plain and arbitrary-scale networks over overlapping tiles; MoEISR's expert map blended alike.
 
         An image that does not meet the network's size requirements is padded (edge pixels repeated) and
-        the output cropped back."""
+        the output cropped back. A Y-channel network super-resolves Y of a colour image (:func:`on_luma`) and
+        a grey image's one channel."""
         h, w = bgr.shape[:2]
         bgr = pad_to_requirements(bgr, self.capabilities)
         scale = self.output_scale
@@ -128,11 +132,17 @@ class Upscaler:
                 return torch.cat([sr, F.one_hot(stats['expert_map'], experts).permute(0, 3, 1, 2).to(sr.dtype)], 1)
         else:
             fn, scale = self.network, self.scale
+        luma = self.capabilities.in_channels == 1
+        if luma:
+            fn = on_luma(fn)
+        # Channels a tile carries, BGR file order to RGB; a grey image's one channel for a Y-channel network
+        # (its 1-channel output rows fill the 3 output channels alike).
+        channels = slice(0, 1) if luma and grey else slice(None, None, -1)
         output = np.empty((out_size(bgr.shape[0], scale), out_size(bgr.shape[1], scale), 3), bgr.dtype)
         expert_map = np.zeros(output.shape[:2], np.uint8) if experts else None
 
         def get_tile(y0, y1, x0, x1):
-            rgb = bgr[y0:y1, x0:x1, ::-1].astype(np.float32) / peak
+            rgb = bgr[y0:y1, x0:x1, channels].astype(np.float32) / peak
             return torch.from_numpy(rgb).permute(2, 0, 1)[None]
 
         def finish_rows(row, rows):
@@ -150,7 +160,7 @@ class Upscaler:
         """``(image to save, maps)``: grey stays grey, alpha is upscaled separately (bicubic), 16-bit stays 16-bit."""
         image = read_raw(path)
         bgr, alpha, grey = split_channels(image)
-        output, maps = self.upscale_array(bgr, peak_value(image))
+        output, maps = self.upscale_array(bgr, peak_value(image), grey)
         if alpha is not None:  # grey + alpha is saved as BGRA: PNG writers take 1, 3 or 4 channels
             big = cv2.resize(alpha, (output.shape[1], output.shape[0]), interpolation=cv2.INTER_CUBIC)
             output = np.dstack([output, big])

@@ -11,6 +11,8 @@ from basicsr.utils.registry import MODEL_REGISTRY
 from torch.nn.parallel import DistributedDataParallel
 
 from moesr_arch.archs.routing import add_expert_pixels, returns_statistics, routing_shares
+from moesr_arch.inference.capabilities import describe
+from moesr_arch.inference.luma import on_luma
 from moesr_arch.options import OPTIMIZERS
 from moesr_arch.utils.atomic import atomic_torch_save
 from moesr_arch.utils.checkpoint import strip_module_prefix
@@ -36,6 +38,9 @@ class ExpertSRModel(SRModel):
     - every optimizer the option check accepts (``OPTIMIZERS``: SGD for VDSR, AdamW, ...) is built, where
       BasicSR 1.4.2 builds Adam only;
     - ``val.self_ensemble: true`` tests with the x8 geometric self-ensemble (EDSR+);
+    - a Y-channel network (1 input channel, e.g. the published VDSR) is tested on the RGB images of the
+      dataset as ``basicsr infer`` runs it: Y through the network, Cb and Cr by MATLAB bicubic
+      (:func:`moesr_arch.inference.luma.on_luma`);
     - archs that route (``forward(x, return_stats=True)``, :mod:`moesr_arch.archs.routing`) have each
       expert's share of the pixels routed in a validation logged to the log file and TensorBoard;
       ``test()`` keeps the stats of its last network call as ``routing_stats`` (subclasses read maps there).
@@ -57,6 +62,7 @@ class ExpertSRModel(SRModel):
         super().__init__(opt)
         self.routing_totals = None  # expert -> pixels routed, summed over a validation pass while one runs
         self.routing_stats = None  # the stats of test()'s last network call, for a routing network
+        self.test_channels = None  # input channels of the tested network, read once (describe probes it)
 
     def init_training_settings(self):
         super().init_training_settings()
@@ -146,6 +152,10 @@ class ExpertSRModel(SRModel):
                 if self.routing_totals is not None:
                     add_expert_pixels(self.routing_totals, self.routing_stats['expert_pixels'])
                 return output
+        if self.test_channels is None:
+            self.test_channels = describe(net).in_channels
+        if self.test_channels == 1:
+            forward = on_luma(forward)
         was_training = net.training
         net.eval()
         with torch.no_grad():

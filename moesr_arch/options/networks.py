@@ -11,8 +11,12 @@ from pydantic import Field, ValidationInfo, model_validator
 from typing_extensions import Annotated
 
 from moesr_arch.options.core import CHECK_PATHS, ExistingFile, PositiveInt, Section, context_flag, problem
+from moesr_arch.utils.bicubic import KERNELS
 
 BACKGROUND = 'background'
+Upsampler = Literal[KERNELS]
+UPSAMPLER_HELP = ("Bicubic kernel of {what}: matlab (a = -0.5, symmetric borders: MATLAB's imresize, as the LR "
+                  "images are made) or torch (PyTorch's a = -0.75; for checkpoints trained with it).")
 
 
 class NetworkSection(Section):
@@ -105,6 +109,7 @@ class BicubicResidualOptions(NetworkSection):
     network: 'Network' = Field(description='Options of the wrapped arch; it must upscale by upscale.')
     upscale: PositiveInt = Field(description='Upsampling factor of the wrapped arch.')
     initial_gain: float = Field(default=0.0, description='Starting value of the learned gain of the residual.')
+    upsampler: Upsampler = Field(default='matlab', description=UPSAMPLER_HELP.format(what='the base'))
 
 
 class SeemoReOptions(NetworkSection):
@@ -167,7 +172,10 @@ class VDSROptions(ChannelsSection):
 
     type: Literal['VDSR'] = Field(description='VDSR (moesr_arch.archs.vdsr_arch.VDSR).')
     num_layer: int = Field(default=20, ge=2, description='Convolution layers in all, first and last included.')
-    upscale: PositiveInt = Field(default=4, description='Upsampling factor.')
+    upscale: PositiveInt = Field(default=4, description='Upsampling factor (1: the input is already upsampled '
+                                 'to the output size). The weights serve every scale.')
+    bias: bool = Field(default=True, description='Convolutions with biases (false for the published weights).')
+    upsampler: Upsampler = Field(default='matlab', description=UPSAMPLER_HELP.format(what='the upsampling'))
 
 
 # type -> schema of the plugin's archs (others come from their constructor signatures)
