@@ -109,6 +109,51 @@ class Schema:
         self.gate = TypeAdapter(unions['Gate'])
 
 
+TAG_FIELDS = ('type', 'model_type')
+
+
+def tags_of(section):
+    """``(tag field, the values it may take)`` of a section's JSON schema; None without a tag field."""
+    for field in TAG_FIELDS:
+        tag = (section.get('properties') or {}).get(field) or {}
+        if 'const' in tag or 'enum' in tag:
+            return field, [tag['const']] if 'const' in tag else list(tag['enum'])
+    return None
+
+
+def if_then_unions(node, defs):
+    """The tagged unions of a JSON schema (pydantic writes them as ``oneOf``) chosen by their tag with
+    ``if``/``then``, in place.
+
+    Against a ``oneOf`` whose arms all fail, a validator (and a YAML editor) reports the whole section, for
+    the top-level union the whole document; chosen by ``type`` / ``model_type`` first, the error names the
+    key that is wrong (a misspelt one, a wrong value) inside the chosen arm.
+    """
+    if isinstance(node, list):
+        for item in node:
+            if_then_unions(item, defs)
+        return node
+    if not isinstance(node, dict):
+        return node
+    for value in node.values():
+        if_then_unions(value, defs)
+    arms = node.get('oneOf') or []
+    refs = [arm.get('$ref', '') for arm in arms]
+    tagged = [tags_of(defs.get(ref.rsplit('/', 1)[-1], {})) for ref in refs]
+    fields = {tag[0] for tag in tagged if tag}
+    if not arms or None in tagged or len(fields) != 1 or set(node) & {'type', 'required', 'properties', 'allOf'}:
+        return node
+    field, = fields
+    del node['oneOf']
+    node.update({
+        'type': 'object', 'required': [field],
+        'properties': {field: {'enum': [value for _, values in tagged for value in values]}},
+        'allOf': [{'if': {'properties': {field: {'enum': values}}, 'required': [field]}, 'then': {'$ref': ref}}
+                  for ref, (_, values) in zip(refs, tagged)],
+    })
+    return node
+
+
 _current = {}
 
 
