@@ -14,6 +14,7 @@ import yaml
 
 from moesr_arch.data.categories import load_categories
 from moesr_arch.data.category_labels import read_labels
+from moesr_arch.options.recipes import GATE_FILE
 from moesr_arch.utils.image_io import list_images
 
 
@@ -91,7 +92,7 @@ def train(data_yaml, output, model='yolov8n-seg.yaml', weights=None, epochs=5, i
     best = run_dir / 'best.pt' if (run_dir / 'best.pt').is_file() else run_dir / 'last.pt'
     if not best.is_file():
         raise RuntimeError(f'ultralytics wrote no weights in {run_dir}')
-    target = output / 'gate.pt'
+    target = output / GATE_FILE
     shutil.copyfile(best, target)
     return target
 

@@ -12,6 +12,7 @@ from typing_extensions import Annotated
 
 from moesr_arch.options import datasets, gates, models, networks, training
 from moesr_arch.options.core import CHECK_PATHS, IS_TRAIN, OptionError, signature_section
+from moesr_arch.options.recipes import missing_file_hint
 
 UNKNOWN = {  # kind -> message for a type that names nothing; {where}: the section, {name}: the type given
     'arch': "{where}.type: no arch named {name!r}; registered: {names}",
@@ -253,7 +254,7 @@ def shown(value, limit=200):
     return text if len(text) <= limit else text[:limit - 3] + '...'
 
 
-def message(error, data, where):
+def message(error, data, where, source):
     kind, ctx = error['type'], error.get('ctx') or {}
     path = join(where, locate(data, error['loc'], missing=kind == 'missing'))
     if kind == 'unknown_key':
@@ -263,7 +264,7 @@ def message(error, data, where):
         text = re.sub(r'@([\w.\[\]]*)', lambda m: join(path, m.group(1)), ctx['message'])
         return None, text.lstrip(': ')
     if kind == 'no_such_path':
-        return None, f'{path}: no such {ctx["kind"]}: {ctx["path"]}'
+        return None, f'{path}: no such {ctx["kind"]}: {ctx["path"]}{missing_file_hint(ctx["path"], source)}'
     if kind == 'missing':
         return None, f'{path} is required'
     if kind.startswith('unknown_'):
@@ -283,7 +284,7 @@ def report(errors, data, where, source):
     """One line per problem, each ``<source>: <key path> ...``; the arms of a union share one line."""
     entries, wrong = [], {}  # entries: ('text', line) or ('wrong', key path) in first-seen order
     for error in errors:
-        path, text = message(error, data, where)
+        path, text = message(error, data, where, source)
         if path is None:
             entries.append(('text', text))
             continue
