@@ -154,9 +154,11 @@ def produced(words):
 
 
 def needed(words):
-    """The files under experiments/ that a command's option file reads (test, infer, export)."""
-    argv = cli_argv(words) or ['']
-    if argv[0] not in ('test', 'infer', 'export'):
+    """The files under experiments/ that the option file of a command other than ``train`` reads (test, infer,
+    export, and commands added later)."""
+    argv = cli_argv(words)
+    opt = getattr(build_parser('basicsr').parse_args(argv), 'opt', None) if argv and argv[0] != 'train' else None
+    if not opt:
         return set()
     found = set()
 
@@ -169,7 +171,7 @@ def needed(words):
                 walk(value)
         elif isinstance(node, str) and node.startswith('experiments/'):
             found.add(node)
-    walk(yaml.safe_load((ROOT / build_parser('basicsr').parse_args(argv).opt).read_text()))
+    walk(yaml.safe_load((ROOT / opt).read_text()))
     return found
 
 
