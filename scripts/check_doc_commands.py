@@ -200,17 +200,17 @@ class Check:
 
     def run(self, command, label, timeout=None):
         """Run ``command`` (its needs first) unless it ran already; whether it passed."""
-        key = tuple(command.words)
-        if key in self.done:
-            where, ok = self.done[key]
-            print(f'{label} {command.where}  {command.first_line}  ran already ({where}{"" if ok else ", failed"})')
-            return ok
         reasons = [reason for reason in (unmet(need, self.clone) for need in command.needs
                                          if not is_command(need)) if reason]
         if reasons:
             print(f'{label} {command.where}  {command.first_line}  SKIPPED: {"; ".join(reasons)}')
             self.skipped.append((command, '; '.join(reasons)))
             return True
+        key = tuple(command.words)
+        if key in self.done:
+            where, ok = self.done[key]
+            print(f'{label} {command.where}  {command.first_line}  ran already ({where}{"" if ok else ", failed"})')
+            return ok
         for need in filter(is_command, command.needs):
             if not self.run(Command(command.file, command.line, need), f'{label} (need)', timeout):
                 print(f'{label} {command.where}  {command.first_line}  not run: its need `{need}` failed')
@@ -294,8 +294,13 @@ def parse_args(argv=None):
     return parser.parse_args(argv)
 
 
+def interrupt(signum, frame):
+    raise KeyboardInterrupt(f'signal {signum}')
+
+
 def main(argv=None):
     args = parse_args(argv)
+    signal.signal(signal.SIGTERM, interrupt)  # like Ctrl-C: the running command's processes end with the check
     if args.list:
         for command in documented_commands(args.repo, args.only):
             needs = ''.join(f'\n      needs: {need}' for need in command.needs)

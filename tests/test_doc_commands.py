@@ -9,6 +9,7 @@ import importlib.util
 import itertools
 import re
 import shlex
+import sys
 
 import cv2
 import numpy as np
@@ -72,6 +73,30 @@ def test_commands_are_extracted_with_their_lines_continuations_heredocs_and_need
     assert docs.unmet('doc.md datasets/big (the big set/s)', str(tmp_path)) == 'needs datasets/big (absent)'
     assert docs.unmet('doc.md (see other.md)', str(tmp_path)) is None
     assert docs.unmet('a CUDA GPU', str(tmp_path)) == 'needs a CUDA GPU'
+
+
+def test_the_check_runs_a_need_once_skips_what_it_cannot_meet_and_names_each_failure(tmp_path, capsys):
+    """What ``scripts/check_doc_commands.py`` does with each command, on small shell commands."""
+    clone, logs = tmp_path / 'clone', tmp_path / 'logs'
+    (clone / '.venv' / 'bin').mkdir(parents=True)
+    logs.mkdir()
+    (clone / '.venv' / 'bin' / 'python').symlink_to(sys.executable)  # the clone's environment comes first
+    prepare = "python -c \"open('prep.txt', 'a').write('made\\n')\""
+    check = docs.Check(str(clone), str(logs), timeout=60)
+    assert check.run(docs.Command('a.md', 3, "python -c \"print(open('prep.txt').read())\"", [prepare]), '[1]')
+    assert check.run(docs.Command('a.md', 4, 'cat prep.txt', [prepare]), '[2]')
+    assert (clone / 'prep.txt').read_text() == 'made\n'  # the need ran once
+    assert check.run(docs.Command('a.md', 5, 'cat prep.txt', ['data/big (your data)']), '[3]')
+    assert not check.run(docs.Command('a.md', 6, "python -c \"print('boom'); raise SystemExit(3)\""), '[4]')
+    assert not check.run(docs.Command('a.md', 7, 'sleep 30'), '[5]', timeout=0.5)
+    shown = capsys.readouterr().out
+    assert '[3] a.md:5  cat prep.txt  SKIPPED: needs data/big (absent)' in shown
+    failure = re.search(r'FAILED \(exit 3 after .*\n  (a\.md:6: .*)\n(?:  \| .*\n)*  \| boom\n', shown)
+    assert failure and failure.group(1) == 'a.md:6: python -c "print(\'boom\'); raise SystemExit(3)"', shown
+    assert 'FAILED (timed out after 1 s)' in shown or 'FAILED (timed out after 0 s)' in shown
+    assert [c.where for c, _ in check.passed] == ['a.md:3', 'a.md:3', 'a.md:4']  # the need, then the commands
+    assert [(c.where, why) for c, why in check.skipped] == [('a.md:5', 'needs data/big (absent)')]
+    assert [c.where for c, _ in check.failed] == ['a.md:6', 'a.md:7']
 
 
 def cli_argv(words):
@@ -146,11 +171,12 @@ def produced(words):
     if words[0] == 'make':
         return {made for line in make_recipe(words[1]) for made in produced(shlex.split(line))}
     argv = cli_argv(words) or ['']
+    if argv[0] not in ('train', 'train-gate'):
+        return set()
+    args = build_parser('basicsr').parse_args(argv)
     if argv[0] == 'train':
-        return {f'experiments/{yaml.safe_load((ROOT / build_parser("basicsr").parse_args(argv).opt).read_text())["name"]}/'}
-    if argv[0] == 'train-gate':
-        return {build_parser('basicsr').parse_args(argv).output.rstrip('/') + '/'}
-    return set()
+        return {f'experiments/{yaml.safe_load((ROOT / args.opt).read_text())["name"]}/'}
+    return {args.output.rstrip('/') + '/'}
 
 
 def needed(words):
