@@ -158,7 +158,8 @@ def unmet(need, clone):
     words = need.split('(')[0].split()
     if not words or not ('/' in words[0] or '.' in words[0]):
         return f'needs {need}'
-    missing = [word for word in words if ('/' in word or '.' in word) and not os.path.exists(os.path.join(clone, word))]
+    missing = [word for word in words if ('/' in word or '.' in word)
+               and not os.path.exists(os.path.join(clone, os.path.expanduser(word)))]
     return f'needs {" ".join(missing)} (absent)' if missing else None
 
 

@@ -27,7 +27,7 @@ COMMANDS = docs.documented_commands(str(ROOT))
 SETUP = 'make demo'  # what every documented command may rely on
 
 
-def test_commands_are_extracted_with_their_lines_continuations_heredocs_and_needs(tmp_path):
+def test_commands_are_extracted_with_their_lines_continuations_heredocs_and_needs(tmp_path, monkeypatch):
     (tmp_path / 'doc.md').write_text('\n'.join([
         '# Title',                                                       # 1
         '```bash',                                                       # 2
@@ -72,6 +72,8 @@ def test_commands_are_extracted_with_their_lines_continuations_heredocs_and_need
     assert docs.unmet('datasets/big', str(tmp_path)) == 'needs datasets/big (absent)'
     assert docs.unmet('doc.md datasets/big (the big set/s)', str(tmp_path)) == 'needs datasets/big (absent)'
     assert docs.unmet('doc.md (see other.md)', str(tmp_path)) is None
+    monkeypatch.setenv('HOME', str(tmp_path))
+    assert docs.unmet('~/doc.md', '/elsewhere') is None and docs.unmet('~/nothing', '/') == 'needs ~/nothing (absent)'
     assert docs.unmet('a CUDA GPU', str(tmp_path)) == 'needs a CUDA GPU'
 
 
