@@ -3,12 +3,13 @@
 The commands are the lines of the fenced shell blocks (```bash, ```sh, ```shell) of README.md, docs/*.md and
 datasets/README.md that start with ``basicsr``, ``moesr``, ``make``, ``python``, ``torchrun`` or
 ``.venv/bin/...``, with their continuation lines (``\\``) and here-documents; other lines (loops, ``pip``,
-``mkdir``) are not run. A comment ``# needs: X`` on a command's line or on the comment lines just above it
-(at the top of a block: for every command of the block) says what the command needs besides ``make demo``:
+``mkdir``) are not run. A comment ``# needs: X (why, for the reader)`` on a command's line or on the comment
+lines just above it (at the top of a block: for every command of the block) says what the command needs
+besides ``make demo``; X is the text before `` (``:
 
 - a command (``# needs: make demo-edsr``): it is run first (every command runs once per check: one that
   already ran, as a need or from the docs, is not run again);
-- paths (the first word has a ``/`` or a ``.``; the words with one before a ``(`` are the paths:
+- paths (X's first word has a ``/`` or a ``.``, and so has every path in X:
   ``# needs: datasets/DIV2K/DIV2K_train_HR (see datasets/README.md)``): the command is skipped, saying so,
   when one of them does not exist in the clone;
 - anything else (``# needs: a CUDA GPU``): the command is skipped with that reason.
@@ -149,13 +150,18 @@ def documented_commands(root=ROOT, only=()):
             for command in extract(path, root)]
 
 
+def needed(need):
+    """What a ``# needs:`` text asks for: the text before `` (`` (the rest says why, for the reader)."""
+    return need.partition(' (')[0].strip()
+
+
 def is_command(need):
-    return bool(COMMAND.match(need))
+    return bool(COMMAND.match(needed(need)))
 
 
 def unmet(need, clone):
     """Why a need that is not a command is not met in ``clone`` (None: it is)."""
-    words = need.split('(')[0].split()
+    words = needed(need).split()
     if not words or not ('/' in words[0] or '.' in words[0]):
         return f'needs {need}'
     missing = [word for word in words if ('/' in word or '.' in word)
@@ -213,7 +219,7 @@ class Check:
             print(f'{label} {command.where}  {command.first_line}  ran already ({where}{"" if ok else ", failed"})')
             return ok
         for need in filter(is_command, command.needs):
-            if not self.run(Command(command.file, command.line, need), f'{label} (need)', timeout):
+            if not self.run(Command(command.file, command.line, needed(need)), f'{label} (need)', timeout):
                 print(f'{label} {command.where}  {command.first_line}  not run: its need `{need}` failed')
                 self.failed.append((command, f'its need `{need}` failed'))
                 self.done[key] = (command.where, False)

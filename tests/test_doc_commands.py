@@ -68,7 +68,8 @@ def test_commands_are_extracted_with_their_lines_continuations_heredocs_and_need
     assert found[2].text == "python - <<'PY'\nfor x in range(2):\n    print(x)  # needs: nothing, inside the " \
                             'here-document\nPY'
     assert found[4].text.startswith('torchrun')  # the list item's indentation removed
-    assert docs.is_command('make demo-edsr') and not docs.is_command('datasets/big')
+    assert docs.is_command('make demo-edsr (trains it)') and not docs.is_command('datasets/big')
+    assert docs.needed('make demo-edsr (trains the demo EDSR)') == 'make demo-edsr'
     assert docs.unmet('datasets/big', str(tmp_path)) == 'needs datasets/big (absent)'
     assert docs.unmet('doc.md datasets/big (the big set/s)', str(tmp_path)) == 'needs datasets/big (absent)'
     assert docs.unmet('doc.md (see other.md)', str(tmp_path)) is None
@@ -215,7 +216,7 @@ def test_documented_commands_say_which_training_they_need():
         if any(not docs.is_command(need) for need in command.needs):
             continue
         for need in filter(docs.is_command, command.needs):
-            made |= produced(shlex.split(need))
+            made |= produced(shlex.split(docs.needed(need)))
         for path in needed(command.words):
             assert any(path.startswith(folder) for folder in made), \
                 f'{command.where}: {command.first_line}: reads {path}, which nothing before it makes; ' \
