@@ -6,7 +6,7 @@ PIP := $(PY) -m pip
 STAMP := $(VENV)/.installed
 DEMO_RUN := $(shell sed -n "s/^name: //p" options/train_moesr.yml)
 
-.PHONY: venv demo demo-edsr demo-data test test-all bench gpu-check clean
+.PHONY: venv demo demo-edsr demo-data test test-all bench gpu-check check-docs clean
 
 $(STAMP): setup.py
 	test -x $(PY) || $(PYTHON) -m venv $(VENV) || python3 -m venv $(VENV)
@@ -44,6 +44,11 @@ test-all: $(STAMP)
 
 bench: $(STAMP)
 	$(PY) scripts/benchmark.py --output docs/benchmarks.md
+
+# Every command of the README and the docs, as written, in a fresh clone after make demo (standard library
+# only, no venv needed here); ARGS adds options, e.g. ARGS="--skip '^make test' --only docs/tools.md".
+check-docs:
+	python3 scripts/check_doc_commands.py $(ARGS)
 
 # On one GPU, in under 8 minutes; no venv needed (a bare GPU machine installs the wheels in .whl/).
 gpu-check:

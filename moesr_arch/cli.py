@@ -46,14 +46,12 @@ def leave_process_group():
 
 
 def build_parser(prog):
+    from moesr_arch.pipeline import add_arguments
     parser = argparse.ArgumentParser(prog=prog, description='Mixture-of-experts super-resolution on BasicSR.')
     commands = parser.add_subparsers(dest='command', metavar='COMMAND', required=True)
     for kind, text in (('train', "train a model: BasicSR's train_pipeline with the plugin's fixes"),
                        ('test', "test a model: BasicSR's test_pipeline with the plugin's fixes")):
-        sub = commands.add_parser(kind, help=text, add_help=False,
-                                  usage=f'{prog} {kind} -opt FILE [--auto_resume] [--debug] '
-                                  '[--launcher none|pytorch|slurm] [--force_yml KEY=VALUE ...]')
-        sub.add_argument('-h', '--help', action='help', help='show this help message and exit')
+        add_arguments(commands.add_parser(kind, help=text, description=text))
     for name, module_name in TOOLS.items():
         module = importlib.import_module(module_name)
         sub = commands.add_parser(name, help=(module.__doc__ or '').strip().splitlines()[0])

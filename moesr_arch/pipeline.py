@@ -61,14 +61,28 @@ from moesr_arch.utils.atomic import atomic_write_text, remove_stale_temporaries
 # Options (fixes 1-4)
 
 
+def add_arguments(parser):
+    """BasicSR's command line (what ``basicsr.utils.options.parse_options`` reads), with a help line each:
+    ``basicsr train|test --help`` shows these, and :func:`parse_argv` refuses anything else."""
+    parser.add_argument('-opt', required=True, metavar='FILE', help='the option file (YAML) of the run')
+    parser.add_argument('--auto_resume', action='store_true',
+                        help='train: continue from the newest complete state in experiments/<name>/training_states')
+    parser.add_argument('--debug', action='store_true',
+                        help="BasicSR's debug run: the name gets the prefix debug_; training logs every iteration, "
+                        'validates and saves every 8 iterations, without tensorboard')
+    parser.add_argument('--launcher', choices=['none', 'pytorch', 'slurm'], default='none',
+                        help='pytorch under torchrun (one process per GPU or CPU worker); default: %(default)s')
+    parser.add_argument('--local_rank', type=int, default=0,
+                        help='set by torch.distributed.launch; torchrun sets LOCAL_RANK instead')
+    parser.add_argument('--force_yml', nargs='+', metavar='KEY=VALUE',
+                        help='override keys of the file, checked like it: e.g. train:ema_decay=0.999 num_gpu=1')
+
+
 def parse_argv(argv):
-    """``-opt``, ``--force_yml`` and ``--launcher`` of BasicSR's command line (the rest is BasicSR's)."""
+    """BasicSR's command line ``argv`` (without the program) parsed; a usage error exits as argparse does."""
     parser = argparse.ArgumentParser(add_help=False)
-    parser.add_argument('-opt', required=True)
-    parser.add_argument('--force_yml', nargs='+', default=None)
-    parser.add_argument('--launcher', default='none')
-    args, _ = parser.parse_known_args(argv)
-    return args
+    add_arguments(parser)
+    return parser.parse_args(argv)
 
 
 def validate_argv_options(argv, is_train=True):

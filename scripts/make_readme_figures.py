@@ -1,6 +1,6 @@
 """Make the README's pictures: a before/after crop and the MoE-SR gate overlays of the demo photos.
 
-Runs the network of a test option file (the demo EDSR after ``make demo`` by default) with the same
+Runs the network of a test option file (the demo EDSR after ``make demo-edsr`` by default) with the same
 engine as ``basicsr infer`` on one demo validation image and writes ``docs/images/before_after.png``
 with the Y-PSNR of each crop in its caption; ``docs/images/gate_overlays.png`` shows the label gate's
 category regions on the demo validation photos (what the MoE-SR experts are given), and

@@ -8,6 +8,7 @@ import pytest
 import torch
 import yaml
 
+from conftest import ROOT
 from moesr_arch.inference import build_from_options
 from moesr_arch.tools import export
 
@@ -77,3 +78,23 @@ def test_export_traces_on_the_networks_device(monkeypatch):
     net = torch.nn.Conv2d(3, 3, 3, padding=1).to(torch.device('meta'))  # a device other than the CPU
     export.onnx_bytes(net)
     assert seen['device'].type == 'meta'
+
+
+def test_export_prints_no_tracer_warnings_but_keeps_others(tmp_path):
+    """The demo EDSR (inside BicubicResidual) traced three TracerWarnings a user cannot act on; the size check
+    after the export is what guards the graph. A warning of another kind still reaches the user."""
+    import warnings
+
+    class Warns(torch.nn.Module):
+        def forward(self, x):
+            warnings.warn('a warning of the network itself')
+            return x
+
+    demo = yaml.safe_load((ROOT / 'options' / 'test_edsr_demo.yml').read_text())['network_g']
+    network = build_from_options(write(tmp_path / 'demo.yml', demo), require_weights=False)[0]
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter('always')
+        export.onnx_bytes(network, trace_size=16)
+        export.onnx_bytes(torch.nn.Sequential(network, Warns()), trace_size=16)
+    assert not [w for w in caught if issubclass(w.category, torch.jit.TracerWarning)]
+    assert 'a warning of the network itself' in [str(w.message) for w in caught]

@@ -14,6 +14,7 @@ import yaml
 
 from moesr_arch.data.categories import load_categories
 from moesr_arch.data.category_labels import read_labels
+from moesr_arch.options.recipes import GATE_FILE
 from moesr_arch.utils.image_io import list_images
 
 
@@ -91,7 +92,7 @@ def train(data_yaml, output, model='yolov8n-seg.yaml', weights=None, epochs=5, i
     best = run_dir / 'best.pt' if (run_dir / 'best.pt').is_file() else run_dir / 'last.pt'
     if not best.is_file():
         raise RuntimeError(f'ultralytics wrote no weights in {run_dir}')
-    target = output / 'gate.pt'
+    target = output / GATE_FILE
     shutil.copyfile(best, target)
     return target
 
@@ -107,18 +108,18 @@ def add_arguments(parser):
     parser.add_argument('--val-labels', help='folder of their label files')
     parser.add_argument('--categories', help='categories file (id: name)')
     parser.add_argument('--labels-required', action='store_true', help='fail on an image without a label file')
-    parser.add_argument('--output', default='experiments/gate', help='output folder (default: experiments/gate)')
+    parser.add_argument('--output', default='experiments/gate', help='output folder (default: %(default)s)')
     parser.add_argument('--model', default='yolov8n-seg.yaml', help='model yaml to train from scratch '
-                        '(default: yolov8n-seg.yaml)')
+                        '(default: %(default)s)')
     parser.add_argument('--weights', help='a segmentation .pt file to fine-tune instead (no download)')
-    parser.add_argument('--epochs', type=int, default=5)
+    parser.add_argument('--epochs', type=int, default=5, help='training epochs (default: %(default)s)')
     parser.add_argument('--repeat', type=int, default=1, help='use every training image this many times per '
-                        'epoch (for tiny sets such as the demo; default 1)')
-    parser.add_argument('--imgsz', type=int, default=320, help='training image size (default 320)')
-    parser.add_argument('--batch', type=int, default=4)
-    parser.add_argument('--device', default='cpu', help="'cpu' or a CUDA index such as 0 (default cpu)")
-    parser.add_argument('--workers', type=int, default=0, help='data loader workers (default 0)')
-    parser.add_argument('--seed', type=int, default=0)
+                        'epoch (for tiny sets such as the demo; default: %(default)s)')
+    parser.add_argument('--imgsz', type=int, default=320, help='training image size (default: %(default)s)')
+    parser.add_argument('--batch', type=int, default=4, help='images per batch (default: %(default)s)')
+    parser.add_argument('--device', default='cpu', help="'cpu' or a CUDA index such as 0 (default: %(default)s)")
+    parser.add_argument('--workers', type=int, default=0, help='data loader workers (default: %(default)s)')
+    parser.add_argument('--seed', type=int, default=0, help='random seed of the training (default: %(default)s)')
     parser.add_argument('--train-arg', action='append', default=[], metavar='KEY=VALUE',
                         help='a further ultralytics training argument, e.g. --train-arg mosaic=0.0 (repeatable)')
 

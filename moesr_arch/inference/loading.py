@@ -17,6 +17,7 @@ def build_from_options(opt_path, model_path=None, require_weights=True, scale=No
     from basicsr.archs import build_network
 
     from moesr_arch.options import OptionError, check_network, load_options, resolve_derived_options
+    from moesr_arch.options.recipes import missing_file_hint
     opt = load_options(opt_path)
     if not isinstance(opt, dict) or 'network_g' not in opt:
         raise InferenceError(f'{opt_path}: needs a network_g section naming the network')
@@ -36,7 +37,7 @@ def build_from_options(opt_path, model_path=None, require_weights=True, scale=No
             load_weights(network, weights, path_opt.get('param_key_g') or 'params', strict,
                          what=f'network_g of {opt_path}')
         except CheckpointError as error:
-            raise InferenceError(str(error)) from None
+            raise InferenceError(f'{error}{missing_file_hint(weights, opt_path)}') from None
     elif require_weights:
         raise InferenceError(f'{opt_path}: no weights; set path.pretrain_network_g or pass --model_path')
     network.eval()

@@ -89,8 +89,9 @@ def resolve_derived_options(opt, source='options'):
 
 def json_schema():
     """The JSON schema (draft 2020-12) of option files, for YAML editors and other validators."""
-    from moesr_arch.options.schema import schema
+    from moesr_arch.options.schema import if_then_unions, schema
     out = schema().option_file.json_schema()
+    if_then_unions(out, out.get('$defs', {}))
     return {'$schema': 'https://json-schema.org/draft/2020-12/schema',
             'title': 'moesr / BasicSR option file',
             'description': 'Option files of basicsr train / basicsr test with the moesr plugin '

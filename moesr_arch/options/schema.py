@@ -12,6 +12,7 @@ from typing_extensions import Annotated
 
 from moesr_arch.options import datasets, gates, models, networks, training
 from moesr_arch.options.core import CHECK_PATHS, IS_TRAIN, OptionError, signature_section
+from moesr_arch.options.recipes import missing_file_hint
 
 UNKNOWN = {  # kind -> message for a type that names nothing; {where}: the section, {name}: the type given
     'arch': "{where}.type: no arch named {name!r}; registered: {names}",
@@ -107,6 +108,51 @@ class Schema:
         self.network = TypeAdapter(unions['Network'])
         self.dataset = TypeAdapter(unions['Dataset'])
         self.gate = TypeAdapter(unions['Gate'])
+
+
+TAG_FIELDS = ('type', 'model_type')
+
+
+def tags_of(section):
+    """``(tag field, the values it may take)`` of a section's JSON schema; None without a tag field."""
+    for field in TAG_FIELDS:
+        tag = (section.get('properties') or {}).get(field) or {}
+        if 'const' in tag or 'enum' in tag:
+            return field, [tag['const']] if 'const' in tag else list(tag['enum'])
+    return None
+
+
+def if_then_unions(node, defs):
+    """The tagged unions of a JSON schema (pydantic writes them as ``oneOf``) chosen by their tag with
+    ``if``/``then``, in place.
+
+    Against a ``oneOf`` whose arms all fail, a validator (and a YAML editor) reports the whole section, for
+    the top-level union the whole document; chosen by ``type`` / ``model_type`` first, the error names the
+    key that is wrong (a misspelt one, a wrong value) inside the chosen arm.
+    """
+    if isinstance(node, list):
+        for item in node:
+            if_then_unions(item, defs)
+        return node
+    if not isinstance(node, dict):
+        return node
+    for value in node.values():
+        if_then_unions(value, defs)
+    arms = node.get('oneOf') or []
+    refs = [arm.get('$ref', '') for arm in arms]
+    tagged = [tags_of(defs.get(ref.rsplit('/', 1)[-1], {})) for ref in refs]
+    fields = {tag[0] for tag in tagged if tag}
+    if not arms or None in tagged or len(fields) != 1 or set(node) & {'type', 'required', 'properties', 'allOf'}:
+        return node
+    field, = fields
+    del node['oneOf']
+    node.update({
+        'type': 'object', 'required': [field],
+        'properties': {field: {'enum': [value for _, values in tagged for value in values]}},
+        'allOf': [{'if': {'properties': {field: {'enum': values}}, 'required': [field]}, 'then': {'$ref': ref}}
+                  for ref, (_, values) in zip(refs, tagged)],
+    })
+    return node
 
 
 _current = {}
@@ -208,7 +254,7 @@ def shown(value, limit=200):
     return text if len(text) <= limit else text[:limit - 3] + '...'
 
 
-def message(error, data, where):
+def message(error, data, where, source):
     kind, ctx = error['type'], error.get('ctx') or {}
     path = join(where, locate(data, error['loc'], missing=kind == 'missing'))
     if kind == 'unknown_key':
@@ -218,7 +264,7 @@ def message(error, data, where):
         text = re.sub(r'@([\w.\[\]]*)', lambda m: join(path, m.group(1)), ctx['message'])
         return None, text.lstrip(': ')
     if kind == 'no_such_path':
-        return None, f'{path}: no such {ctx["kind"]}: {ctx["path"]}'
+        return None, f'{path}: no such {ctx["kind"]}: {ctx["path"]}{missing_file_hint(ctx["path"], source)}'
     if kind == 'missing':
         return None, f'{path} is required'
     if kind.startswith('unknown_'):
@@ -238,7 +284,7 @@ def report(errors, data, where, source):
     """One line per problem, each ``<source>: <key path> ...``; the arms of a union share one line."""
     entries, wrong = [], {}  # entries: ('text', line) or ('wrong', key path) in first-seen order
     for error in errors:
-        path, text = message(error, data, where)
+        path, text = message(error, data, where, source)
         if path is None:
             entries.append(('text', text))
             continue

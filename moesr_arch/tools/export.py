@@ -8,6 +8,7 @@ difference must stay under ``--tolerance``). ``--safetensors`` writes the weight
 (readable by ``basicsr infer --model_path`` and spandrel).
 """
 import io
+import warnings
 
 import numpy as np
 import torch
@@ -28,7 +29,11 @@ def onnx_bytes(network, trace_size=64, opset=17):
     axes = {0: 'batch', 2: 'height', 3: 'width'}
     buffer = io.BytesIO()
     # The TorchScript exporter (dynamo=False): the dynamo one needs onnxscript, not a dependency here.
-    with torch.no_grad():
+    # Its TracerWarnings ("the trace might not generalize to other inputs") are silenced: a user cannot act on
+    # them, and basicsr export runs the graph at another size than the traced one (verify_onnx), which is
+    # the check they ask for. Other warnings still show.
+    with torch.no_grad(), warnings.catch_warnings():
+        warnings.filterwarnings('ignore', category=torch.jit.TracerWarning)
         torch.onnx.export(network, (example, ), buffer, dynamo=False, input_names=['input'],
                           output_names=['output'], dynamic_axes={'input': axes, 'output': axes},
                           opset_version=opset, do_constant_folding=True)
