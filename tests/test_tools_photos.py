@@ -118,6 +118,17 @@ def test_split_rules_are_checked(tmp_path):
         photos.photos_from_folder(tmp_path / 'one', val_count=1)
 
 
+def test_grey_16_bit_and_rgba_photos_become_8_bit_colour():
+    grey = np.arange(30 * 50, dtype=np.uint16).reshape(30, 50) * 40
+    fitted = photos.fit_photo(grey, max_side=2040, multiple=12)
+    assert fitted.dtype == np.uint8 and fitted.shape == (24, 48, 3)
+    np.testing.assert_array_equal(fitted[..., 0], np.round(grey[:24, :48] / 257.))
+    rgba = np.dstack([np.full((40, 40, 3), 7, np.uint8), np.zeros((40, 40), np.uint8)])
+    assert photos.fit_photo(rgba, max_side=24, multiple=12).shape == (24, 24, 3)
+    with pytest.raises(ValueError, match='5x40 is smaller than 12'):
+        photos.fit_photo(np.zeros((40, 5, 3), np.uint8), 2040, 12)
+
+
 # ---------------------------------------------------------------------------------------------------------
 # The package path, on a tiny package made here and a stand-in apt-get.
 
