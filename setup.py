@@ -9,6 +9,7 @@ setup(
     license='Apache-2.0',
     python_requires='>=3.10,<3.13',
     packages=find_packages(include=['moesr_arch', 'moesr_arch.*']),
+    package_data={'moesr_arch.tools.prepare': ['photos.tsv']},   # the photo list of `basicsr prepare photos`
     install_requires=[
         'torch>=2.1',
         'torchvision>=0.16',

@@ -34,6 +34,7 @@ def test_every_shipped_option_file_is_valid(option_file):
     ({'datasets__train__dataroot_gt': 'datasets/nowhere/HR'}, 'no such file or folder: datasets/nowhere/HR'),
     ({'path__pretrain_network_g': 'missing.pth'}, 'path.pretrain_network_g: no such file: missing.pth'),
     ({'num_gpu': 'all'}, "num_gpu must be an integer or one of 'auto'"),
+    ({'train__total_iter': 5000}, 'train.scheduler.periods add up to 800 iterations but train.total_iter is 5000'),
 ])
 def test_mistakes_name_the_key_and_the_file(workdir, override, message):
     path = write_options('options/train_edsr_demo.yml', workdir / 'bad.yml', **override)

@@ -60,6 +60,17 @@ def test_generate_lr_matlab_bicubic_mod_crop_and_bit_depth(tmp_path):
     assert deep.dtype == np.uint16 and deep.shape == (15, 13)
 
 
+def test_generate_lr_without_hr_mod_writes_lr_only_and_refuses_a_size_that_is_no_multiple(tmp_path):
+    write(tmp_path / 'HR' / 'even.png', photo(48, 36))
+    assert generate_lr.generate_lr(tmp_path / 'HR', tmp_path / 'out', scales=(2, 3), hr_mod=False) == []
+    assert not (tmp_path / 'out' / 'HR_mod').exists()
+    assert cv2.imread(str(tmp_path / 'out' / 'LR_bicubic' / 'X3' / 'even.png')).shape == (16, 12, 3)
+    write(tmp_path / 'HR' / 'odd.png', photo(50, 37))
+    errors = generate_lr.generate_lr(tmp_path / 'HR', tmp_path / 'out2', scales=(2, ), hr_mod=False)
+    assert len(errors) == 1 and 'odd.png: 37x50 is not a multiple of the scale 2' in errors[0]
+    assert not (tmp_path / 'out2' / 'LR_bicubic' / 'X2' / 'odd.png').exists()
+
+
 def test_extract_subimages_pairs_stay_aligned(tmp_path):
     hr = photo(100, 84, channels=3)
     write(tmp_path / 'HR' / 'img.png', hr)

@@ -120,6 +120,17 @@ class TrainSection(Section):
         return ('losses are named <something>_opt; known keys: ' +
                 ', '.join(sorted(name for name in cls.model_fields)))
 
+    @model_validator(mode='after')
+    def _schedule_covers_the_run(self):
+        # BasicSR's CosineAnnealingRestartLR raises a TypeError at the first iteration past its periods, hours
+        # into a run lengthened with --force_yml train:total_iter=N alone.
+        periods = getattr(self.scheduler, 'periods', None)
+        if periods is not None and self.total_iter is not None and sum(periods) < self.total_iter:
+            raise problem(f'@scheduler.periods add up to {sum(periods)} iterations but @total_iter is '
+                          f'{self.total_iter:g}, and the schedule stops the run after its periods; give both '
+                          '(--force_yml train:total_iter=N train:scheduler:periods=[N])')
+        return self
+
 
 def losses_by_pattern(schema):
     """JSON schema: the losses are the ``*_opt`` keys, nothing else is undeclared."""

@@ -1,9 +1,10 @@
-"""Prepare datasets: generate_lr, benchmark, extract_subimages, create_lmdb, label_categories, check_dataset."""
+"""Prepare datasets: generate_lr, benchmark, extract_subimages, create_lmdb, label_categories, check_dataset, photos."""
 import argparse
 import importlib
 
 # tool name -> module in this package; each has add_arguments(parser), main(args) and cli(argv)
-PREPARE_TOOLS = ('generate_lr', 'benchmark', 'extract_subimages', 'create_lmdb', 'label_categories', 'check_dataset')
+PREPARE_TOOLS = ('generate_lr', 'benchmark', 'extract_subimages', 'create_lmdb', 'label_categories', 'check_dataset',
+                 'photos')
 
 
 def add_arguments(parser):

@@ -4,7 +4,9 @@ For each scale ``s`` every HR image is first cropped (bottom/right) to a multipl
 ``<output>/HR_mod/X<s>/<name>.png`` (the "mod" HR that pairs exactly with the LR), and downscaled with
 ``basicsr.utils.matlab_functions.imresize`` (MATLAB ``imresize(img, 1/s, 'bicubic')``, antialiased) to
 ``<output>/LR_bicubic/X<s>/<name>.png``. Names are kept, so BasicSR's ``filename_tmpl: '{}'`` pairs them.
-Grey, RGBA and 16-bit images keep their channels and bit depth.
+Grey, RGBA and 16-bit images keep their channels and bit depth. ``--no_hr_mod`` writes the LR images only,
+for HR images that are multiples of every scale already (DIV2K-style sub-images): there ``HR_mod`` would be a
+copy of the HR folder.
 """
 from functools import partial
 from pathlib import Path
@@ -35,8 +37,9 @@ def bicubic_downscale(image, scale):
     return matlab_resize(image, 1 / scale)
 
 
-def process_one(path, output, scales, compression):
-    """Write the mod-cropped HR and the LR of ``path`` for every scale; return ``(name, error)``."""
+def process_one(path, output, scales, compression, hr_mod=True):
+    """Write the mod-cropped HR (unless not ``hr_mod``) and the LR of ``path`` for every scale; return
+    ``(name, error)``."""
     try:
         image = read_raw(path)
         name = Path(path).stem + '.png'
@@ -45,8 +48,12 @@ def process_one(path, output, scales, compression):
             hr = mod_crop(image, scale)
             if hr.shape[0] == 0 or hr.shape[1] == 0:
                 raise ValueError(f'{path}: {image.shape[1]}x{image.shape[0]} is smaller than the scale {scale}')
-            outputs += [(Path(output) / 'HR_mod' / f'X{scale}' / name, hr),
-                        (Path(output) / 'LR_bicubic' / f'X{scale}' / name, bicubic_downscale(hr, scale))]
+            if hr_mod:
+                outputs.append((Path(output) / 'HR_mod' / f'X{scale}' / name, hr))
+            elif hr.shape != image.shape:  # the LR would pair with no HR on disk
+                raise ValueError(f'{path}: {image.shape[1]}x{image.shape[0]} is not a multiple of the scale {scale}; '
+                                 'leave out --no_hr_mod to write the cropped HR')
+            outputs.append((Path(output) / 'LR_bicubic' / f'X{scale}' / name, bicubic_downscale(hr, scale)))
         for target, picture in outputs:
             write_png(target, picture, compression)
     except Exception as error:  # one bad file must not stop the others; reported at the end
@@ -54,25 +61,26 @@ def process_one(path, output, scales, compression):
     return str(path), None
 
 
-def plan_outputs(paths, output, scales):
+def plan_outputs(paths, output, scales, hr_mod=True):
     """Check every target before any work: two HR images of one stem (``a.png``, ``a.jpg``) would write the
     same ``<name>.png``, and an output must not replace an input."""
     plan = OutputPlan(paths)
     for path in paths:
         for scale in scales:
-            for kind in ('HR_mod', 'LR_bicubic'):
+            for kind in ('HR_mod', 'LR_bicubic') if hr_mod else ('LR_bicubic', ):
                 plan.claim(Path(output) / kind / f'X{scale}' / f'{Path(path).stem}.png', path,
                            '; rename one of them (names are kept, the extension becomes .png)')
 
 
-def generate_lr(input_folder, output, scales=(2, 3, 4), n_thread=1, compression=3):
-    """Generate ``HR_mod/X<s>`` and ``LR_bicubic/X<s>`` under ``output``; return error messages of failed images."""
+def generate_lr(input_folder, output, scales=(2, 3, 4), n_thread=1, compression=3, hr_mod=True):
+    """Generate ``HR_mod/X<s>`` (unless not ``hr_mod``) and ``LR_bicubic/X<s>`` under ``output``; return error
+    messages of failed images."""
     scales = [int(s) for s in scales]
     if any(s < 1 for s in scales):
         raise ValueError(f'scales must be positive integers, got {scales}')
     paths = list_images(input_folder)
-    plan_outputs(paths, output, scales)
-    work = partial(process_one, output=output, scales=scales, compression=compression)
+    plan_outputs(paths, output, scales, hr_mod)
+    work = partial(process_one, output=output, scales=scales, compression=compression, hr_mod=hr_mod)
     return [error for _, error in run_parallel(work, paths, n_thread, 'generate_lr') if error]
 
 
@@ -83,6 +91,8 @@ def add_lr_arguments(parser, input_help, output_help, scale_flag='--scale'):
     parser.add_argument('-s', scale_flag, type=int, nargs='+', default=[2, 3, 4], help='scales (default: 2 3 4)')
     parser.add_argument('--n_thread', type=int, default=1, help='worker processes (default: 1)')
     parser.add_argument('--compression_level', type=int, default=3, help='PNG compression 0-9 (default: 3)')
+    parser.add_argument('--no_hr_mod', action='store_true',
+                        help='write no HR_mod/ (the HR images are multiples of every scale; others are refused)')
 
 
 def add_arguments(parser):
@@ -90,13 +100,15 @@ def add_arguments(parser):
 
 
 def main(args):
-    failures = generate_lr(args.input, args.output, args.scale, args.n_thread, args.compression_level)
+    failures = generate_lr(args.input, args.output, args.scale, args.n_thread, args.compression_level,
+                           hr_mod=not args.no_hr_mod)
     total = len(list_images(args.input))
     done = f'the other {total - len(failures)} were written to {args.output}' if len(failures) < total else \
         'nothing was written'
-    return report_problems(failures, f'{{count}} of {total} image(s) failed; {done}',
-                           f'LR images in {Path(args.output) / "LR_bicubic"}, mod-cropped HR in '
-                           f'{Path(args.output) / "HR_mod"}')
+    written = f'LR images in {Path(args.output) / "LR_bicubic"}'
+    if not args.no_hr_mod:
+        written += f', mod-cropped HR in {Path(args.output) / "HR_mod"}'
+    return report_problems(failures, f'{{count}} of {total} image(s) failed; {done}', written)
 
 
 def cli(argv=None):
