@@ -244,6 +244,16 @@ def test_check_dataset_finds_every_kind_of_problem(tmp_path):
     assert check_dataset.main(check_args(tmp_path)) == 1
 
 
+def test_check_dataset_fails_on_folders_without_images(tmp_path):
+    (tmp_path / 'HR').mkdir()
+    (tmp_path / 'LR').mkdir()
+    (tmp_path / 'LR' / 'notes.txt').write_text('not an image')
+    proc = run_cli(['prepare', 'check_dataset', '--gt', 'HR', '--lq', 'LR', '-s', '2'], tmp_path, check=False)
+    assert proc.returncode == 1, proc.stderr
+    assert 'HR: no image files' in proc.stderr and 'LR: no image files' in proc.stderr
+    assert '2 problem(s) found' in proc.stderr and 'no problems found' not in proc.stderr
+
+
 def test_check_dataset_reads_lmdbs_and_their_labels(tmp_path):
     make_pairs(tmp_path, {'one': (16, 16), 'two': (16, 20)})
     (tmp_path / 'labels').mkdir()

@@ -29,7 +29,12 @@ class FolderSource:
         self.paths, self.problems = {}, []
         # Broken or looping symbolic links are listed: reading them reports the reason (instead of their
         # partners being reported as orphans).
-        for path in list_images(folder, allow_empty=True):
+        try:
+            paths = list_images(folder)
+        except ValueError as error:  # a folder without images is a problem of the dataset, not a clean one
+            self.problems.append(str(error))
+            paths = []
+        for path in paths:
             if path.stem in self.paths:
                 self.problems.append(f'{self.paths[path.stem]} and {path}: two images for one stem '
                                      f'{path.stem!r}; the datasets would pair only one of them')
@@ -55,6 +60,8 @@ class LmdbSource:
         self.name = str(path)
         self.problems = []
         self.meta = dict(read_meta_info(path))
+        if not self.meta:
+            self.problems.append(f'{path}: no images (its meta_info.txt lists none)')
         self.env = lmdb.open(str(path), readonly=True, lock=False, readahead=False)
 
     def keys(self):
