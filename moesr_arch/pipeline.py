@@ -26,6 +26,11 @@ The fixes, each applied here explicitly (docs/training.md lists them):
    the interrupted epoch already used (BasicSR restarts the epoch), so it retraces an uninterrupted run.
 8. **empty training loader** (:func:`moesr_arch.data.loader_check.build_dataloader`): a training set
    that cannot fill one batch stops the run at start (BasicSR "trains" zero iterations and exits 0).
+9. **first iterations logged** (:func:`logs_iteration`): iterations 1, 2, 5, 10, 20, ... of a run are
+   logged until the ``print_freq`` cadence begins (BasicSR is silent until iteration ``print_freq``).
+10. **a failed test keeps the last results** (:func:`results_folder`): ``basicsr test`` archives an existing
+   ``results/<name>`` as BasicSR does, but puts it back when the run fails before writing any result
+   (BasicSR leaves one ``_archived_<time>`` folder per mistake).
 """
 import argparse
 import contextlib
@@ -36,6 +41,7 @@ import logging
 import math
 import os
 import pickle
+import shutil
 import sys
 import time
 from os import path as osp
@@ -324,6 +330,7 @@ def train_pipeline(root_path, argv):
     prefetcher = make_prefetcher(opt, train_loader, logger)
 
     logger.info(f'Start training from epoch: {start_epoch}, iter: {current_iter}')
+    start_iter = current_iter
     data_timer, iter_timer = AvgTimer(), AvgTimer()
     start_time = time.time()
     for epoch in range(start_epoch, total_epochs + 1):
@@ -341,7 +348,7 @@ def train_pipeline(root_path, argv):
             iter_timer.record()
             if current_iter == 1:
                 msg_logger.reset_start_time()  # for a more accurate ETA (not in resume mode)
-            if current_iter % opt['logger']['print_freq'] == 0:
+            if logs_iteration(current_iter - start_iter, current_iter, opt['logger']['print_freq']):
                 log_vars = {'epoch': epoch, 'iter': current_iter, 'lrs': model.get_current_learning_rate(),
                             'time': iter_timer.get_avg_time(), 'data_time': data_timer.get_avg_time()}
                 log_vars.update(model.get_current_log())
@@ -365,6 +372,19 @@ def train_pipeline(root_path, argv):
         tb_logger.close()
 
 
+def logs_iteration(done, current_iter, print_freq):
+    """Whether iteration ``current_iter``, the run's ``done``-th, is logged: every ``print_freq``-th, and before
+    the first of those the run's 1st, 2nd, 5th, 10th, 20th, 50th, ... (fix 9), so the first lines come within
+    seconds even when ``print_freq`` iterations take minutes."""
+    if current_iter % print_freq == 0:
+        return True
+    if done >= print_freq:
+        return False
+    while done % 10 == 0:
+        done //= 10
+    return done in (1, 2, 5)
+
+
 def validate(model, val_loaders, current_iter, tb_logger, opt, logger=None):
     if logger is not None and len(val_loaders) > 1:
         logger.warning('Multiple validation datasets are *only* supported by SRModel.')
@@ -382,12 +402,55 @@ def write_test_metrics(opt, dataset_name, metric_results):
                       json.dumps(metrics, indent=1) + '\n')
 
 
+def holds_results(folder):
+    """Whether a test run wrote anything into ``folder`` besides its log."""
+    return any(not name.endswith('.log') for _, _, names in os.walk(folder) for name in names)
+
+
+def close_file_logs(folder):
+    """Detach the root logger's files inside ``folder`` (it is about to be removed)."""
+    logger = logging.getLogger('basicsr')
+    for handler in list(logger.handlers):
+        if isinstance(handler, logging.FileHandler) and osp.abspath(handler.baseFilename).startswith(
+                osp.abspath(folder) + os.sep):
+            logger.removeHandler(handler)
+            handler.close()
+
+
+@contextlib.contextmanager
+def results_folder(opt):
+    """``basicsr test``'s folders (BasicSR's ``make_exp_dirs``, which first renames an existing
+    ``results/<name>`` to ``results/<name>_archived_<time>``), with fix 10: when the run fails before it writes
+    any result, the new folder (its log only) is removed and the archived one put back."""
+    results = opt['path']['results_root']
+    archive = None
+    if opt['rank'] == 0 and osp.exists(results):
+        archive = f'{results}_archived_{get_time_str()}'
+        print(f'Path already exists. Rename it to {archive}', flush=True)  # BasicSR's words
+        os.rename(results, archive)
+    make_exp_dirs(opt)
+    try:
+        yield
+    except BaseException:
+        if archive is not None and not holds_results(results):
+            close_file_logs(results)
+            shutil.rmtree(results)
+            os.rename(archive, results)
+            print(f'The run wrote no result: {archive} renamed back to {results}', flush=True)
+        raise
+
+
 def test_pipeline(root_path, argv):
-    """``basicsr test``: BasicSR's ``test_pipeline`` with the checked options (fixes 1-3); each test set's
+    """``basicsr test``: BasicSR's ``test_pipeline`` with the checked options (fixes 1-3 and 10); each test set's
     metrics also go to ``results/<name>/metrics_<set>.json``."""
     opt, _ = parse_options(root_path, argv, is_train=False)
     torch.backends.cudnn.benchmark = True
-    make_exp_dirs(opt)
+    with results_folder(opt):
+        run_tests(opt)
+
+
+def run_tests(opt):
+    """The body of BasicSR's ``test_pipeline`` after its folders are made: logging, test sets, model, tests."""
     logger = start_logging(opt, 'test')
     test_loaders = []
     for _, dataset_opt in sorted(opt['datasets'].items()):

@@ -67,6 +67,31 @@ def write_options(source, dest, **overrides):
     return Path(dest)
 
 
+def tiny_test_setup(folder, images, name='tiny_test'):
+    """A ``basicsr test`` set-up in ``folder``: x2 pairs of ``images`` ({stem: HR uint8 array}) in ``HR``/``LR``
+    (test set ``pair``), a tiny random EDSR in ``net.pth`` and ``test.yml``, which saves the outputs with the
+    suffix ``sr`` and measures PSNR/SSIM on Y with border 2. Returns the option file's path."""
+    import cv2
+    from basicsr.archs.edsr_arch import EDSR
+    network = {'type': 'EDSR', 'num_in_ch': 3, 'num_out_ch': 3, 'num_feat': 8, 'num_block': 1, 'upscale': 2}
+    torch.manual_seed(0)
+    torch.save({'params': EDSR(**{k: v for k, v in network.items() if k != 'type'}).state_dict()}, folder / 'net.pth')
+    for kind in ('HR', 'LR'):
+        (folder / kind).mkdir(exist_ok=True)
+    for stem, hr in images.items():
+        cv2.imwrite(str(folder / 'HR' / f'{stem}.png'), hr)
+        low = cv2.resize(hr, (hr.shape[1] // 2, hr.shape[0] // 2), interpolation=cv2.INTER_AREA)
+        cv2.imwrite(str(folder / 'LR' / f'{stem}.png'), low)
+    metrics = {key: {'type': f'calculate_{key}', 'crop_border': 2, 'test_y_channel': True} for key in ('psnr', 'ssim')}
+    options = {'name': name, 'model_type': 'ExpertSRModel', 'scale': 2, 'num_gpu': 0,
+               'datasets': {'test_1': {'name': 'pair', 'type': 'CheckedPairedImageDataset', 'dataroot_gt': 'HR',
+                                       'dataroot_lq': 'LR', 'io_backend': {'type': 'disk'}}},
+               'network_g': network, 'path': {'pretrain_network_g': 'net.pth', 'strict_load_g': True},
+               'val': {'save_img': True, 'suffix': 'sr', 'metrics': metrics}}
+    (folder / 'test.yml').write_text(yaml.safe_dump(options, sort_keys=False))
+    return folder / 'test.yml'
+
+
 @pytest.fixture(scope='session')
 def demo_root(tmp_path_factory):
     """A work folder holding ``datasets/demo`` (built once per session from the packaged photos)."""

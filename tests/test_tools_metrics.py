@@ -1,4 +1,5 @@
 """scripts/metrics/calculate_psnr_ssim.py gives BasicSR's own PSNR/SSIM numbers."""
+import json
 import subprocess
 import sys
 
@@ -7,7 +8,7 @@ import numpy as np
 import pytest
 from basicsr.metrics import calculate_psnr, calculate_ssim
 
-from conftest import ROOT, cli_env
+from conftest import ROOT, cli_env, run_cli, tiny_test_setup
 from moesr_arch.tools import psnr_ssim
 
 
@@ -51,31 +52,10 @@ def test_the_script_gives_basicsr_tests_numbers_on_grey_and_colour_images(tmp_pa
     """The script on `basicsr test`'s own output equals its metrics_<set>.json: a grey GT against the 3-channel
     output is measured as three equal channels, as the test pipeline measures it (not as one grey plane, whose
     Y-PSNR would be 1.3 dB lower)."""
-    import json
-
-    import torch
-    import yaml
-    from basicsr.archs.edsr_arch import EDSR
-
-    from conftest import run_cli
-    torch.manual_seed(0)
-    torch.save({'params': EDSR(3, 3, num_feat=8, num_block=1, upscale=2).state_dict()}, tmp_path / 'net.pth')
     rng = np.random.RandomState(1)
     colour = (cv2.resize(rng.rand(8, 10, 3), (40, 32), interpolation=cv2.INTER_CUBIC).clip(0, 1) * 255).round()
-    for folder in ('HR', 'LR'):
-        (tmp_path / folder).mkdir()
-    for name, hr in (('colour', colour.astype(np.uint8)), ('grey', colour[:, :, 1].astype(np.uint8))):
-        cv2.imwrite(str(tmp_path / 'HR' / f'{name}.png'), hr)
-        cv2.imwrite(str(tmp_path / 'LR' / f'{name}.png'), cv2.resize(hr, (20, 16), interpolation=cv2.INTER_AREA))
-    metrics = {name: {'type': f'calculate_{name}', 'crop_border': 2, 'test_y_channel': True} for name in ('psnr', 'ssim')}
-    options = {'name': 'grey_and_colour', 'model_type': 'ExpertSRModel', 'scale': 2, 'num_gpu': 0,
-               'datasets': {'test_1': {'name': 'pair', 'type': 'CheckedPairedImageDataset', 'dataroot_gt': 'HR',
-                                       'dataroot_lq': 'LR', 'io_backend': {'type': 'disk'}}},
-               'network_g': {'type': 'EDSR', 'num_in_ch': 3, 'num_out_ch': 3, 'num_feat': 8, 'num_block': 1,
-                             'upscale': 2},
-               'path': {'pretrain_network_g': 'net.pth', 'strict_load_g': True},
-               'val': {'save_img': True, 'suffix': 'sr', 'metrics': metrics}}
-    (tmp_path / 'test.yml').write_text(yaml.safe_dump(options, sort_keys=False))
+    tiny_test_setup(tmp_path, {'colour': colour.astype(np.uint8), 'grey': colour[:, :, 1].astype(np.uint8)},
+                    name='grey_and_colour')
     run_cli(['test', '-opt', 'test.yml'], tmp_path)
     results = tmp_path / 'results' / 'grey_and_colour'
     reported = json.loads((results / 'metrics_pair.json').read_text())
