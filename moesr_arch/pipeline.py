@@ -26,8 +26,10 @@ The fixes, each applied here explicitly (docs/training.md lists them):
    the interrupted epoch already used (BasicSR restarts the epoch), so it retraces an uninterrupted run.
 8. **empty training loader** (:func:`moesr_arch.data.loader_check.build_dataloader`): a training set
    that cannot fill one batch stops the run at start (BasicSR "trains" zero iterations and exits 0).
-9. **first iterations logged** (:func:`logs_iteration`): iterations 1, 2, 5, 10, 20, ... of a run are
-   logged until the ``print_freq`` cadence begins (BasicSR is silent until iteration ``print_freq``).
+9. **progress from the start**: iterations 1, 2, 5, 10, 20, ... of a run are logged until the
+   ``print_freq`` cadence begins (:func:`logs_iteration`; BasicSR is silent until iteration ``print_freq``),
+   and ``val.pbar`` left out shows BasicSR's bar over the test images when stderr is a terminal
+   (:func:`parse_options`; BasicSR shows none unless asked).
 10. **a failed test keeps the last results** (:func:`results_folder`): ``basicsr test`` archives an existing
    ``results/<name>`` as BasicSR does, but puts it back when the run fails before writing any result
    (BasicSR leaves one ``_archived_<time>`` folder per mistake).
@@ -111,7 +113,7 @@ def init_process_group(opt, source):
 
 
 def parse_options(root_path, argv, is_train=True):
-    """BasicSR's ``parse_options`` on ``argv``, after checking the options, with fixes 1-4."""
+    """BasicSR's ``parse_options`` on ``argv``, after checking the options, with fixes 1-4 (and 9's ``val.pbar``)."""
     args = parse_argv(argv)
     try:
         checked = validate_argv_options(argv, is_train=is_train)
@@ -138,6 +140,8 @@ def parse_options(root_path, argv, is_train=True):
         sys.argv = saved_argv
     # BasicSR re-reads the file: derived keys (network_g.categories_file -> categories) are resolved here.
     resolve_derived_options(opt, args.opt)
+    if opt.get('val') is not None and opt['val'].get('pbar') is None:  # fix 9: a bar where someone watches
+        opt['val']['pbar'] = sys.stderr.isatty()
     basicsr_args.launcher = args.launcher
     if args.launcher == 'pytorch':
         opt['dist'] = True

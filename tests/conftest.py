@@ -47,6 +47,39 @@ def run_cli(args, cwd, check=True, timeout=600, env=None):
     return proc
 
 
+def run_cli_in_terminal(args, cwd, timeout=600):
+    """``basicsr ARGS`` with stderr on a pseudo-terminal, as in an interactive shell (where progress bars are
+    drawn); returns ``(exit code, what the terminal showed)``."""
+    import fcntl
+    import pty
+    import struct
+    import termios
+    import threading
+    master, slave = pty.openpty()
+    # A new pseudo-terminal is 0 columns wide, and tqdm draws nothing in 0 columns.
+    fcntl.ioctl(slave, termios.TIOCSWINSZ, struct.pack('HHHH', 40, 160, 0, 0))
+    proc = subprocess.Popen([sys.executable, '-m', 'moesr_arch', *map(str, args)], cwd=cwd, env=cli_env(cwd),
+                            stdout=subprocess.DEVNULL, stderr=slave)
+    os.close(slave)
+    shown = []
+
+    def read():  # drained as it comes: a full terminal buffer would block the command
+        while True:
+            try:
+                data = os.read(master, 1 << 16)
+            except OSError:  # EIO: the command has closed the terminal
+                break
+            if not data:
+                break
+            shown.append(data)
+    reader = threading.Thread(target=read, daemon=True)
+    reader.start()
+    code = proc.wait(timeout=timeout)
+    reader.join(timeout=10)
+    os.close(master)
+    return code, b''.join(shown).decode(errors='replace')
+
+
 def write_options(source, dest, **overrides):
     """Copy option file ``source`` (relative to the repo) to ``dest`` with ``a__b=value`` overrides.
 

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 import torch
 
-from conftest import run_cli, tb_scalars, tiny_test_setup, write_options
+from conftest import run_cli, run_cli_in_terminal, tb_scalars, tiny_test_setup, write_options
 
 
 def tiny_edsr_options(workdir, total_iter=4, **extra):
@@ -130,3 +130,12 @@ def test_the_first_iterations_are_logged_before_print_freq(workdir):
     log = next((workdir / 'experiments' / 'early_logs').glob('train_*.log')).read_text()
     logged = [int(n.replace(',', '')) for n in re.findall(r'\[epoch:\s*\d+, iter:\s*([\d,]+),', log)]
     assert logged == [1, 2, 5, 10], log[-3000:]  # then every 10th: 20 is past the end
+
+
+def test_test_shows_a_bar_over_the_images_on_a_terminal_only(tmp_path):
+    options = tiny_test_setup(tmp_path, {'first': np.full((32, 40, 3), 90, np.uint8),
+                                         'second': np.full((32, 40, 3), 160, np.uint8)})
+    code, shown = run_cli_in_terminal(['test', '-opt', options], tmp_path)
+    assert code == 0 and re.search(r'Test second: 100%\|.*\| 2/2', shown), shown[-3000:]
+    piped = run_cli(['test', '-opt', options], tmp_path)  # a log file or a pipe gets no bar
+    assert 'Test second' not in piped.stderr and '2/2' not in piped.stderr

@@ -57,9 +57,9 @@ def run_parallel(work, items, n_thread, desc, unit='img'):
 
     Results come back in the order of ``items``.
     """
-    from tqdm import tqdm
+    from moesr_arch.utils.progress import progress_bar
     items = list(items)
-    with tqdm(total=len(items), desc=desc, unit=unit) as progress:
+    with progress_bar(total=len(items), desc=desc, unit=unit) as progress:
         if n_thread <= 1 or len(items) <= 1:
             results = []
             for item in items:
@@ -134,19 +134,22 @@ class OutputPlan:
 
     ``claim(target, source)`` raises :class:`OutputCollision` naming both files when ``target`` is an input
     of the run or was already claimed for another source, so nothing is written before the clash is known.
+    ``hint`` ends the message; ``clash_hint``, when given, replaces it for two sources of the run (what moves
+    an output off an input, another folder or a suffix, moves both of two clashing outputs alike).
     """
 
     def __init__(self, inputs=()):
         self.claimed = {same_file_key(path): (Path(path), None) for path in inputs}
 
-    def claim(self, target, source, hint=''):
+    def claim(self, target, source, hint='', clash_hint=None):
         key = same_file_key(target)
         if key in self.claimed:
             other, other_source = self.claimed[key]
             if other_source is None:
                 raise OutputCollision(f'{source}: its output {target} would overwrite the input {other}{hint}')
             if Path(other_source) != Path(source):
-                raise OutputCollision(f'{other_source} and {source} would both be written to {target}{hint}')
+                raise OutputCollision(f'{other_source} and {source} would both be written to {target}'
+                                      f'{hint if clash_hint is None else clash_hint}')
         self.claimed[key] = (Path(target), source)
         return target
 

@@ -12,13 +12,13 @@ from pathlib import Path
 
 import cv2
 import numpy as np
-from tqdm import tqdm
 
 from moesr_arch.data.categories import load_categories
 from moesr_arch.data.category_labels import label_problems
 from moesr_arch.data.lmdb_util import read_lmdb_labels, read_meta_info
 from moesr_arch.tools.common import error_text, report_problems, standalone
 from moesr_arch.utils.image_io import list_images, read_raw
+from moesr_arch.utils.progress import progress_bar
 
 
 class FolderSource:
@@ -108,7 +108,7 @@ def check_dataset(gt, lq=(), scales=(), labels=None, categories=None, filename_t
         expected = {filename_tmpl.format(k) for k in gt_keys}
         for key in sorted(source.keys() - expected):
             problems.append(f'{source.where(key)}: LR image without an HR partner in {gt}')
-    for key in tqdm(sorted(gt_keys), desc='check_dataset', unit='img'):
+    for key in progress_bar(sorted(gt_keys), desc='check_dataset', unit='img'):
         try:
             h, w = gt_source.shape(key)
         except Exception as error:

@@ -16,12 +16,12 @@ from pathlib import Path
 
 import cv2
 import lmdb
-from tqdm import tqdm
 
 from moesr_arch.data.lmdb_util import CATEGORIES_FILE, LABELS_FILE
 from moesr_arch.tools.common import error_text, get_tool_logger, report_problems, standalone, worker_pool
 from moesr_arch.utils.image_io import list_images, read_raw
 from moesr_arch.utils.atomic import atomic_write_text
+from moesr_arch.utils.progress import progress_bar
 
 PNG_SIGNATURE = b'\x89PNG\r\n\x1a\n'
 
@@ -135,7 +135,7 @@ def make_lmdb(folder, lmdb_path, keys=None, n_thread=1, compress_level=1, batch=
     paths = [keys[k] for k in ordered]
     pool = None
     try:
-        progress = tqdm(total=len(ordered), desc=desc or lmdb_path.name, unit='img')
+        progress = progress_bar(total=len(ordered), desc=desc or lmdb_path.name, unit='img')
         if n_thread > 1:
             pool = worker_pool(n_thread)
             results = pool.imap(work, paths, chunksize=4)
