@@ -61,7 +61,8 @@ def build_parser(prog):
 
 
 def run_guarded(prog, function, *args):
-    """``function(*args)`` with user errors reported as one line ``<prog>: error: <cause>`` (exit code 2).
+    """``function(*args)`` with user errors reported as one line ``<prog>: error: <cause>`` (exit code 2), and
+    Ctrl-C as one line (exit code 130; finished files stay, no temporary is left).
 
     BasicSR's pipelines stop on bad options with ``SystemExit(message)``; those messages get the same
     prefix. Other exceptions are bugs and keep their traceback.
@@ -83,7 +84,11 @@ def main(argv=None):
         prog = 'basicsr'
     if argv and argv[0] in ('train', 'test') and not {'-h', '--help'} & set(argv[1:]):
         return run_guarded(f'{prog} {argv[0]}', run_pipeline, argv[0], argv[1:], f'{prog} {argv[0]}')
-    args = build_parser(prog).parse_args(argv)
+    try:
+        args = build_parser(prog).parse_args(argv)
+    except KeyboardInterrupt:  # while the tools' modules are imported
+        from moesr_arch.tools.common import interrupted
+        return interrupted(prog)
     command = args.command + (f' {args.prepare_tool}' if getattr(args, 'prepare_tool', None) else '')
     return run_guarded(f'{prog} {command}', args.tool.main, args)
 

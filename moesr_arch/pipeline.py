@@ -29,6 +29,13 @@ The fixes, each applied here explicitly (docs/training.md lists them):
 9. **scale against the network** (:func:`check_model_scale`): a top-level ``scale`` the network does not
    produce stops training and testing before any image runs, with ``basicsr infer``'s one line (BasicSR
    dies in its metrics: ``Image shapes are different``).
+10. **progress from the start**: iterations 1, 2, 5, 10, 20, ... of a run are logged until the
+    ``print_freq`` cadence begins (:func:`logs_iteration`; BasicSR is silent until iteration ``print_freq``),
+    and ``val.pbar`` left out shows BasicSR's bar over the test images when stderr is a terminal
+    (:func:`parse_options`; BasicSR shows none unless asked).
+11. **a failed test keeps the last results** (:func:`results_folder`): ``basicsr test`` archives an existing
+    ``results/<name>`` as BasicSR does, but puts it back when the run fails before writing any result
+    (BasicSR leaves one ``_archived_<time>`` folder per mistake).
 """
 import argparse
 import contextlib
@@ -39,6 +46,7 @@ import logging
 import math
 import os
 import pickle
+import shutil
 import sys
 import time
 from os import path as osp
@@ -122,7 +130,7 @@ def init_process_group(opt, source):
 
 
 def parse_options(root_path, argv, is_train=True):
-    """BasicSR's ``parse_options`` on ``argv``, after checking the options, with fixes 1-4."""
+    """BasicSR's ``parse_options`` on ``argv``, after checking the options, with fixes 1-4 (and 9's ``val.pbar``)."""
     args = parse_argv(argv)
     try:
         checked = validate_argv_options(argv, is_train=is_train)
@@ -149,6 +157,8 @@ def parse_options(root_path, argv, is_train=True):
         sys.argv = saved_argv
     # BasicSR re-reads the file: derived keys (network_g.categories_file -> categories) are resolved here.
     resolve_derived_options(opt, args.opt)
+    if opt.get('val') is not None and opt['val'].get('pbar') is None:  # fix 10: a bar where someone watches
+        opt['val']['pbar'] = sys.stderr.isatty()
     basicsr_args.launcher = args.launcher
     if args.launcher == 'pytorch':
         opt['dist'] = True
@@ -342,6 +352,7 @@ def train_pipeline(root_path, argv):
     prefetcher = make_prefetcher(opt, train_loader, logger)
 
     logger.info(f'Start training from epoch: {start_epoch}, iter: {current_iter}')
+    start_iter = current_iter
     data_timer, iter_timer = AvgTimer(), AvgTimer()
     start_time = time.time()
     for epoch in range(start_epoch, total_epochs + 1):
@@ -359,7 +370,7 @@ def train_pipeline(root_path, argv):
             iter_timer.record()
             if current_iter == 1:
                 msg_logger.reset_start_time()  # for a more accurate ETA (not in resume mode)
-            if current_iter % opt['logger']['print_freq'] == 0:
+            if logs_iteration(current_iter - start_iter, current_iter, opt['logger']['print_freq']):
                 log_vars = {'epoch': epoch, 'iter': current_iter, 'lrs': model.get_current_learning_rate(),
                             'time': iter_timer.get_avg_time(), 'data_time': data_timer.get_avg_time()}
                 log_vars.update(model.get_current_log())
@@ -381,6 +392,19 @@ def train_pipeline(root_path, argv):
         validate(model, val_loaders, current_iter, tb_logger, opt)
     if tb_logger:
         tb_logger.close()
+
+
+def logs_iteration(done, current_iter, print_freq):
+    """Whether iteration ``current_iter``, the run's ``done``-th, is logged: every ``print_freq``-th, and before
+    the first of those the run's 1st, 2nd, 5th, 10th, 20th, 50th, ... (fix 10), so the first lines come within
+    seconds even when ``print_freq`` iterations take minutes."""
+    if current_iter % print_freq == 0:
+        return True
+    if done >= print_freq:
+        return False
+    while done % 10 == 0:
+        done //= 10
+    return done in (1, 2, 5)
 
 
 def validate(model, val_loaders, current_iter, tb_logger, opt, logger=None):
@@ -408,12 +432,55 @@ def write_test_metrics(opt, dataset_name, metric_results):
                       json.dumps(metrics, indent=1) + '\n')
 
 
+def holds_results(folder):
+    """Whether a test run wrote anything into ``folder`` besides its log."""
+    return any(not name.endswith('.log') for _, _, names in os.walk(folder) for name in names)
+
+
+def close_file_logs(folder):
+    """Detach the root logger's files inside ``folder`` (it is about to be removed)."""
+    logger = logging.getLogger('basicsr')
+    for handler in list(logger.handlers):
+        if isinstance(handler, logging.FileHandler) and osp.abspath(handler.baseFilename).startswith(
+                osp.abspath(folder) + os.sep):
+            logger.removeHandler(handler)
+            handler.close()
+
+
+@contextlib.contextmanager
+def results_folder(opt):
+    """``basicsr test``'s folders (BasicSR's ``make_exp_dirs``, which first renames an existing
+    ``results/<name>`` to ``results/<name>_archived_<time>``), with fix 11: when the run fails before it writes
+    any result, the new folder (its log only) is removed and the archived one put back."""
+    results = opt['path']['results_root']
+    archive = None
+    if opt['rank'] == 0 and osp.exists(results):
+        archive = f'{results}_archived_{get_time_str()}'
+        print(f'Path already exists. Rename it to {archive}', flush=True)  # BasicSR's words
+        os.rename(results, archive)
+    make_exp_dirs(opt)
+    try:
+        yield
+    except BaseException:
+        if archive is not None and not holds_results(results):
+            close_file_logs(results)
+            shutil.rmtree(results)
+            os.rename(archive, results)
+            print(f'The run wrote no result: {archive} renamed back to {results}', flush=True)
+        raise
+
+
 def test_pipeline(root_path, argv):
-    """``basicsr test``: BasicSR's ``test_pipeline`` with the checked options (fixes 1-3); each test set's
+    """``basicsr test``: BasicSR's ``test_pipeline`` with the checked options (fixes 1-3, 9 and 11); each test set's
     metrics also go to ``results/<name>/metrics_<set>.json``."""
     opt, _ = parse_options(root_path, argv, is_train=False)
     torch.backends.cudnn.benchmark = True
-    make_exp_dirs(opt)
+    with results_folder(opt):
+        run_tests(opt)
+
+
+def run_tests(opt):
+    """The body of BasicSR's ``test_pipeline`` after its folders are made: logging, test sets, model, tests."""
     logger = start_logging(opt, 'test')
     test_loaders = []
     for _, dataset_opt in sorted(opt['datasets'].items()):

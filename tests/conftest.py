@@ -47,6 +47,39 @@ def run_cli(args, cwd, check=True, timeout=600, env=None):
     return proc
 
 
+def run_cli_in_terminal(args, cwd, timeout=600):
+    """``basicsr ARGS`` with stderr on a pseudo-terminal, as in an interactive shell (where progress bars are
+    drawn); returns ``(exit code, what the terminal showed)``."""
+    import fcntl
+    import pty
+    import struct
+    import termios
+    import threading
+    master, slave = pty.openpty()
+    # A new pseudo-terminal is 0 columns wide, and tqdm draws nothing in 0 columns.
+    fcntl.ioctl(slave, termios.TIOCSWINSZ, struct.pack('HHHH', 40, 160, 0, 0))
+    proc = subprocess.Popen([sys.executable, '-m', 'moesr_arch', *map(str, args)], cwd=cwd, env=cli_env(cwd),
+                            stdout=subprocess.DEVNULL, stderr=slave)
+    os.close(slave)
+    shown = []
+
+    def read():  # drained as it comes: a full terminal buffer would block the command
+        while True:
+            try:
+                data = os.read(master, 1 << 16)
+            except OSError:  # EIO: the command has closed the terminal
+                break
+            if not data:
+                break
+            shown.append(data)
+    reader = threading.Thread(target=read, daemon=True)
+    reader.start()
+    code = proc.wait(timeout=timeout)
+    reader.join(timeout=10)
+    os.close(master)
+    return code, b''.join(shown).decode(errors='replace')
+
+
 def write_options(source, dest, **overrides):
     """Copy option file ``source`` (relative to the repo) to ``dest`` with ``a__b=value`` overrides.
 
@@ -65,6 +98,31 @@ def write_options(source, dest, **overrides):
             node[last] = value
     Path(dest).write_text(yaml.safe_dump(opt, sort_keys=False))
     return Path(dest)
+
+
+def tiny_test_setup(folder, images, name='tiny_test'):
+    """A ``basicsr test`` set-up in ``folder``: x2 pairs of ``images`` ({stem: HR uint8 array}) in ``HR``/``LR``
+    (test set ``pair``), a tiny random EDSR in ``net.pth`` and ``test.yml``, which saves the outputs with the
+    suffix ``sr`` and measures PSNR/SSIM on Y with border 2. Returns the option file's path."""
+    import cv2
+    from basicsr.archs.edsr_arch import EDSR
+    network = {'type': 'EDSR', 'num_in_ch': 3, 'num_out_ch': 3, 'num_feat': 8, 'num_block': 1, 'upscale': 2}
+    torch.manual_seed(0)
+    torch.save({'params': EDSR(**{k: v for k, v in network.items() if k != 'type'}).state_dict()}, folder / 'net.pth')
+    for kind in ('HR', 'LR'):
+        (folder / kind).mkdir(exist_ok=True)
+    for stem, hr in images.items():
+        cv2.imwrite(str(folder / 'HR' / f'{stem}.png'), hr)
+        low = cv2.resize(hr, (hr.shape[1] // 2, hr.shape[0] // 2), interpolation=cv2.INTER_AREA)
+        cv2.imwrite(str(folder / 'LR' / f'{stem}.png'), low)
+    metrics = {key: {'type': f'calculate_{key}', 'crop_border': 2, 'test_y_channel': True} for key in ('psnr', 'ssim')}
+    options = {'name': name, 'model_type': 'ExpertSRModel', 'scale': 2, 'num_gpu': 0,
+               'datasets': {'test_1': {'name': 'pair', 'type': 'CheckedPairedImageDataset', 'dataroot_gt': 'HR',
+                                       'dataroot_lq': 'LR', 'io_backend': {'type': 'disk'}}},
+               'network_g': network, 'path': {'pretrain_network_g': 'net.pth', 'strict_load_g': True},
+               'val': {'save_img': True, 'suffix': 'sr', 'metrics': metrics}}
+    (folder / 'test.yml').write_text(yaml.safe_dump(options, sort_keys=False))
+    return folder / 'test.yml'
 
 
 @pytest.fixture(scope='session')

@@ -258,6 +258,7 @@ def test_infer_stops_before_any_work_when_two_inputs_share_an_output(tmp_path, c
     line = one_error_line(err)
     assert code == 2 and line.startswith('basicsr infer: error: ')
     assert 'upper.JPG' in line and 'upper.PNG' in line and 'out/upper.png' in line
+    assert 'rename one of them' in line and 'give another -o or a --suffix' not in line  # neither would part them
     assert not (tmp_path / 'out').exists()
 
 
@@ -270,6 +271,7 @@ def test_infer_never_writes_over_another_input(tmp_path, capsys, monkeypatch):
     before = (folder / 'b.png').read_bytes()
     code, err = basicsr(['infer', '-opt', options, '-i', folder, '-o', folder], capsys, monkeypatch)
     assert code == 2 and 'would overwrite the input' in one_error_line(err) and 'b.png' in err
+    assert one_error_line(err).endswith('; give another -o or a --suffix')
     assert (folder / 'b.png').read_bytes() == before
 
 
@@ -371,6 +373,21 @@ def test_a_failed_onnx_check_leaves_no_file(tmp_path, capsys, monkeypatch):
                          '--tolerance', 0], capsys, monkeypatch)
     assert code == 2 and 'ONNX and PyTorch differ by' in one_error_line(err)
     assert not [name for name in os.listdir(tmp_path) if 'onnx' in name]  # neither the file nor a temporary
+
+
+def test_infer_refuses_a_label_gate_once_before_any_image(tmp_path, capsys, monkeypatch):
+    options = moesr_options(tmp_path)
+    opt = yaml.safe_load(options.read_text())
+    opt['gate'] = {'type': 'LabelGate', 'categories': ['people']}  # as in train_moesr.yml
+    options.write_text(yaml.safe_dump(opt, sort_keys=False))
+    photos = tmp_path / 'photos'
+    photos.mkdir()
+    for name in ('a', 'b'):
+        write(photos / f'{name}.png', photo(16, 16))
+    code, err = basicsr(['infer', '-opt', options, '-i', photos, '-o', tmp_path / 'out'], capsys, monkeypatch)
+    line = one_error_line(err)
+    assert code == 2 and f'{options}: gate.type LabelGate reads the category labels of a dataset' in line
+    assert 'YOLOGate as in options/test_moesr.yml' in line and not (tmp_path / 'out').exists()
 
 
 def test_gate_overlays_draw_on_images_of_256_pixels_and_more(tmp_path, capsys, monkeypatch):

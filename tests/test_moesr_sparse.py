@@ -204,3 +204,16 @@ def test_support_mask_pools_hr_weight_to_lr_pixels():
     hr = torch.zeros(8, 8)
     hr[3, 6] = 0.1
     assert support_mask(hr, 2).tolist() == [[False] * 4, [False, False, False, True], [False] * 4, [False] * 4]
+
+
+def test_progress_reports_every_crop_of_every_expert():
+    net = moesr(tile_size=12, max_batch=3)
+    lq = torch.rand(1, 3, 44, 52, generator=torch.Generator().manual_seed(3))
+    reports = []
+    with torch.no_grad():
+        net.run(lq, random_gate(44, 52, 0.3, seed=3)[None], progress=lambda *report: reports.append(report))
+    total = reports[-1][2]
+    assert [done for _, done, _ in reports] == list(range(1, total + 1)) and {t for _, _, t in reports} == {total}
+    for name in net.names:  # crops are batched: one call may run several
+        assert sum(name == reported for reported, _, _ in reports) == sum(s[0] for s in net.experts[name].calls)
+    assert reports[0][0] == 'background' and {name for name, _, _ in reports} == set(net.names)

@@ -1,4 +1,5 @@
 """`basicsr infer`: tiled inference, blending, precision, ensemble, odd image formats, capabilities, gated pipeline."""
+import re
 from argparse import Namespace
 
 import cv2
@@ -12,7 +13,7 @@ from basicsr.utils.registry import ARCH_REGISTRY
 from PIL import Image
 from torch import nn
 
-from conftest import run_cli
+from conftest import run_cli, run_cli_in_terminal
 from moesr_arch import inference
 from moesr_arch.archs.fusion import tile_cores
 from moesr_arch.inference import (Capabilities, InferenceError, Tiler, Upscaler, blend_ramp, describe, describes,
@@ -220,7 +221,8 @@ def test_gated_pipeline_tiles_experts_and_draws_the_gate(tmp_path):
         dense = net.run(lq, ConstantGate()(lq), sparse=False)['output']
     expected = (dense[0].clamp(0, 1).permute(1, 2, 0).numpy()[:, :, ::-1] * 255).round()
     assert np.abs(whole.astype(int) - expected).max() <= 1
-    assert list(maps) == ['gate'] and maps['gate'].shape == (260, 390, 3)  # enlarged to a readable legend
+    # Drawn on the 40x60 SR output (not the 20x30 LR image), enlarged x7 for a readable legend.
+    assert list(maps) == ['gate'] and maps['gate'].shape == (280, 420, 3)
     background, _ = Upscaler(net, 2, 'cpu', tile=0, progress=False).upscale_array(image, 255.)
     with torch.no_grad():
         alone = net.experts['background'](lq)
@@ -228,24 +230,30 @@ def test_gated_pipeline_tiles_experts_and_draws_the_gate(tmp_path):
                                   .round().astype(np.uint8))
 
 
-def test_save_maps_writes_the_gate_overlay_of_a_moesr_option_file(tmp_path):
-    net = tiny_moesr()
-    torch.save({'params_ema': net.state_dict()}, tmp_path / 'net.pth')
+def moesr_option_file(folder):
+    """An inference option file of :func:`tiny_moesr` (no gate: the background expert answers) with its weights."""
+    torch.save({'params_ema': tiny_moesr().state_dict()}, folder / 'net.pth')
     expert = dict(type='EDSR', num_in_ch=3, num_out_ch=3, num_feat=8, num_block=1, upscale=2)
-    options = write_options(tmp_path, {'type': 'MoESRNet', 'categories': ['people', 'cat'],
-                                       'experts': {'people': expert, 'cat': expert, 'background': expert}},
-                            tmp_path / 'net.pth')
+    return write_options(folder, {'type': 'MoESRNet', 'categories': ['people', 'cat'],
+                                  'experts': {'people': expert, 'cat': expert, 'background': expert}},
+                         folder / 'net.pth')
+
+
+def test_save_maps_writes_the_gate_overlay_of_a_moesr_option_file(tmp_path):
+    options = moesr_option_file(tmp_path)
     cv2.imwrite(str(tmp_path / 'in.png'), smooth_image(20, 30))
     args = Namespace(opt=str(options), input=str(tmp_path / 'in.png'), output=str(tmp_path / 'out'), model_path=None,
                      tile=16, tile_overlap=4, precision='auto', device='cpu', ensemble=False, scale=None,
                      save_maps=True, suffix='sr')
     assert infer.main(args) == 0
-    assert cv2.imread(str(tmp_path / 'out' / 'in_sr.png')).shape == (40, 60, 3)
+    sr = cv2.imread(str(tmp_path / 'out' / 'in_sr.png'))
+    assert sr.shape == (40, 60, 3)
     gate = cv2.imread(str(tmp_path / 'out' / 'in_sr_gate.png'))
-    lq = torch.from_numpy(cv2.imread(str(tmp_path / 'in.png'))[:, :, ::-1] / 255.).permute(2, 0, 1).float()
-    everything_background = torch.zeros(3, 20, 30)
+    everything_background = torch.zeros(3, 40, 60)
     everything_background[2] = 1  # no gate in the options: the background expert answers everywhere
-    expected = gate_overlay(lq, everything_background, ['people', 'cat'])
+    # The overlay is drawn over the SR output written beside it, at its size (enlarged for the legend).
+    expected = gate_overlay(torch.from_numpy(sr[:, :, ::-1] / 255.).permute(2, 0, 1).float(), everything_background,
+                            ['people', 'cat'])
     np.testing.assert_array_equal(gate[:, :, ::-1], expected)
 
 
@@ -315,3 +323,29 @@ def test_moeisr_any_scale_tiles_and_expert_map(tmp_path):
     assert np.abs(whole.astype(int) - tiled).max() <= 1
     picture = maps['experts']
     assert picture.shape[0] > 75 and picture.shape[1] >= 90 and picture.dtype == np.uint8  # map + colour key
+
+
+def test_infer_shows_the_images_and_moesr_gate_and_experts_on_a_terminal(tmp_path):
+    options = moesr_option_file(tmp_path)
+    (tmp_path / 'in').mkdir()
+    for index in range(2):
+        cv2.imwrite(str(tmp_path / 'in' / f'{index}.png'), smooth_image(40, 60, seed=index))
+    code, shown = run_cli_in_terminal(['infer', '-opt', options, '-i', 'in', '-o', 'out', '--tile', '16'], tmp_path)
+    assert code == 0, shown[-3000:]
+    assert re.search(r'images: 100%\|.*\| 2/2', shown) and 'gate: 0crop' in shown, shown[-3000:]
+    piped = run_cli(['infer', '-opt', options, '-i', 'in', '-o', 'again', '--tile', '16'], tmp_path)
+    assert 'gate:' not in piped.stderr and '2/2' not in piped.stderr  # no bars in a log file or a pipe
+    assert '0.png -> again/0.png (120x80' in piped.stdout  # but a line per image
+
+
+def test_small_tiles_overlap_by_a_quarter_unless_told_and_a_costly_overlap_is_warned_about(tmp_path):
+    overlaps = [Upscaler(tiny_edsr(), 2, 'cpu', tile=tile).tiler.overlap for tile in (16, 48, 128, 512, 0)]
+    assert overlaps == [4, 12, 32, 32, 0]  # a tile of 48 no longer computes the image 6 times over
+    assert Upscaler(tiny_edsr(), 2, 'cpu', tile=48, tile_overlap=32).tiler.overlap == 32
+    torch.save({'params_ema': tiny_edsr().state_dict()}, tmp_path / 'net.pth')
+    options = write_options(tmp_path, {'type': 'EDSR', 'num_in_ch': 3, 'num_out_ch': 3, 'num_feat': 8, 'num_block': 1,
+                                       'upscale': 2}, tmp_path / 'net.pth')
+    cv2.imwrite(str(tmp_path / 'in.png'), smooth_image(20, 24))
+    proc = run_cli(['infer', '-opt', options, '-i', 'in.png', '-o', 'out', '--tile', '48', '--tile_overlap', '32'],
+                   tmp_path)
+    assert 'tiles step by 16 pixels, so the network computes about 9 times the pixels' in proc.stderr

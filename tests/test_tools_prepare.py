@@ -255,6 +255,16 @@ def test_check_dataset_finds_every_kind_of_problem(tmp_path):
     assert check_dataset.main(check_args(tmp_path)) == 1
 
 
+def test_check_dataset_fails_on_folders_without_images(tmp_path):
+    (tmp_path / 'HR').mkdir()
+    (tmp_path / 'LR').mkdir()
+    (tmp_path / 'LR' / 'notes.txt').write_text('not an image')
+    proc = run_cli(['prepare', 'check_dataset', '--gt', 'HR', '--lq', 'LR', '-s', '2'], tmp_path, check=False)
+    assert proc.returncode == 1, proc.stderr
+    assert 'HR: no image files' in proc.stderr and 'LR: no image files' in proc.stderr
+    assert '2 problem(s) found' in proc.stderr and 'no problems found' not in proc.stderr
+
+
 def test_check_dataset_reads_lmdbs_and_their_labels(tmp_path):
     make_pairs(tmp_path, {'one': (16, 16), 'two': (16, 20)})
     (tmp_path / 'labels').mkdir()
@@ -299,3 +309,23 @@ def test_category_dataset_reads_labels_from_the_lmdb(tmp_path):
     category_map = item['category_map'].numpy()
     assert (category_map[:8, :8] == 1).all() and (category_map[8:, 8:] == 2).all()  # cat, background
     assert dataset[1]['category_map'].eq(2).all()
+
+
+def test_generate_lr_replaces_files_only_when_told_and_refuses_an_output_inside_its_input(tmp_path):
+    write(tmp_path / 'HR' / 'pic.png', photo(24, 24))
+    write(tmp_path / 'HR' / 'other.png', photo(24, 24, seed=1))
+    assert generate_lr.generate_lr(tmp_path / 'HR', tmp_path / 'gen', scales=[2]) == []
+    assert generate_lr.generate_lr(tmp_path / 'HR', tmp_path / 'gen', scales=[3]) == []  # another scale: new files
+    old = (tmp_path / 'gen' / 'LR_bicubic' / 'X2' / 'pic.png').read_bytes()
+    write(tmp_path / 'HR' / 'pic.png', photo(24, 24, seed=2))
+    proc = run_cli(['prepare', 'generate_lr', '-i', 'HR', '-o', 'gen', '-s', '2', '4'], tmp_path, check=False)
+    assert proc.returncode == 2 and 'gen: 4 of the 8 files to write exist already (e.g. gen/HR_mod/X2/other.png); ' \
+        'pass --overwrite to replace them' in proc.stderr, proc.stderr
+    assert (tmp_path / 'gen' / 'LR_bicubic' / 'X2' / 'pic.png').read_bytes() == old
+    assert not (tmp_path / 'gen' / 'LR_bicubic' / 'X4').exists()  # nothing was written
+    run_cli(['prepare', 'generate_lr', '-i', 'HR', '-o', 'gen', '-s', '2', '4', '--overwrite'], tmp_path)
+    assert (tmp_path / 'gen' / 'LR_bicubic' / 'X2' / 'pic.png').read_bytes() != old
+    for inside in ('HR', 'HR/gen', './HR/../HR/sub/'):
+        with pytest.raises(ValueError, match='is inside the input folder'):
+            generate_lr.generate_lr(tmp_path / 'HR', tmp_path / inside, scales=[2])
+    assert sorted(p.name for p in (tmp_path / 'HR').iterdir()) == ['other.png', 'pic.png']

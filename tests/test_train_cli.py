@@ -1,11 +1,13 @@
 """`basicsr train` / `basicsr test` end to end on the demo photos, on the CPU."""
 import json
 import re
+from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 
-from conftest import run_cli, tb_scalars, write_options
+from conftest import run_cli, run_cli_in_terminal, tb_scalars, tiny_test_setup, write_options
 
 
 def tiny_edsr_options(workdir, total_iter=4, **extra):
@@ -104,3 +106,36 @@ def test_force_yml_manual_seed_changes_the_seed(workdir):
     different = any(not torch.equal(weights[0][k], weights[2][k]) for k in weights[0])
     assert same, 'one seed must train the same weights twice'
     assert different, '--force_yml manual_seed=1 trained the weights of seed 0'
+
+
+def test_a_failed_test_run_leaves_the_last_results_in_place(tmp_path):
+    from basicsr.archs.edsr_arch import EDSR
+    options = tiny_test_setup(tmp_path, {'pic': np.full((32, 40, 3), 120, np.uint8)})
+    run_cli(['test', '-opt', options], tmp_path)
+    results = tmp_path / 'results' / 'tiny_test'
+    good = sorted(path.relative_to(results) for path in results.rglob('*'))
+    assert Path('visualization/pair/pic_sr.png') in good and Path('metrics_pair.json') in good
+    torch.save({'params': EDSR(3, 3, num_feat=16, num_block=1, upscale=2).state_dict()}, tmp_path / 'net.pth')
+    for _ in range(2):  # weights of another network: the model cannot be built
+        proc = run_cli(['test', '-opt', options], tmp_path, check=False)
+        assert proc.returncode != 0 and 'size mismatch' in proc.stderr, proc.stderr[-2000:]
+    assert sorted(path.name for path in (tmp_path / 'results').iterdir()) == ['tiny_test']
+    assert sorted(path.relative_to(results) for path in results.rglob('*')) == good
+
+
+def test_the_first_iterations_are_logged_before_print_freq(workdir):
+    options = tiny_edsr_options(workdir, total_iter=12, logger__print_freq=10, logger__save_checkpoint_freq=100,
+                                val__val_freq=100, logger__use_tb_logger=False, name='early_logs')
+    run_cli(['train', '-opt', options], workdir)
+    log = next((workdir / 'experiments' / 'early_logs').glob('train_*.log')).read_text()
+    logged = [int(n.replace(',', '')) for n in re.findall(r'\[epoch:\s*\d+, iter:\s*([\d,]+),', log)]
+    assert logged == [1, 2, 5, 10], log[-3000:]  # then every 10th: 20 is past the end
+
+
+def test_test_shows_a_bar_over_the_images_on_a_terminal_only(tmp_path):
+    options = tiny_test_setup(tmp_path, {'first': np.full((32, 40, 3), 90, np.uint8),
+                                         'second': np.full((32, 40, 3), 160, np.uint8)})
+    code, shown = run_cli_in_terminal(['test', '-opt', options], tmp_path)
+    assert code == 0 and re.search(r'Test second: 100%\|.*\| 2/2', shown), shown[-3000:]
+    piped = run_cli(['test', '-opt', options], tmp_path)  # a log file or a pipe gets no bar
+    assert 'Test second' not in piped.stderr and '2/2' not in piped.stderr

@@ -89,7 +89,7 @@ class MoESRNet(nn.Module):
         result = self.run(lq, weights)
         return (result['output'], {'expert_pixels': result['expert_pixels']}) if return_stats else result['output']
 
-    def run(self, lq, weights=None, sparse=None, tile_size=None):
+    def run(self, lq, weights=None, sparse=None, tile_size=None, progress=None):
         """Blend the experts; returns a dict:
 
         - ``output``: the blended HR image ``[B, C, H, W]``;
@@ -106,6 +106,8 @@ class MoESRNet(nn.Module):
                 eval mode without gradients when the net was built with ``sparse``.
             tile_size (int | None): Largest LR side an expert sees at once in sparse execution (every
                 expert's boxes are split alike); None: the net's ``tile_size``.
+            progress (callable | None): Called as ``progress(expert name, crops done, crops in all)`` after
+                each crop of sparse execution (a progress bar's update).
         """
         b, _, h, w = lq.shape
         if weights is None:
@@ -119,7 +121,7 @@ class MoESRNet(nn.Module):
             sparse = self.sparse and not self.training and not torch.is_grad_enabled()
         if sparse:
             background = None
-            output = self._sparse(lq, hr_weights, self.tile_size if tile_size is None else tile_size)
+            output = self._sparse(lq, hr_weights, self.tile_size if tile_size is None else tile_size, progress)
         else:
             background = self.experts[BACKGROUND](lq)
             output = background * hr_weights[:, -1:]
@@ -137,7 +139,7 @@ class MoESRNet(nn.Module):
         return {'output': output, 'background': background, 'weights': hr_weights,
                 'expert_pixels': OrderedDict(zip(self.names, sums))}
 
-    def _sparse(self, lq, hr_weights, tile_size):
+    def _sparse(self, lq, hr_weights, tile_size, progress=None):
         """Top-1 sparse blend: every expert, the background included, runs only on boxes covering the LR
         pixels where its HR weight is positive (:func:`~moesr_arch.archs.fusion.support_boxes`, widened by
         ``crop_margin``, split by ``tile_size``, batched across the images); each box's output, weighted,
@@ -147,11 +149,14 @@ class MoESRNet(nn.Module):
         b, _, h, w = lq.shape
         s = self.scale
         output = None
+        plan = []  # every expert's boxes first: the number of crops in all is known before the first one runs
         for index in [len(self.categories)] + list(range(len(self.categories))):
+            plan.append((index, [(image_index, core) for image_index, weight in enumerate(hr_weights)
+                                 for core in split_cores(support_boxes(support_mask(weight[index], s),
+                                                                       self.crop_margin), tile_size)]))
+        total, done = sum(len(boxes) for _, boxes in plan), 0
+        for index, boxes in plan:
             name = self.names[index]
-            boxes = [(image_index, core) for image_index, weight in enumerate(hr_weights)
-                     for core in split_cores(support_boxes(support_mask(weight[index], s), self.crop_margin),
-                                             tile_size)]
             for image_index, (y0, y1, x0, x1), patch in run_on_boxes(self.experts[name], lq, boxes, s,
                                                                      self.crop_margin, self.max_batch):
                 if output is None:
@@ -159,6 +164,9 @@ class MoESRNet(nn.Module):
                     output = patch.new_zeros(b, patch.shape[0], h * s, w * s, dtype=hr_weights.dtype)
                 region = (image_index, slice(None), slice(y0 * s, y1 * s), slice(x0 * s, x1 * s))
                 output[region] += patch * hr_weights[image_index, index, y0 * s:y1 * s, x0 * s:x1 * s]
+                done += 1
+                if progress is not None:
+                    progress(name, done, total)
         return output
 
 

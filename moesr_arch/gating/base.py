@@ -20,8 +20,11 @@ class Gate:
     """Per-pixel expert weights for an LR image.
 
     Subclasses define :meth:`weights` (their options are declared in :mod:`moesr_arch.options.gates`).
-    ``categories`` lists the category names in id order; background is implicit and last.
+    ``categories`` lists the category names in id order; background is implicit and last. A gate that reads
+    the dataset's batch instead of the image sets ``needs_labels`` (it cannot run on a photo).
     """
+
+    needs_labels = False
 
     def __init__(self, categories):
         self.categories = list(categories)

@@ -12,6 +12,8 @@ class LabelGate(Gate):
         categories (list[str]): category names in id order (from ``categories_file`` or ``categories``).
     """
 
+    needs_labels = True
+
     def weights(self, lq, data):
         if not data or 'category_map' not in data:
             raise GateError('LabelGate needs the category_map of a CategoryPairedImageDataset batch '

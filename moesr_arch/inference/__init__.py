@@ -20,9 +20,10 @@ from moesr_arch.inference.device import (DEFAULT_TILE, InferenceError, available
 from moesr_arch.inference.engine import Upscaler, map_path
 from moesr_arch.inference.gated import GatedResult, run_gated
 from moesr_arch.inference.loading import build_from_options, check_scale, load_gate
-from moesr_arch.inference.tiling import Tiler, blend_ramp, estimate_memory, out_size, scale_alignment, tile_spans
+from moesr_arch.inference.tiling import (Tiler, blend_ramp, default_overlap, estimate_memory, out_size, recomputed_share,
+                                        scale_alignment, tile_spans)
 
 __all__ = ['Capabilities', 'DEFAULT_TILE', 'GatedResult', 'InferenceError', 'Tiler', 'Upscaler', 'available_memory',
-           'blend_ramp', 'build_from_options', 'check_scale', 'describe', 'describes', 'estimate_memory', 'load_gate',
-           'map_path', 'out_size', 'precision_dtype', 'resolve_device', 'run_gated', 'scale_alignment',
-           'synchronized_clock', 'tile_spans']
+           'blend_ramp', 'build_from_options', 'check_scale', 'default_overlap', 'describe', 'describes',
+           'estimate_memory', 'load_gate', 'map_path', 'out_size', 'precision_dtype', 'recomputed_share',
+           'resolve_device', 'run_gated', 'scale_alignment', 'synchronized_clock', 'tile_spans']

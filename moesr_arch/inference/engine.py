@@ -10,8 +10,9 @@ from moesr_arch.inference.device import DEFAULT_TILE, GIB, InferenceError, preci
 from moesr_arch.inference.gated import run_gated
 from moesr_arch.inference.luma import on_luma
 from moesr_arch.inference.maps import expert_map_picture
-from moesr_arch.inference.tiling import Tiler, estimate_memory, out_size
+from moesr_arch.inference.tiling import Tiler, default_overlap, estimate_memory, out_size
 from moesr_arch.utils.image_io import peak_value, read_raw, split_channels, write_png
+from moesr_arch.utils.progress import progress_bar
 
 
 def map_path(target, name):
@@ -38,21 +39,23 @@ class Upscaler:
         device (str | torch.device): 'auto' (CUDA when available), 'cpu' or 'cuda[:i]'.
         precision (str): 'auto' (fp32 on CPU, bf16 or fp16 on CUDA), 'fp32', 'bf16' or 'fp16'.
         tile (int | None): Tile size in LR pixels (0: whole image at once; None: ``DEFAULT_TILE`` of the device).
-        tile_overlap (int): Overlap of neighbouring tiles in LR pixels.
+        tile_overlap (int | None): Overlap of neighbouring tiles in LR pixels (None: :func:`default_overlap`).
         ensemble (bool): x8 geometric self-ensemble (tiled networks).
         out_scale (float | None): Requested scale (``--scale``): any float for arbitrary-scale networks.
         want_maps (bool): Also make the network's maps (``capabilities.map_names``).
-        progress (bool): Show the tile progress bar.
+        progress (bool): Show the progress bar over the tiles (MoE-SR: the gate, then the experts' crops).
         gate (callable | None): The gate of a gated network (:func:`moesr_arch.inference.load_gate`).
     """
 
-    def __init__(self, network, scale, device='auto', precision='auto', tile=None, tile_overlap=32, ensemble=False,
+    def __init__(self, network, scale, device='auto', precision='auto', tile=None, tile_overlap=None, ensemble=False,
                  out_scale=None, want_maps=False, progress=True, gate=None):
         self.device = resolve_device(device)
         self.capabilities = describe(network)
         self.network = network.to(self.device).eval()
         if tile is None:
             tile = DEFAULT_TILE.get(self.device.type, 512)
+        if tile_overlap is None:
+            tile_overlap = default_overlap(tile)
         self.tiler = Tiler(self.device, tile, tile_overlap, precision_dtype(precision, self.device), ensemble, progress)
         self.scale, self.out_scale, self.want_maps, self.gate = scale, out_scale, want_maps, gate
         if ensemble and self.capabilities.kind == 'gated':
@@ -104,10 +107,16 @@ class Upscaler:
         by ``--tile``, so their activations stay bounded."""
         lq = torch.from_numpy(np.ascontiguousarray(bgr[:, :, ::-1])).permute(2, 0, 1)[None].float() / peak
         lq = lq.contiguous().to(self.device)  # NCHW, as in training (see Tiler.run_tile)
-        with torch.inference_mode():
+        with torch.inference_mode(), progress_bar(desc='gate', unit='crop', leave=False,
+                                                  show=self.tiler.progress) as bar:
+            def crops_done(name, done, total):  # the bar reads 'gate' until the experts' first crop is done
+                bar.total = total
+                bar.set_description(f'expert {name}', refresh=False)
+                bar.update(done - bar.n)
+
             result = run_gated(self.network, self.gate, lq, sparse=True,
                                tile_size=self.network.tile_size or self.tiler.tile, want_maps=self.want_maps,
-                               autocast=self.tiler.autocast())
+                               autocast=self.tiler.autocast(), progress=crops_done)
             # In place: the output is the largest tensor here, and a copy per step would double the peak.
             sr = result.output[0].float().cpu().clamp_(0, 1).mul_(peak).round_().permute(1, 2, 0).numpy()[:, :, ::-1]
         return sr.astype(bgr.dtype), result.maps

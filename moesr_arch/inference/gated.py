@@ -11,6 +11,7 @@ from typing import Dict, Optional, Tuple
 
 import numpy as np
 import torch
+import torch.nn.functional as F
 
 from moesr_arch.inference.device import synchronized_clock
 from moesr_arch.inference.maps import gate_overlay
@@ -46,7 +47,8 @@ def background_weights(lq, channels):
     return weights
 
 
-def run_gated(network, gate, lq, data=None, sparse=None, tile_size=None, want_maps=False, autocast=None):
+def run_gated(network, gate, lq, data=None, sparse=None, tile_size=None, want_maps=False, autocast=None,
+              progress=None):
     """Gate ``lq`` and blend ``network``'s experts (a :class:`~moesr_arch.archs.moesr_arch.MoESRNet`).
 
     Args:
@@ -57,8 +59,11 @@ def run_gated(network, gate, lq, data=None, sparse=None, tile_size=None, want_ma
         data (dict | None): The dataset's batch (a LabelGate reads its ``category_map``).
         sparse (bool | None): Passed to ``network.run`` (None: sparse in eval mode without gradients).
         tile_size (int | None): Largest LR side an expert sees at once (None: the network's ``tile_size``).
-        want_maps (bool): Draw the gate overlay (``maps['gate']``).
+        want_maps (bool): Draw the gate overlay (``maps['gate']``): the gate's weights (nearest, not the
+            feathered blend) over the SR output, at its size.
         autocast (context manager | None): Precision context for the gate and the experts.
+        progress (callable | None): ``progress(expert name, crops done, crops in all)`` after each crop of the
+            sparse experts (``MoESRNet.run``).
 
     Returns:
         GatedResult
@@ -67,9 +72,13 @@ def run_gated(network, gate, lq, data=None, sparse=None, tile_size=None, want_ma
     with autocast or contextlib.nullcontext():
         weights = gate(lq, data) if gate is not None else background_weights(lq, len(network.names))
         gated = synchronized_clock(lq.device)
-        result = network.run(lq, weights, sparse=sparse, tile_size=tile_size)
+        result = network.run(lq, weights, sparse=sparse, tile_size=tile_size, progress=progress)
     done = synchronized_clock(lq.device)
     blend = result['weights']
-    maps = {'gate': gate_overlay(lq[0], weights[0], network.categories)} if want_maps else {}
+    maps = {}
+    if want_maps:  # beside the SR output and at its size, so the two line up
+        output = result['output'][0]
+        on_output = F.interpolate(weights[:1].float(), size=output.shape[-2:], mode='nearest')[0]
+        maps['gate'] = gate_overlay(output, on_output, network.categories)
     return GatedResult(result['output'], result['background'], weights, blend, result['expert_pixels'], maps,
                        (gated - start, done - gated))

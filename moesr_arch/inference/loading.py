@@ -81,12 +81,20 @@ def check_scale(network, scale, source):
 
 
 def load_gate(opt, opt_path):
-    """The option file's top-level ``gate`` built (None without one: the background expert answers)."""
+    """The option file's top-level ``gate`` built (None without one: the background expert answers).
+
+    A gate that needs a dataset's labels (the LabelGate of training files) is refused here, once, before any
+    image: a photo has no labels, and every image would fail alike."""
     if opt.get('gate') is None:
         return None
     from moesr_arch.gating import build_gate
     from moesr_arch.options import OptionError
     try:
-        return build_gate(opt['gate'], opt_path)
+        gate = build_gate(opt['gate'], opt_path)
     except OptionError as error:
         raise InferenceError(str(error)) from None
+    if gate.needs_labels:
+        raise InferenceError(f'{opt_path}: gate.type {type(gate).__name__} reads the category labels of a dataset, '
+                             'which photos do not have (training and validation files use it); give an option file '
+                             'whose gate finds the categories in the image, a YOLOGate as in options/test_moesr.yml')
+    return gate

@@ -47,10 +47,11 @@ def draw_legend(image, rows):
 
 
 def draw_overlay(lq_rgb_uint8, weights, categories=None, alpha=0.55, min_size=256):
-    """The LR image tinted by the gate weights, region outlines and a legend; returns uint8 RGB.
+    """An image (the LR image, or the SR output) tinted by gate weights of its size, region outlines and a
+    legend; returns uint8 RGB.
 
     Args:
-        lq_rgb_uint8 (ndarray): ``[h, w, 3]`` uint8 RGB LR image.
+        lq_rgb_uint8 (ndarray): ``[h, w, 3]`` uint8 RGB image.
         weights (Tensor | ndarray): ``[K + 1, h, w]`` gate weights (background last).
         categories (list[str] | None): names for the legend (default ``category 0`` ...).
         alpha (float): opacity of a fully weighted category colour.
@@ -85,9 +86,10 @@ def draw_overlay(lq_rgb_uint8, weights, categories=None, alpha=0.55, min_size=25
     return draw_legend(out, rows)
 
 
-def gate_overlay(lq, weights, categories):
-    """:func:`draw_overlay` of one LR image tensor ``lq`` (3, h, w) RGB in [0, 1] and its gate weights."""
-    return draw_overlay(to_uint8(lq), weights, categories)
+def gate_overlay(image, weights, categories):
+    """:func:`draw_overlay` of one image tensor ``image`` (3, h, w) RGB in [0, 1] (the LR image or the SR output)
+    and gate weights of its size."""
+    return draw_overlay(to_uint8(image), weights, categories)
 
 
 def depth_names(expert_depths):

@@ -192,7 +192,8 @@ class ValSection(Section):
     val_freq: Optional[Number] = Field(default=None, description='Validate every this many iterations (required '
                                        'by basicsr train).')
     save_img: Optional[bool] = Field(default=None, description='Save the output images (required by basicsr train).')
-    pbar: bool = Field(default=False, description='Show a progress bar.')
+    pbar: Optional[bool] = Field(default=None, description='Show a progress bar over the images (default: when '
+                                 'the output is a terminal).')
     suffix: Optional[str] = Field(default=None, description='Suffix of saved image names.')
     metrics: Optional[Dict[str, 'Metric']] = Field(default=None, description='Metric name -> metric function '
                                                    'and arguments.')

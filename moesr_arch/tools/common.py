@@ -3,10 +3,15 @@
 Images are listed and read by :mod:`moesr_arch.utils.image_io` (the package's one reader)."""
 import logging
 import os
+import signal
 import sys
 from pathlib import Path
 
 from moesr_arch.errors import UserError
+
+
+# The shell's code for a command ended by SIGINT (128 + 2).
+INTERRUPTED = 130
 
 
 def get_tool_logger():
@@ -33,23 +38,35 @@ def report_problems(problems, summary, success):
     return 0
 
 
+def leave_interrupts_to_the_parent():
+    """A pool worker's start. Ctrl-C reaches every process of the terminal's group: only the parent answers it
+    (one line, :func:`guarded`) and ends the pool, whose SIGTERM then ends a worker by a normal exit, so a
+    write it had begun removes its temporary file (a plain SIGTERM would leave it)."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(INTERRUPTED))
+
+
+def worker_pool(processes):
+    """A ``multiprocessing.Pool`` of ``processes`` workers that leave Ctrl-C to the parent."""
+    from multiprocessing import Pool
+    return Pool(processes, initializer=leave_interrupts_to_the_parent)
+
+
 def run_parallel(work, items, n_thread, desc, unit='img'):
     """``[work(item) for item in items]`` with a progress bar, in ``n_thread`` processes when > 1.
 
     Results come back in the order of ``items``.
     """
-    from multiprocessing import Pool
-
-    from tqdm import tqdm
+    from moesr_arch.utils.progress import progress_bar
     items = list(items)
-    with tqdm(total=len(items), desc=desc, unit=unit) as progress:
+    with progress_bar(total=len(items), desc=desc, unit=unit) as progress:
         if n_thread <= 1 or len(items) <= 1:
             results = []
             for item in items:
                 results.append(work(item))
                 progress.update()
             return results
-        with Pool(min(n_thread, len(items))) as pool:
+        with worker_pool(min(n_thread, len(items))) as pool:
             results = []
             for result in pool.imap(work, items):
                 results.append(result)
@@ -83,13 +100,23 @@ def error_text(path, error):
     return text if str(path) in text else f'{path}: {text}'
 
 
+def interrupted(prog):
+    """Report Ctrl-C as one line and return :data:`INTERRUPTED`. Every file is written whole or not at all
+    (:mod:`moesr_arch.utils.atomic`), so what was finished stays and no temporary is left."""
+    print(f'{prog}: interrupted; the files finished so far are kept', file=sys.stderr)
+    return INTERRUPTED
+
+
 def guarded(main, args, prog='basicsr'):
-    """``main(args)``, turning a user error into one line ``<prog>: error: <cause>`` and exit code 2."""
+    """``main(args)``, turning a user error into one line ``<prog>: error: <cause>`` and exit code 2, and
+    Ctrl-C into one line and exit code 130."""
     try:
         return main(args)
     except USER_ERRORS as error:
         print(f'{prog}: error: {describe_error(error)}', file=sys.stderr)
         return 2
+    except KeyboardInterrupt:
+        return interrupted(prog)
 
 
 class OutputCollision(ValueError):
@@ -107,19 +134,22 @@ class OutputPlan:
 
     ``claim(target, source)`` raises :class:`OutputCollision` naming both files when ``target`` is an input
     of the run or was already claimed for another source, so nothing is written before the clash is known.
+    ``hint`` ends the message; ``clash_hint``, when given, replaces it for two sources of the run (what moves
+    an output off an input, another folder or a suffix, moves both of two clashing outputs alike).
     """
 
     def __init__(self, inputs=()):
         self.claimed = {same_file_key(path): (Path(path), None) for path in inputs}
 
-    def claim(self, target, source, hint=''):
+    def claim(self, target, source, hint='', clash_hint=None):
         key = same_file_key(target)
         if key in self.claimed:
             other, other_source = self.claimed[key]
             if other_source is None:
                 raise OutputCollision(f'{source}: its output {target} would overwrite the input {other}{hint}')
             if Path(other_source) != Path(source):
-                raise OutputCollision(f'{other_source} and {source} would both be written to {target}{hint}')
+                raise OutputCollision(f'{other_source} and {source} would both be written to {target}'
+                                      f'{hint if clash_hint is None else clash_hint}')
         self.claimed[key] = (Path(target), source)
         return target
 

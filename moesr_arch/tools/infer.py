@@ -15,6 +15,7 @@ from tqdm import tqdm
 from moesr_arch.tools.common import OutputPlan, error_text, get_tool_logger, standalone
 from moesr_arch.utils.atomic import check_writable
 from moesr_arch.utils.image_io import list_images
+from moesr_arch.utils.progress import progress_bar
 
 
 def input_files(path):
@@ -38,13 +39,14 @@ def plan_outputs(files, outdir, suffix, map_names=()):
     if outdir.exists() and not outdir.is_dir():
         raise NotADirectoryError(f'-o {outdir}: is a file, not a folder')
     plan = OutputPlan(files)
-    hint = '; give another -o or a --suffix, or rename one of the files'
+    hint = '; give another -o or a --suffix'
+    clash_hint = '; rename one of them, or run them separately (-o and --suffix change both names alike)'
     pairs = []
     for source in files:
         target = outdir / (source.stem + (f'_{suffix}' if suffix else '') + '.png')
-        plan.claim(target, source, hint)
+        plan.claim(target, source, hint, clash_hint)
         for name in map_names:
-            plan.claim(map_path(target, name), source, hint)
+            plan.claim(map_path(target, name), source, hint, clash_hint)
         pairs.append((source, target))
     return pairs
 
@@ -56,7 +58,8 @@ def add_arguments(parser):
     parser.add_argument('--model_path', help='weights (.pth or .safetensors) instead of path.pretrain_network_g')
     parser.add_argument('--tile', type=int, help='tile size in LR pixels, 0 = whole image (default: 256 on CPU, '
                         'where smaller tiles run faster, 512 on CUDA)')
-    parser.add_argument('--tile_overlap', type=int, default=32, help='tile overlap in LR pixels (default: 32)')
+    parser.add_argument('--tile_overlap', type=int, help='tile overlap in LR pixels (default: 32, at most a quarter '
+                        'of the tile)')
     parser.add_argument('--precision', choices=('auto', 'fp32', 'bf16', 'fp16'), default='auto',
                         help='auto = fp32 on CPU, bf16 (or fp16) on CUDA (default: auto)')
     parser.add_argument('--device', default='auto', help="'auto', 'cpu' or 'cuda[:i]' (default: auto)")
@@ -69,20 +72,26 @@ def add_arguments(parser):
 
 def main(args):
     import moesr_arch  # noqa: F401  (registers the package's archs)
-    from moesr_arch.inference import Upscaler, build_from_options, describe, load_gate
+    from moesr_arch.inference import Upscaler, build_from_options, describe, load_gate, recomputed_share
     logger = get_tool_logger()
     files = input_files(args.input)
     network, scale, opt = build_from_options(args.opt, args.model_path)
     upscaler = Upscaler(network, scale, args.device, args.precision, args.tile, args.tile_overlap, args.ensemble,
                         args.scale, args.save_maps,
                         gate=load_gate(opt, args.opt) if describe(network).kind == 'gated' else None)
+    tile, overlap = upscaler.tiler.tile, upscaler.tiler.overlap
+    share = recomputed_share(tile, overlap)
+    if describe(network).kind != 'gated' and share > 2:  # time follows the pixels computed (docs/tools.md)
+        logger.warning(f'--tile {tile} with --tile_overlap {overlap}: tiles step by {tile - overlap} pixels, so the '
+                       f'network computes about {share:.0f} times the pixels of a large image, and takes about as '
+                       'many times longer; a larger --tile or a smaller --tile_overlap is faster')
     if args.save_maps and not upscaler.map_names():
         logger.warning(f'--save_maps: {type(network).__name__} makes no maps '
                        '(see moesr_arch/inference/capabilities.py)')
     pairs = plan_outputs(files, args.output, args.suffix, upscaler.map_names())
     check_writable(args.output)  # a read-only or missing place fails here, before any SR work
     failures = []
-    for path, target in tqdm(pairs, desc='images', unit='img', disable=len(files) == 1):
+    for path, target in progress_bar(pairs, show=len(files) > 1, desc='images', unit='img'):
         start = time.time()
         try:
             image, maps = upscaler.upscale_file(path)

@@ -2,20 +2,25 @@
 
 GT and restored images are paired by name: ``<restored>/<gt stem><suffix><ext>`` (the GT extension, else
 ``.png``), as in BasicSR's ``scripts/metrics/calculate_psnr_ssim.py``. Both may also be single files.
-Values are ``basicsr.metrics.calculate_psnr`` / ``calculate_ssim`` on 8-bit BGR pixels (16-bit images are
-brought to the 0-255 range), so they match BasicSR's validation numbers.
+Values are ``basicsr.metrics.calculate_psnr`` / ``calculate_ssim`` on the pixels ``basicsr test`` measures
+(:func:`compared_pixels`), so they equal its ``metrics_<set>.json``: a grey image counts as three equal
+channels (its Y is then ``16 + 0.859 * grey``, not the grey itself), so ``basicsr test``'s 3-channel output
+pairs with a grey ground truth.
 """
 from pathlib import Path
 
 import numpy as np
 
 from moesr_arch.tools.common import get_tool_logger, standalone
-from moesr_arch.utils.image_io import list_images, read_raw
+from moesr_arch.utils.image_io import list_images, read_image
 
 
-def to_255(image):
-    image = image.astype(np.float64)
-    return image / 257. if image.max() > 255 else image
+def compared_pixels(path):
+    """The 8-bit BGR pixels of the image file ``path`` as ``basicsr test`` compares them: read as the datasets
+    read images (grey repeated to three channels, alpha dropped, 16-bit scaled to [0, 1]), then made 8-bit by
+    BasicSR's ``tensor2img`` (rounded), as the validation loop does with the network's output and the GT."""
+    from basicsr.utils import img2tensor, tensor2img
+    return tensor2img(img2tensor(read_image(path), bgr2rgb=True, float32=True))
 
 
 def pairs(gt, restored, suffix=''):
@@ -37,11 +42,10 @@ def evaluate(gt, restored, crop_border=0, test_y_channel=False, suffix=''):
     from basicsr.metrics import calculate_psnr, calculate_ssim
     rows = []
     for gt_path, sr_path in pairs(gt, restored, suffix):
-        img_gt, img_sr = to_255(read_raw(gt_path)), to_255(read_raw(sr_path))
+        img_gt, img_sr = compared_pixels(gt_path), compared_pixels(sr_path)
         if img_gt.shape != img_sr.shape:
-            raise ValueError(f'{sr_path} is {img_sr.shape} but {gt_path} is {img_gt.shape}')
-        if img_gt.ndim == 3 and img_gt.shape[2] == 4:  # alpha is not part of the metrics
-            img_gt, img_sr = img_gt[:, :, :3], img_sr[:, :, :3]
+            raise ValueError(f'{sr_path} is {img_sr.shape[1]}x{img_sr.shape[0]} but {gt_path} is '
+                             f'{img_gt.shape[1]}x{img_gt.shape[0]}')
         kwargs = dict(crop_border=crop_border, input_order='HWC', test_y_channel=test_y_channel)
         rows.append((gt_path.name, calculate_psnr(img_gt, img_sr, **kwargs), calculate_ssim(img_gt, img_sr, **kwargs)))
     return rows

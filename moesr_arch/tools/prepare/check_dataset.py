@@ -12,13 +12,13 @@ from pathlib import Path
 
 import cv2
 import numpy as np
-from tqdm import tqdm
 
 from moesr_arch.data.categories import load_categories
 from moesr_arch.data.category_labels import label_problems
 from moesr_arch.data.lmdb_util import read_lmdb_labels, read_meta_info
 from moesr_arch.tools.common import error_text, report_problems, standalone
 from moesr_arch.utils.image_io import list_images, read_raw
+from moesr_arch.utils.progress import progress_bar
 
 
 class FolderSource:
@@ -29,7 +29,12 @@ class FolderSource:
         self.paths, self.problems = {}, []
         # Broken or looping symbolic links are listed: reading them reports the reason (instead of their
         # partners being reported as orphans).
-        for path in list_images(folder, allow_empty=True):
+        try:
+            paths = list_images(folder)
+        except ValueError as error:  # a folder without images is a problem of the dataset, not a clean one
+            self.problems.append(str(error))
+            paths = []
+        for path in paths:
             if path.stem in self.paths:
                 self.problems.append(f'{self.paths[path.stem]} and {path}: two images for one stem '
                                      f'{path.stem!r}; the datasets would pair only one of them')
@@ -55,6 +60,8 @@ class LmdbSource:
         self.name = str(path)
         self.problems = []
         self.meta = dict(read_meta_info(path))
+        if not self.meta:
+            self.problems.append(f'{path}: no images (its meta_info.txt lists none)')
         self.env = lmdb.open(str(path), readonly=True, lock=False, readahead=False)
 
     def keys(self):
@@ -101,7 +108,7 @@ def check_dataset(gt, lq=(), scales=(), labels=None, categories=None, filename_t
         expected = {filename_tmpl.format(k) for k in gt_keys}
         for key in sorted(source.keys() - expected):
             problems.append(f'{source.where(key)}: LR image without an HR partner in {gt}')
-    for key in tqdm(sorted(gt_keys), desc='check_dataset', unit='img'):
+    for key in progress_bar(sorted(gt_keys), desc='check_dataset', unit='img'):
         try:
             h, w = gt_source.shape(key)
         except Exception as error:

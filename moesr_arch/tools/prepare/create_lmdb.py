@@ -16,12 +16,12 @@ from pathlib import Path
 
 import cv2
 import lmdb
-from tqdm import tqdm
 
 from moesr_arch.data.lmdb_util import CATEGORIES_FILE, LABELS_FILE
-from moesr_arch.tools.common import error_text, get_tool_logger, report_problems, standalone
+from moesr_arch.tools.common import error_text, get_tool_logger, report_problems, standalone, worker_pool
 from moesr_arch.utils.image_io import list_images, read_raw
 from moesr_arch.utils.atomic import atomic_write_text
+from moesr_arch.utils.progress import progress_bar
 
 PNG_SIGNATURE = b'\x89PNG\r\n\x1a\n'
 
@@ -133,14 +133,14 @@ def make_lmdb(folder, lmdb_path, keys=None, n_thread=1, compress_level=1, batch=
     errors = []
     work = partial(encode_one, compress_level=compress_level)
     paths = [keys[k] for k in ordered]
+    pool = None
     try:
-        progress = tqdm(total=len(ordered), desc=desc or lmdb_path.name, unit='img')
+        progress = progress_bar(total=len(ordered), desc=desc or lmdb_path.name, unit='img')
         if n_thread > 1:
-            from multiprocessing import Pool
-            pool = Pool(n_thread)
+            pool = worker_pool(n_thread)
             results = pool.imap(work, paths, chunksize=4)
         else:
-            pool, results = None, map(work, paths)
+            results = map(work, paths)
         for key, (content, shape, error) in zip(ordered, results):
             if error:
                 errors.append(error)
@@ -162,6 +162,8 @@ def make_lmdb(folder, lmdb_path, keys=None, n_thread=1, compress_level=1, batch=
         raise lmdb_os_error(lmdb_path, error) from None
     except BaseException:
         writer.abort()
+        if pool is not None:
+            pool.terminate()
         raise
     return errors, writer
 

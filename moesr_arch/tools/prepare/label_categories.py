@@ -11,13 +11,13 @@ name). Other classes are dropped; an image with no kept object gets an empty fil
 from pathlib import Path
 
 import numpy as np
-from tqdm import tqdm
 
 from moesr_arch.data.categories import load_categories
 from moesr_arch.gating.yolo_gate import CLASS_MAP_PRESETS, load_yolo, resolve_class_map
 from moesr_arch.tools.common import error_text, get_tool_logger, standalone
 from moesr_arch.utils.image_io import list_images, read_raw, split_channels
 from moesr_arch.utils.atomic import atomic_write_text
+from moesr_arch.utils.progress import progress_bar
 
 
 def build_class_map(entries, yolo_names, categories):
@@ -78,7 +78,7 @@ def label_categories(input_folder, output, weights, categories, class_map=(), co
     paths = list_images(input_folder)
     Path(output).mkdir(parents=True, exist_ok=True)
     errors = []
-    for path in tqdm(paths, desc='label_categories', unit='img'):
+    for path in progress_bar(paths, desc='label_categories', unit='img'):
         try:
             image = to_bgr8(read_raw(path))
             result = model.predict(image, conf=conf, imgsz=imgsz, device=device, verbose=False,
