@@ -9,12 +9,14 @@ from moesr_arch.utils.checkpoint import CheckpointError, load_weights
 def build_from_options(opt_path, model_path=None, require_weights=True):
     """``(network, scale, options)`` from an option file: ``network_g`` built, weights loaded on the CPU.
 
-    Weights come from ``model_path`` or ``path.pretrain_network_g`` (key ``path.param_key_g``, default
-    ``params``; strictness ``path.strict_load_g``). The gate of a gated network is :func:`load_gate`.
+    Weights come from ``model_path`` or ``path.pretrain_network_g`` (entry ``path.param_key_g``, strictness
+    ``path.strict_load_g``). The gate of a gated network is :func:`load_gate`. A network from a weights file
+    alone is :func:`moesr_arch.inference.detect.build_from_model_file`.
     """
     from basicsr.archs import build_network
 
     from moesr_arch.options import OptionError, check_network, load_options, resolve_derived_options
+    from moesr_arch.options.training import PathSection
     opt = load_options(opt_path)
     if not isinstance(opt, dict) or 'network_g' not in opt:
         raise InferenceError(f'{opt_path}: needs a network_g section naming the network')
@@ -28,7 +30,8 @@ def build_from_options(opt_path, model_path=None, require_weights=True):
     weights = model_path or path_opt.get('pretrain_network_g')
     if weights:
         try:
-            load_weights(network, weights, path_opt.get('param_key_g') or 'params', path_opt.get('strict_load_g', True),
+            load_weights(network, weights, path_opt.get('param_key_g', PathSection.model_fields['param_key_g'].default),
+                         path_opt.get('strict_load_g', PathSection.model_fields['strict_load_g'].default),
                          what=f'network_g of {opt_path}')
         except CheckpointError as error:
             raise InferenceError(str(error)) from None
