@@ -317,14 +317,9 @@ def detect(state, scale=None, layout_options=None):
                          f'{known_networks()}')
 
 
-def build_from_model_file(path, scale=None):
-    """``(network, scale, description)`` from a weights file alone, the network in eval mode on the CPU.
-
-    ``scale`` is needed only where the weights do not fix it (VDSR, MoEISR: the default otherwise, with a
-    note); a fixed-scale network's file with another ``scale`` is refused. ``description``: a first line
-    saying what was found (arch, scale, channels, parameters, the entry read), then one line per assumption
-    (``note: ...``). Raises :class:`InferenceError` with one line (an unknown file lists what is known).
-    """
+def read_model_file(path, scale=None):
+    """``(Found, Weights)`` of a weights file: what :data:`DETECTORS` read from it (its question settled) and
+    the weights, checked to fit the network of those options. Raises :class:`InferenceError` with one line."""
     from basicsr.archs import build_network
     try:
         weights = read_weights(path, param_key=None)
@@ -337,7 +332,19 @@ def build_from_model_file(path, scale=None):
     problem = mismatch(build_network(copy.deepcopy(found.options)).state_dict(), weights.state)
     if problem:  # a detector that reads the shapes wrongly: a bug, or an odd file
         raise InferenceError(f'{weights.source(path)}: detected {found.label} but the weights do not fit it: {problem}')
-    settle(found, weights.state)
+    return settle(found, weights.state), weights
+
+
+def build_from_model_file(path, scale=None):
+    """``(network, scale, description)`` from a weights file alone, the network in eval mode on the CPU.
+
+    ``scale`` is needed only where the weights do not fix it (VDSR, MoEISR: the default otherwise, with a
+    note); a fixed-scale network's file with another ``scale`` is refused. ``description``: a first line
+    saying what was found (arch, scale, channels, parameters, the entry read), then one line per assumption
+    (``note: ...``). Raises :class:`InferenceError` with one line (an unknown file lists what is known).
+    """
+    from basicsr.archs import build_network
+    found, weights = read_model_file(path, scale)
     network = build_network(copy.deepcopy(found.options))
     network.load_state_dict(weights.state)
     network.eval()

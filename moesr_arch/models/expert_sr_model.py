@@ -12,7 +12,6 @@ from torch.nn.parallel import DistributedDataParallel
 
 from moesr_arch.archs.routing import add_expert_pixels, returns_statistics, routing_shares
 from moesr_arch.options import OPTIMIZERS
-from moesr_arch.options.training import PathSection
 from moesr_arch.utils.atomic import atomic_torch_save
 from moesr_arch.utils.checkpoint import load_weights, strip_module_prefix
 from moesr_arch.utils.ensemble import self_ensemble
@@ -26,6 +25,9 @@ class ExpertSRModel(SRModel):
       ``l_<name>`` (e.g. SeemoRe's ``fft_opt``);
     - a NaN or Inf loss stops training before the weights are touched, naming the iteration and term;
     - checkpoints and training states are written atomically (a crash never leaves a truncated latest);
+    - weights (``path.pretrain_network_g``, ``pretrain_network_ref``) load through the package's loader
+      (:meth:`load_network`): published layouts converted, pickled whole models read without running them,
+      the ``param_key`` strict (a list falls back in order), a mismatch reported in one line;
     - ``train.grad_clip_norm`` clips the norm of all gradients together; ``train.grad_clip_value_over_lr``
       (theta) clips each gradient element to [-theta/lr, theta/lr] with the current learning rate, VDSR's
       adjustable gradient clipping (:func:`clip_gradients_over_lr`);
@@ -37,9 +39,6 @@ class ExpertSRModel(SRModel):
     - every optimizer the option check accepts (``OPTIMIZERS``: SGD for VDSR, AdamW, ...) is built, where
       BasicSR 1.4.2 builds Adam only;
     - ``val.self_ensemble: true`` tests with the x8 geometric self-ensemble (EDSR+);
-    - weights (``path.pretrain_network_g``, ``pretrain_network_ref``) load through the package's loader
-      (:func:`load_network`): published layouts converted, pickled whole models read without running them,
-      the ``param_key`` strict (a list falls back in order), a mismatch reported in one line;
     - archs that route (``forward(x, return_stats=True)``, :mod:`moesr_arch.archs.routing`) have each
       expert's share of the pixels routed in a validation logged to the log file and TensorBoard;
       ``test()`` keeps the stats of its last network call as ``routing_stats`` (subclasses read maps there).
@@ -77,6 +76,7 @@ class ExpertSRModel(SRModel):
         The EMA copy (``train.ema_decay``) starts from the file's ``params_ema`` as in BasicSR; a file without
         one starts it from the weights ``path.param_key_g`` chose for ``net_g``."""
         if net is getattr(self, 'net_g_ema', None) and param_key == 'params_ema':
+            from moesr_arch.options.training import PathSection
             chosen = self.opt['path'].get('param_key_g', PathSection.model_fields['param_key_g'].default)
             param_key = ['params_ema'] + ([chosen] if isinstance(chosen, str) else list(chosen))
         bare = self.get_bare_model(net)

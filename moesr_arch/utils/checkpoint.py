@@ -26,6 +26,8 @@ from moesr_arch.utils.safe_pickle import UnsafePickleError, is_pickled_module, m
 
 AUTOMATIC_KEYS = ('params_ema', 'params')  # what --model reads: BasicSR's EMA weights when the file has them
 MISMATCHES_SHOWN = 3  # keys named per kind of mismatch in an error
+# How torch.load(weights_only=True) starts the error for a valid pickle naming globals it does not allow.
+WEIGHTS_ONLY_REFUSAL = 'Weights only load failed'
 
 
 class CheckpointError(UserError, RuntimeError):
@@ -82,8 +84,10 @@ def read_checkpoint(path):
             return load_file(path)
         try:
             return torch.load(path, map_location='cpu', weights_only=True)
-        except pickle.UnpicklingError:  # a global torch does not allow: read it without running anything
-            return read_pickle(path)
+        except pickle.UnpicklingError as error:
+            if WEIGHTS_ONLY_REFUSAL not in str(error):  # not a pickle at all
+                raise
+            return read_pickle(path)  # a pickle naming globals torch does not allow: read it without running them
     except OSError:
         raise
     except UnsafePickleError as error:

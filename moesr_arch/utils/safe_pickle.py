@@ -83,10 +83,10 @@ class _Storage:
 
 def _rebuild_tensor(storage, storage_offset, size, stride, *unused):
     if not isinstance(storage, _Storage):
-        raise UnsafePickleError(f'a tensor is rebuilt from a {type(storage).__name__}, not a storage')
+        raise ValueError(f'a tensor is rebuilt from a {type(storage).__name__}, not a storage')
     itemsize = torch.empty((), dtype=storage.dtype).element_size()
     if storage.data.storage_offset() % itemsize:
-        raise UnsafePickleError('a storage view is not aligned to its element size')
+        raise ValueError('a storage view is not aligned to its element size')
     offset = storage.data.storage_offset() // itemsize + storage_offset
     # set_ checks that size, stride and offset stay inside the storage.
     return torch.empty(0, dtype=storage.dtype).set_(storage.data.untyped_storage(), offset, tuple(size),
@@ -95,13 +95,13 @@ def _rebuild_tensor(storage, storage_offset, size, stride, *unused):
 
 def _rebuild_tensor_v2(storage, storage_offset, size, stride, requires_grad, backward_hooks, metadata=None):
     if metadata:  # conjugate / negative bits: not part of a real-valued weights file
-        raise UnsafePickleError(f'a tensor carries metadata {metadata!r}')
+        raise ValueError(f'a tensor carries metadata {metadata!r}')
     return _rebuild_tensor(storage, storage_offset, size, stride)
 
 
 def _rebuild_parameter(data, *unused):
     if not isinstance(data, torch.Tensor):
-        raise UnsafePickleError(f'a parameter is rebuilt from a {type(data).__name__}, not a tensor')
+        raise ValueError(f'a parameter is rebuilt from a {type(data).__name__}, not a tensor')
     return data
 
 
@@ -161,13 +161,13 @@ class RestrictedUnpickler(pickle.Unpickler):
             return saved_id[1]
         if kind == 'storage':
             return self.storage(saved_id[1:])
-        raise UnsafePickleError(f'unknown persistent id {saved_id!r}')
+        raise ValueError(f'unknown persistent id {saved_id!r}')
 
 
 def read_pickle(path):
     """The object pickled in the torch file ``path`` (zip or legacy format), read with
     :class:`RestrictedUnpickler`. Raises :class:`UnsafePickleError` for a pickle that would call anything
-    outside :data:`ALLOWED`; other errors (a truncated or foreign file) propagate."""
+    outside :data:`ALLOWED`; other errors (a truncated, corrupt or foreign file) propagate."""
     if zipfile.is_zipfile(path):
         return _read_zip(path)
     with open(path, 'rb') as file:
@@ -176,7 +176,7 @@ def read_pickle(path):
 
 def _dtype_of(storage_type):
     if not isinstance(storage_type, _StorageType):
-        raise UnsafePickleError(f'a storage of type {getattr(storage_type, "qualified_name", storage_type)!r}')
+        raise ValueError(f'a storage of type {getattr(storage_type, "qualified_name", storage_type)!r}')
     return storage_type.dtype
 
 
