@@ -234,7 +234,8 @@ def test_infer_stops_on_a_misspelt_param_key(tmp_path, capsys):
     options = {'name': 'x', 'model_type': 'ExpertSRModel', 'scale': 2, 'num_gpu': 0, 'network_g': TINY,
                'path': {'pretrain_network_g': str(tmp_path / 'net.pth'), 'param_key_g': 'params_emma'}}
     (tmp_path / 'x.yml').write_text(yaml.safe_dump(options))
-    code, line = error_line(['infer', '-opt', tmp_path / 'x.yml', '-i', photo(tmp_path), '-o', tmp_path / 'out'], capsys)
+    code, line = error_line(['infer', '-opt', tmp_path / 'x.yml', '-i', photo(tmp_path), '-o', tmp_path / 'out'],
+                            capsys)
     assert code == 2 and "net.pth: no weights under 'params_emma' for network_g of" in line
     assert "the file holds 'params', 'params_ema'" in line
 
@@ -300,9 +301,9 @@ def test_weights_of_another_size_give_one_short_line(tmp_path):
     assert '\n' not in message and len(message) < 600, message
     assert message.startswith(f'params of {tmp_path / "wide.pth"} does not fit network_g of x.yml: 8 missing '
                               '(body.4.conv1.weight, body.4.conv1.bias, body.4.conv2.weight, ... (5 more)); ')
-    assert message.endswith('; 23 of another shape (conv_first.weight: checkpoint (64, 3, 3, 3), network (32, 3, 3, 3), '
-                            'conv_first.bias: checkpoint (64,), network (32,), body.0.conv1.weight: checkpoint (64, 64, '
-                            '3, 3), network (32, 32, 3, 3), ... (20 more))')
+    assert message.endswith('; 23 of another shape (conv_first.weight: checkpoint (64, 3, 3, 3), network (32, 3, '
+                            '3, 3), conv_first.bias: checkpoint (64,), network (32,), body.0.conv1.weight: '
+                            'checkpoint (64, 64, 3, 3), network (32, 32, 3, 3), ... (20 more))')
     # Without strictness missing and unexpected keys pass, shapes still do not.
     with pytest.raises(CheckpointError, match=r'does not fit EDSR: 23 of another shape'):
         load_weights(tiny(num_feat=32, num_block=6), tmp_path / 'wide.pth', strict=False)

@@ -38,8 +38,8 @@ ROUND_TRIPS = {
     'MoEISR': (MOEISR, 3.0),
     'MoEISR without unfold, cell, mapper': (dict(MOEISR, expert_depths=[2], feat_unfold=False, cell_decode=False,
                                                  mapper_dim=None, scale=2.5), 2.5),
-    'MoEISR with an EDSR encoder': ({key: value for key, value in MOEISR.items() if key not in ('num_feat', 'num_block')}
-                                    | {'encoder': dict(EDSR, num_out_ch=3)}, 3.0),
+    'MoEISR with an EDSR encoder': ({key: value for key, value in MOEISR.items()
+                                     if key not in ('num_feat', 'num_block')} | {'encoder': dict(EDSR)}, 3.0),
 }
 
 

@@ -24,7 +24,7 @@ import torch
 from moesr_arch.archs.seemore_arch import EXPERT_RANKS, SEEMORE_PRESETS
 from moesr_arch.inference.device import InferenceError
 from moesr_arch.utils.checkpoint import CheckpointError, mismatch, read_weights
-from moesr_arch.utils.published import LAYOUTS
+from moesr_arch.utils.published import LAYOUTS, indices as key_indices
 
 
 @dataclass
@@ -59,8 +59,7 @@ def has_all(*keys):
 
 def indices(state, prefix, suffix=r'\..*'):
     """Sorted indices ``N`` of the keys ``<prefix>.N<suffix>``."""
-    pattern = re.compile(re.escape(prefix) + r'\.(\d+)' + suffix)
-    return sorted({int(m.group(1)) for key in state for m in [pattern.fullmatch(key)] if m})
+    return key_indices(state, re.escape(prefix) + r'\.(\d+)' + suffix)
 
 
 def count(state, prefix):

@@ -45,7 +45,8 @@ def pytorch_vdsr(state):
     order = ['input.weight'] + [f'residual_layer.{i}.conv.weight' for i in middle] + ['output.weight']
     unknown = sorted(set(state) - set(order))
     if unknown or middle != list(range(len(middle))):
-        raise LayoutError(f'pytorch-vdsr layout with unexpected keys: {", ".join(unknown[:4]) or "a gap in residual_layer"}')
+        found = ', '.join(unknown[:4]) or 'a gap in residual_layer'
+        raise LayoutError(f'pytorch-vdsr layout with unexpected keys: {found}')
     return OrderedDict((f'body.{2 * i}.weight', state[key]) for i, key in enumerate(order)), {}
 
 
