@@ -277,6 +277,21 @@ def test_pretrain_loading_is_strict_and_a_list_falls_back(tmp_path):
     assert same_weights(both.net_g.state_dict(), tiny(0)) and same_weights(both.net_g_ema.state_dict(), tiny(1))
 
 
+def test_moesr_controls_ema_starts_from_the_weights_of_a_file_without_params_ema(tmp_path):
+    from basicsr.models import build_model
+    opt = yaml.safe_load((ROOT / 'options' / 'train_moesr.yml').read_text())
+    network = opt['network_g']
+    network['experts'] = {name: dict(TINY) for name in network['experts']}
+    network.pop('categories_file')
+    network['categories'] = [name for name in network['experts'] if name != 'background']
+    opt.pop('gate', None)
+    torch.save({'params': tiny(3).state_dict()}, tmp_path / 'ref.pth')
+    opt.update({'network_ref': dict(TINY), 'is_train': True, 'dist': False, 'rank': 0, 'world_size': 1,
+                'num_gpu': 0, 'path': {'pretrain_network_ref': str(tmp_path / 'ref.pth')}})
+    model = build_model(opt)
+    assert same_weights(model.net_ref.state_dict(), tiny(3)) and same_weights(model.net_ref_ema.state_dict(), tiny(3))
+
+
 def test_basicsr_test_stops_on_a_misspelt_param_key(workdir):
     built = build_network(yaml.safe_load((ROOT / 'options' / 'test_edsr_demo.yml').read_text())['network_g'])
     torch.save({'params': built.state_dict(), 'params_ema': built.state_dict()}, workdir / 'net.pth')
