@@ -114,6 +114,12 @@ def test_options_the_weights_do_not_hold_are_read_from_flat_grey_images(tmp_path
     assert found.notes[-1].startswith('img_range and rgb_mean of the inner EDSR not in the weights: img_range 1 and '
                                       'rgb_mean 0 (a pure residual, as in BicubicResidual recipes) (it gives flat grey '
                                       'images back; mean error on flat grey images 0.000')
+    # Untrained (gain 0: bicubic whatever the EDSR): every choice gives flat images back, the default is kept.
+    torch.save({'params_ema': build_network(dict(demo)).state_dict()}, tmp_path / 'untrained.pth')
+    found, _ = read_model_file(tmp_path / 'untrained.pth')
+    assert found.options == dict(demo, network=dict(EDSR, upscale=2))
+    assert "BasicSR's img_range 255 and DIV2K rgb_mean (the default: flat grey images do not tell the choices apart; " \
+        'give -opt if it is not; mean error on flat grey images 0.000' in found.notes[-1]
     residual = build_network(dict(MOEISR, image_residual=True))
     with torch.no_grad():
         for expert in residual.experts:

@@ -268,7 +268,12 @@ def settle(found, state):
     found.options = found.choices[chosen][1]
     others = ', '.join(f'{error:.3f} with {text}' for i, ((text, _), error) in enumerate(zip(found.choices, errors))
                        if i != chosen)
-    reason = 'it gives flat grey images back' if chosen else 'the default'
+    if chosen:
+        reason = 'it gives flat grey images back'
+    elif any(error < FLAT_TOLERANCE for i, error in enumerate(errors) if i):
+        reason = 'the default: flat grey images do not tell the choices apart; give -opt if it is not'
+    else:
+        reason = 'the default'
     found.notes.append(f'{found.question} not in the weights: {found.choices[chosen][0]} ({reason}; mean error on '
                        f'flat grey images {errors[chosen]:.3f}, {others})')
     return found
