@@ -300,8 +300,9 @@ def test_clear_errors_for_bad_setups(tmp_path):
         inference.build_from_options(options)
     with pytest.raises(InferenceError, match='weights file not found: missing.pth'):
         inference.build_from_options(options, 'missing.pth')
-    torch.save({'params': tiny_edsr(4).state_dict()}, tmp_path / 'x4.pth')
-    with pytest.raises(InferenceError, match='network_g of .*x4.pth does not fit'):
+    torch.save({'params_ema': tiny_edsr(4).state_dict()}, tmp_path / 'x4.pth')
+    with pytest.raises(InferenceError, match=r'x4.pth does not fit network_g of .*infer.yml: 2 unexpected '
+                                             r'\(upsample.2.weight, upsample.2.bias\)$'):
         inference.build_from_options(options, tmp_path / 'x4.pth')
     with pytest.raises(InferenceError, match='tile_overlap < tile'):
         Tiler(torch.device('cpu'), tile=16, overlap=16)

@@ -33,8 +33,8 @@ class MoESRNet(nn.Module):
             options layer reads it into ``categories`` (:func:`moesr_arch.options.resolve_derived_options`).
         expert_weights (dict): Expert name -> checkpoint path (BasicSR format) loaded at build.
             Default: None.
-        param_key (str): Key of the weights inside those checkpoints ('params' or 'params_ema'); a
-            checkpoint without it falls back to 'params', then to a bare state dict. Default: 'params'.
+        param_key (str | list[str]): Entry of the weights inside those checkpoints ('params' or 'params_ema'),
+            or several entries tried in order; a checkpoint without it is refused. Default: 'params'.
         scale (int): Expected upscale factor; 0 accepts the experts' common factor. Default: 0.
         dilation (int): Context dilation of each category region, HR pixels. Default: 4.
         feather (int): Width of the feathered (linear ramp) edge, HR pixels. Default: 8.

@@ -9,15 +9,17 @@ from moesr_arch.utils.checkpoint import CheckpointError, load_weights
 def build_from_options(opt_path, model_path=None, require_weights=True, scale=None):
     """``(network, scale, options)`` from an option file: ``network_g`` built, weights loaded on the CPU.
 
-    Weights come from ``model_path`` or ``path.pretrain_network_g`` (key ``path.param_key_g``, default
-    ``params``; strictness ``path.strict_load_g``). The gate of a gated network is :func:`load_gate`.
-    ``scale`` builds the network for another scale than the file's (:func:`with_scale`); its weights must
-    then fit strictly (VDSR's do: one set of weights serves every scale).
+    Weights come from ``model_path`` or ``path.pretrain_network_g`` (entry ``path.param_key_g``, strictness
+    ``path.strict_load_g``). The gate of a gated network is :func:`load_gate`. A network from a weights file
+    alone is :func:`moesr_arch.inference.detect.build_from_model_file`. ``scale`` builds the network for
+    another scale than the file's (:func:`with_scale`); its weights must then fit strictly (VDSR's do: one set
+    of weights serves every scale).
     """
     from basicsr.archs import build_network
 
     from moesr_arch.options import OptionError, check_network, load_options, resolve_derived_options
     from moesr_arch.options.recipes import missing_file_hint
+    from moesr_arch.options.training import PathSection
     opt = load_options(opt_path)
     if not isinstance(opt, dict) or 'network_g' not in opt:
         raise InferenceError(f'{opt_path}: needs a network_g section naming the network')
@@ -27,14 +29,15 @@ def build_from_options(opt_path, model_path=None, require_weights=True, scale=No
     except OptionError as error:
         raise InferenceError(str(error)) from None
     path_opt = opt.get('path') or {}
-    strict = path_opt.get('strict_load_g', True)
+    defaults = PathSection.model_fields
+    strict = path_opt.get('strict_load_g', defaults['strict_load_g'].default)
     if scale is not None:
         opt['scale'], opt['network_g'], strict = scale, with_scale(opt['network_g'], scale), True
     network = build_network(copy.deepcopy(opt['network_g']))
     weights = model_path or path_opt.get('pretrain_network_g')
     if weights:
         try:
-            load_weights(network, weights, path_opt.get('param_key_g') or 'params', strict,
+            load_weights(network, weights, path_opt.get('param_key_g', defaults['param_key_g'].default), strict,
                          what=f'network_g of {opt_path}')
         except CheckpointError as error:
             raise InferenceError(f'{error}{missing_file_hint(weights, opt_path)}') from None

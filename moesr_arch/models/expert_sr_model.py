@@ -15,7 +15,7 @@ from moesr_arch.inference.capabilities import describe
 from moesr_arch.inference.luma import on_luma
 from moesr_arch.options import OPTIMIZERS
 from moesr_arch.utils.atomic import atomic_torch_save
-from moesr_arch.utils.checkpoint import strip_module_prefix
+from moesr_arch.utils.checkpoint import load_weights, strip_module_prefix
 from moesr_arch.utils.ensemble import self_ensemble
 
 
@@ -27,6 +27,9 @@ class ExpertSRModel(SRModel):
       ``l_<name>`` (e.g. SeemoRe's ``fft_opt``);
     - a NaN or Inf loss stops training before the weights are touched, naming the iteration and term;
     - checkpoints and training states are written atomically (a crash never leaves a truncated latest);
+    - weights (``path.pretrain_network_g``, ``pretrain_network_ref``) load through the package's loader
+      (:meth:`load_network`): published layouts converted, pickled whole models read without running them,
+      the ``param_key`` strict (a list falls back in order), a mismatch reported in one line;
     - ``train.grad_clip_norm`` clips the norm of all gradients together; ``train.grad_clip_value_over_lr``
       (theta) clips each gradient element to [-theta/lr, theta/lr] with the current learning rate, VDSR's
       adjustable gradient clipping (:func:`clip_gradients_over_lr`);
@@ -71,6 +74,20 @@ class ExpertSRModel(SRModel):
             (key[:-len('_opt')], build_loss(dict(value)).to(self.device))
             for key, value in self.opt['train'].items()
             if key.endswith('_opt') and key not in builtin and value is not None)
+
+    def load_network(self, net, load_path, strict=True, param_key='params'):
+        """BasicSR's ``load_network`` through :func:`moesr_arch.utils.checkpoint.load_weights`, where BasicSR
+        would take ``params`` for a missing ``param_key`` and print every mismatched key.
+
+        The EMA copy (``train.ema_decay``) starts from the file's ``params_ema`` as in BasicSR; a file without
+        one starts it from the weights ``path.param_key_g`` chose for ``net_g``."""
+        if net is getattr(self, 'net_g_ema', None) and param_key == 'params_ema':
+            from moesr_arch.options.training import PathSection
+            chosen = self.opt['path'].get('param_key_g', PathSection.model_fields['param_key_g'].default)
+            param_key = ['params_ema'] + ([chosen] if isinstance(chosen, str) else list(chosen))
+        bare = self.get_bare_model(net)
+        load_weights(bare, load_path, param_key, strict, what=type(bare).__name__)
+        get_root_logger().info(f'Loading {type(bare).__name__} model from {load_path}, with param key: {param_key}.')
 
     def get_optimizer(self, optim_type, params, lr, **kwargs):
         """The ``torch.optim`` class the option check accepts (BasicSR 1.4.2 builds Adam only; VDSR uses SGD)."""

@@ -117,8 +117,9 @@ class MoESRModel(ExpertSRModel):
                 self.net_ref_ema = build_network(self.opt['network_ref']).to(self.device).eval()
                 path = self.opt['path'].get('pretrain_network_ref')
                 if path is not None:
+                    # As net_g's EMA copy: the file's params_ema, else the weights net_ref started from.
                     self.load_network(self.net_ref_ema, path, self.opt['path'].get('strict_load_ref', True),
-                                      'params_ema')
+                                      ['params_ema', 'params'])
                 else:
                     self.net_ref_ema.load_state_dict(self.get_bare_model(self.net_ref).state_dict())
 

@@ -9,7 +9,7 @@ import difflib
 import inspect
 import os
 import re
-from typing import Any, ClassVar, Dict, List, Literal, Optional
+from typing import Any, ClassVar, Dict, List, Literal, Optional, Union
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationInfo, create_model, model_validator
 from pydantic_core import PydanticCustomError
@@ -102,6 +102,9 @@ ExistingFile = Annotated[str, _existing('file')]
 ExistingPath = Annotated[str, _existing('file or folder')]
 Number = float  # strict float accepts integers too: "any number"
 PositiveInt = Annotated[int, Field(ge=1)]
+# Which weights of a checkpoint to read: one entry, or several tried in order (the only way to fall back:
+# a file without the entry asked is refused, moesr_arch/utils/checkpoint.py).
+ParamKey = Union[str, Annotated[List[str], Field(min_length=1)]]
 
 
 # ------------------------------------------------------------------------------------------------

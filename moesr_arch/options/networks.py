@@ -10,7 +10,7 @@ from typing import Dict, List, Literal, Optional
 from pydantic import Field, ValidationInfo, model_validator
 from typing_extensions import Annotated
 
-from moesr_arch.options.core import CHECK_PATHS, ExistingFile, PositiveInt, Section, context_flag, problem
+from moesr_arch.options.core import CHECK_PATHS, ExistingFile, ParamKey, PositiveInt, Section, context_flag, problem
 from moesr_arch.utils.bicubic import KERNELS
 
 BACKGROUND = 'background'
@@ -44,8 +44,8 @@ class MoESRNetOptions(NetworkSection):
         'passed to the network as categories.')
     expert_weights: Optional[Dict[str, ExistingFile]] = Field(
         default=None, description='Expert name -> checkpoint (BasicSR format) loaded at build.')
-    param_key: str = Field(default='params', description="Key of the weights in those checkpoints ('params' or "
-                           "'params_ema'; falls back to 'params', then to a bare state dict).")
+    param_key: ParamKey = Field(default='params', description="Entry of the weights in those checkpoints ('params' "
+                                "or 'params_ema'); a list, e.g. [params_ema, params], tries each in order.")
     scale: int = Field(default=0, ge=0, description="Expected upscale factor; 0 accepts the experts' common one.")
     dilation: int = Field(default=4, ge=0, description='Context dilation of each category region, HR pixels.')
     feather: int = Field(default=8, ge=0, description='Width of the feathered edge of each region, HR pixels.')

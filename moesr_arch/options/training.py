@@ -9,7 +9,7 @@ from typing import Dict, List, Literal, Optional
 
 from pydantic import Field, ValidationInfo, model_validator
 
-from moesr_arch.options.core import IS_TRAIN, ExistingFile, Number, Section, context_flag, problem
+from moesr_arch.options.core import IS_TRAIN, ExistingFile, Number, ParamKey, Section, context_flag, problem
 
 DERIVED_PATHS = ('experiments_root', 'results_root', 'visualization', 'log', 'models', 'training_states')
 
@@ -22,8 +22,9 @@ class PathSection(Section):
                for key in DERIVED_PATHS}
     pretrain_network_g: Optional[ExistingFile] = Field(default=None, description='Weights network_g starts from '
                                                        '(test: the weights tested).')
-    param_key_g: str = Field(default='params', description="Key of the weights in that file ('params' or "
-                             "'params_ema').")
+    param_key_g: ParamKey = Field(default='params', description="Entry of the weights in that file ('params' or "
+                                  "'params_ema'); a list, e.g. [params_ema, params], tries each in order. A file "
+                                  'without the entry is refused.')
     strict_load_g: bool = Field(default=True, description='The weights must fit network_g exactly.')
     resume_state: Optional[ExistingFile] = Field(default=None, description='Training state to resume from.')
 
@@ -33,7 +34,8 @@ class MoESRPathSection(PathSection):
 
     pretrain_network_ref: Optional[str] = Field(default=None, description="Weights of network_ref (test: the "
                                                 "control's trained weights, net_ref_<iter>.pth).")
-    param_key_ref: str = Field(default='params_ema', description="Key of network_ref's weights in that file.")
+    param_key_ref: ParamKey = Field(default='params_ema', description="Entry of network_ref's weights in that file "
+                                    '(a list tries each in order).')
     strict_load_ref: bool = Field(default=True, description="network_ref's weights must fit it exactly.")
 
 

@@ -1,7 +1,10 @@
 """Super-resolve image files with a trained network: tiled, any size, grey/RGBA/16-bit/EXIF handled.
 
 The option file names the network (``network_g``), its scale and weights (``path.pretrain_network_g``,
-``path.param_key_g``); ``--model_path`` overrides the weights. INPUT is an image file or a folder (non-image
+``path.param_key_g``); ``--model_path`` overrides the weights. Or, without an option file, ``--model FILE``
+builds the network from the weights alone (SeemoRe, EDSR, VDSR, BicubicResidual, MoEISR, and the published
+pytorch-vdsr and EDSR-PyTorch files; the table is moesr_arch/inference/detect.py) and says what it found;
+``--scale`` gives the scale the weights do not fix (VDSR, MoEISR). INPUT is an image file or a folder (non-image
 files are ignored). Outputs are PNG: ``OUTDIR/<stem>[_<suffix>].png`` (16-bit inputs give 16-bit PNGs, grey
 stays grey, alpha is upscaled separately with bicubic). Unreadable files are reported and skipped; the
 exit code is 1 if any image failed. How each network runs (MoE-SR's gate on the whole image, MoEISR's
@@ -52,10 +55,14 @@ def plan_outputs(files, outdir, suffix, map_names=()):
 
 
 def add_arguments(parser):
-    parser.add_argument('-opt', required=True, help='option file naming network_g, scale and the weights')
+    source = parser.add_mutually_exclusive_group(required=True)
+    source.add_argument('-opt', help='option file naming network_g, scale and the weights')
+    source.add_argument('--model', help='weights file alone (.pth, .pt, .safetensors): the network is recognised '
+                        'from its keys and shapes')
     parser.add_argument('-i', '--input', required=True, help='image file or folder')
     parser.add_argument('-o', '--output', required=True, help='output folder')
-    parser.add_argument('--model_path', help='weights (.pth or .safetensors) instead of path.pretrain_network_g')
+    parser.add_argument('--model_path', help='with -opt: weights (.pth or .safetensors) instead of '
+                        'path.pretrain_network_g')
     parser.add_argument('--tile', type=int, help='tile size in LR pixels, 0 = whole image (default: 256 on CPU, '
                         'where smaller tiles run faster, 512 on CUDA)')
     parser.add_argument('--tile_overlap', type=int, help='tile overlap in LR pixels (default: 32, at most a quarter '
@@ -64,18 +71,32 @@ def add_arguments(parser):
                         help='auto = fp32 on CPU, bf16 (or fp16) on CUDA (default: auto)')
     parser.add_argument('--device', default='auto', help="'auto', 'cpu' or 'cuda[:i]' (default: auto)")
     parser.add_argument('--ensemble', action='store_true', help='x8 geometric self-ensemble (8x slower)')
-    parser.add_argument('--scale', type=float, help='output scale for arbitrary-scale networks (e.g. MoEISR: 3.5)')
+    parser.add_argument('--scale', type=float, help='output scale for arbitrary-scale networks (e.g. MoEISR: 3.5); '
+                        'with --model, also the scale of weights that do not fix it (VDSR)')
     parser.add_argument('--save_maps', action='store_true',
                         help='also write the network\'s maps (gate overlay, expert map) as <stem>_<map>.png')
     parser.add_argument('--suffix', default='', help='add _<suffix> to output names (default: none)')
 
 
+def load_network(args, logger):
+    """``(network, scale, options or None)`` from ``-opt`` (and ``--model_path``) or from ``--model`` alone."""
+    from moesr_arch.inference import InferenceError, build_from_model_file, build_from_options
+    if args.opt:
+        return build_from_options(args.opt, args.model_path)
+    if args.model_path:
+        raise InferenceError('--model_path goes with -opt; give the weights as --model FILE alone')
+    network, scale, found = build_from_model_file(args.model, args.scale)
+    for line in found.splitlines():
+        logger.info(line)
+    return network, scale, None
+
+
 def main(args):
     import moesr_arch  # noqa: F401  (registers the package's archs)
-    from moesr_arch.inference import Upscaler, build_from_options, describe, load_gate, recomputed_share
+    from moesr_arch.inference import Upscaler, describe, load_gate, recomputed_share
     logger = get_tool_logger()
     files = input_files(args.input)
-    network, scale, opt = build_from_options(args.opt, args.model_path)
+    network, scale, opt = load_network(args, logger)
     upscaler = Upscaler(network, scale, args.device, args.precision, args.tile, args.tile_overlap, args.ensemble,
                         args.scale, args.save_maps,
                         gate=load_gate(opt, args.opt) if describe(network).kind == 'gated' else None)
