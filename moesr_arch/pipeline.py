@@ -476,11 +476,12 @@ def test_pipeline(root_path, argv):
     opt, _ = parse_options(root_path, argv, is_train=False)
     torch.backends.cudnn.benchmark = True
     with results_folder(opt):
-        run_tests(opt)
+        run_tests(opt, parse_argv(argv).opt)
 
 
-def run_tests(opt):
-    """The body of BasicSR's ``test_pipeline`` after its folders are made: logging, test sets, model, tests."""
+def run_tests(opt, opt_path):
+    """The body of BasicSR's ``test_pipeline`` after its folders are made (``opt_path``: the option file, named
+    in errors): logging, test sets, model, tests."""
     logger = start_logging(opt, 'test')
     test_loaders = []
     for _, dataset_opt in sorted(opt['datasets'].items()):
@@ -489,7 +490,7 @@ def run_tests(opt):
                                              sampler=None, seed=opt['manual_seed']))
         logger.info(f"Number of test images in {dataset_opt['name']}: {len(test_set)}")
     model = build_model(opt)
-    check_model_scale(model, opt, parse_argv(argv).opt)
+    check_model_scale(model, opt, opt_path)
     for test_loader in test_loaders:
         logger.info(f"Testing {test_loader.dataset.opt['name']}...")
         model.validation(test_loader, current_iter=opt['name'], tb_logger=None, save_img=opt['val']['save_img'])
