@@ -147,3 +147,14 @@ def test_demo_test_files_match_their_recipe_and_test_on_the_heldout_photos(recip
     names = [dataset['name'] for dataset in opt['datasets'].values()]
     assert 'demo_heldout' in names
     assert 'calculate_color_bias' in {m['type'] for m in opt['val']['metrics'].values()}
+
+
+def test_moesr_control_file_tests_the_main_jobs_equal_budget_network():
+    from moesr_arch.options import load_options, validate_options
+    source = ROOT / 'options' / 'test_moesr_control.yml'
+    opt = load_options(source)
+    validate_options(opt, str(source), is_train=False, check_paths=False)
+    train = load_options(ROOT / 'options' / 'train_moesr.yml')
+    assert opt['network_g'] == train['network_ref']
+    assert opt['path']['pretrain_network_g'] == f'experiments/{train["name"]}/models/net_ref_latest.pth'
+    assert opt['path']['param_key_g'] == 'params_ema'  # what the main job's validation shows beside the blend

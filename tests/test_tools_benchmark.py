@@ -242,3 +242,28 @@ def test_basicsr_test_refuses_a_scale_the_network_does_not_produce_before_any_im
     assert 'Traceback' not in proc.stderr
     results = tmp_path / 'results' / 'tiny'  # BasicSR makes its folders first; no image and no metric came
     assert not list(results.rglob('*.png')) and not list(results.glob('metrics_*.json'))
+
+
+BENCHMARK_SETS = ('Set5', 'Set14', 'B100', 'Urban100', 'Manga109')
+
+
+def reads_benchmark(option_file):
+    datasets = yaml.safe_load(option_file.read_text()).get('datasets', {})
+    return {key: d for key, d in datasets.items() if str(d.get('dataroot_gt', '')).startswith('datasets/benchmark/')}
+
+
+@pytest.mark.parametrize('option_file', sorted(p.name for p in (ROOT / 'options').glob('*.yml')
+                                               if reads_benchmark(p)))
+def test_shipped_option_files_read_the_layout_prepare_benchmark_writes(tmp_path, monkeypatch, option_file):
+    from basicsr.data import build_dataset
+    for number, name in enumerate(BENCHMARK_SETS):
+        write(tmp_path / 'hr' / name / 'img.png', smooth(48, 36, seed=number))
+        prepare_benchmark(tmp_path / 'hr' / name, tmp_path / 'datasets' / 'benchmark' / name, scales=(2, 3, 4))
+    monkeypatch.chdir(tmp_path)  # the option files name their data relative to the folder basicsr runs in
+    opt = yaml.safe_load((ROOT / 'options' / option_file).read_text())
+    for key, dataset_opt in reads_benchmark(ROOT / 'options' / option_file).items():
+        dataset = build_dataset({**dataset_opt, 'phase': 'val', 'scale': opt['scale']})
+        pair = dataset[0]
+        assert len(dataset) == 1, key
+        assert pair['lq'].shape[-2:] == (48 // opt['scale'], 36 // opt['scale']), key
+        assert pair['gt'].shape[-2:] == (48, 36), key
