@@ -82,7 +82,7 @@ def test_ctrl_c_during_generate_lr_with_workers(tmp_path):
 @pytest.mark.usefixtures('workdir')
 def test_ctrl_c_during_training_keeps_the_saved_checkpoints(workdir):
     options = write_options('options/train_edsr_demo.yml', workdir / 'train.yml', name='interrupted',
-                            train__total_iter=100000, datasets__train__batch_size_per_gpu=2,
+                            train__total_iter=100000, train__scheduler__periods=[100000], datasets__train__batch_size_per_gpu=2,
                             datasets__train__gt_size=32, logger__print_freq=1, logger__save_checkpoint_freq=2,
                             logger__use_tb_logger=False)
     models = workdir / 'experiments' / 'interrupted' / 'models'

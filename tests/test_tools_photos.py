@@ -221,7 +221,7 @@ def test_package_path_errors_say_what_to_do(tmp_path, monkeypatch, capsys):
         photos.build_corpus(tmp_path / 'b', photo_list=photo_list(tmp_path), **SMALL)
     monkeypatch.setenv('PATH', str(tmp_path / 'empty'))  # no apt-get: not Debian or Ubuntu
     assert cli_main(['prepare', 'photos', '-o', str(tmp_path / 'c')]) == 2
-    error = capsys.readouterr().err.strip()
+    error = capsys.readouterr().err.strip().splitlines()[-1]  # after the line saying what it tried
     assert error == ('basicsr prepare photos: error: apt-get not found: the photo packages come from a Debian or '
                      'Ubuntu package registry; on this system give --input DIR, a folder of your own photos')
 

@@ -118,7 +118,7 @@ def test_a_failed_test_run_leaves_the_last_results_in_place(tmp_path):
     torch.save({'params': EDSR(3, 3, num_feat=16, num_block=1, upscale=2).state_dict()}, tmp_path / 'net.pth')
     for _ in range(2):  # weights of another network: the model cannot be built
         proc = run_cli(['test', '-opt', options], tmp_path, check=False)
-        assert proc.returncode != 0 and 'size mismatch' in proc.stderr, proc.stderr[-2000:]
+        assert proc.returncode != 0 and 'does not fit EDSR' in proc.stderr, proc.stderr[-2000:]
     assert sorted(path.name for path in (tmp_path / 'results').iterdir()) == ['tiny_test']
     assert sorted(path.relative_to(results) for path in results.rglob('*')) == good
 

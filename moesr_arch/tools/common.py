@@ -14,11 +14,24 @@ from moesr_arch.errors import UserError
 INTERRUPTED = 130
 
 
+class _StderrHandler(logging.StreamHandler):
+    """A handler that writes to ``sys.stderr`` as it is at each record: the tools run in-process from tests and
+    from other tools that redirect it, and a handler bound to the first stream would write to a closed file."""
+
+    @property
+    def stream(self):
+        return sys.stderr
+
+    @stream.setter
+    def stream(self, _):
+        pass
+
+
 def get_tool_logger():
     """A console logger for the tools (BasicSR's own logger writes to run folders; tools have none)."""
     logger = logging.getLogger('moesr.tools')
     if not logger.handlers:
-        handler = logging.StreamHandler()
+        handler = _StderrHandler()
         handler.setFormatter(logging.Formatter('%(levelname)s: %(message)s'))
         logger.addHandler(handler)
         logger.setLevel(logging.INFO)
