@@ -30,9 +30,12 @@ def run_pipeline(kind, argv, prog):
     """``basicsr train|test`` with BasicSR's command line ``argv`` (without the program name)."""
     import moesr_arch  # noqa: F401  (shims and registration before BasicSR runs)
     from moesr_arch.pipeline import test_pipeline, train_pipeline
-    sys.argv = [prog] + list(argv)  # BasicSR copies the command into the run's option file
     pipeline = train_pipeline if kind == 'train' else test_pipeline
-    pipeline(os.getcwd(), list(argv))
+    caller_argv, sys.argv = sys.argv, [prog] + list(argv)  # BasicSR copies the command into the run's option file
+    try:
+        pipeline(os.getcwd(), list(argv))
+    finally:  # an in-process caller (a test, a script) keeps its own command line
+        sys.argv = caller_argv
     leave_process_group()
 
 
