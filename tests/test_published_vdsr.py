@@ -1,13 +1,11 @@
 """The published VDSR reproduces its Set5 table: `basicsr test` with options/test_vdsr_published_x{2,3,4}.yml and
-pytorch-vdsr's weights on Set5 in BasicSR's benchmark layout (HR cropped to a multiple of 12, 8-bit LR by
+pytorch-vdsr's weights on Set5 laid out by `basicsr prepare benchmark` (HR cropped to a multiple of 12, 8-bit LR by
 MATLAB bicubic, `<name>x<s>.png`)."""
 import json
 
-import cv2
 import pytest
 
 from conftest import ROOT, run_cli, write_options
-from moesr_arch.tools.prepare.generate_lr import bicubic_downscale, mod_crop
 
 WEIGHTS = ROOT.parent / 'shared' / 'weights' / 'pytorch-vdsr' / 'model_epoch_50.pth'
 SET5 = ROOT.parent / 'shared' / 'benchmarks' / 'Set5'
@@ -23,15 +21,9 @@ def benchmark_root(tmp_path_factory):
     if not SET5.is_dir():
         pytest.skip(f'{SET5} is missing (the Set5 HR images)')
     root = tmp_path_factory.mktemp('published')
-    set5 = root / 'datasets' / 'benchmark' / 'Set5'
-    for folder in ['HR'] + [f'LR_bicubic/X{s}' for s in AT_LEAST]:
-        (set5 / folder).mkdir(parents=True)
-    for path in sorted(SET5.glob('*.png')):
-        hr = mod_crop(cv2.imread(str(path)), 12)
-        cv2.imwrite(str(set5 / 'HR' / path.name), hr)
-        for scale in AT_LEAST:
-            lr = bicubic_downscale(hr, scale)
-            cv2.imwrite(str(set5 / 'LR_bicubic' / f'X{scale}' / f'{path.stem}x{scale}.png'), lr)
+    # the layout made by the product's own command, as a user makes it
+    run_cli(['prepare', 'benchmark', '--input', str(SET5), '--output', str(root / 'datasets' / 'benchmark' / 'Set5'),
+             '--scales'] + [str(s) for s in AT_LEAST], root)
     return root
 
 
