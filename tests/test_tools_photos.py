@@ -234,25 +234,48 @@ def test_copyright_stanzas():
 # ---------------------------------------------------------------------------------------------------------
 # The shipped list.
 
-def test_the_shipped_photo_list_names_the_three_packages_and_files_they_hold():
+PACKAGES = ROOT / 'tests' / 'data' / 'photo_packages'  # each package's copyright file, file list, theme authors
+
+
+def plasma_theme(photo):
+    """``usr/share/wallpapers/<Theme>`` of a Plasma wallpaper, None for other photos."""
+    return photo.file.split('/contents/')[0] if '/wallpapers/' in photo.file else None
+
+
+def test_the_shipped_photo_list_matches_the_packages_copyright_files_and_contents():
+    """The list's licences, authors and files against each package's copyright file and file list, as kept in
+    tests/data/photo_packages (the packages themselves are 120 MB; the next test checks those files are theirs)."""
     listed = photos.read_photo_list()
     assert {p.package for p in listed} == {'lomiri-wallpapers-16.04', 'lomiri-wallpapers-20.04',
                                            'plasma-workspace-wallpapers'}
     assert len(listed) == 26 and sum(p.split == 'val' for p in listed) == 3
+    for photo in listed:
+        folder = PACKAGES / photo.package
+        text = (folder / 'copyright').read_text()
+        sizes = dict(reversed(line.split('\t')) for line in (folder / 'files.tsv').read_text().splitlines())
+        assert photo.file in sizes, photo.name
+        assert photos.copyright_licence(text, photo.file) == photo.licence, photo.name
+        theme = plasma_theme(photo)
+        if theme:  # Plasma's copyright file credits only its design group
+            assert photo.author in [a['Name'] for a in json.loads((folder / 'authors.json').read_text())[
+                theme + '/metadata.json']], photo.name
+            # one file per photo, its largest version
+            versions = [f for f in sizes if f.startswith(theme + '/contents/images')]
+            assert int(sizes[photo.file]) == max(int(sizes[f]) for f in versions), photo.name
+        else:
+            assert photo.author in text, photo.name
+
+
+def test_the_packages_hold_the_kept_copyright_files_and_decodable_photos():
+    listed = photos.read_photo_list()
     debs = {p.package: photos.find_deb(DOWNLOADED, p.package) for p in listed}
     if None in debs.values():
-        pytest.skip(f'the packages are not downloaded into {DOWNLOADED} (basicsr prepare photos -o datasets/photos)')
+        pytest.skip(f'the packages are not downloaded into {DOWNLOADED} (basicsr prepare photos -o datasets/photos); '
+                    'the test above checks the list against their copyright files kept in tests/data')
     for package, deb in debs.items():
         mine = [p for p in listed if p.package == package]
         copyright_file = f'usr/share/doc/{package}/copyright'
-        themes = {p.file: p.file.split('/contents/')[0] + '/metadata.json' for p in mine if '/wallpapers/' in p.file}
-        files = photos.read_deb_files(deb, [copyright_file] + [p.file for p in mine] + list(themes.values()))
-        text = files[copyright_file].decode()
+        files = photos.read_deb_files(deb, [copyright_file] + [p.file for p in mine])
+        assert files[copyright_file] == (PACKAGES / package / 'copyright').read_bytes(), package
         for photo in mine:
-            assert photos.copyright_licence(text, photo.file) == photo.licence, photo.name
             assert cv2.imdecode(np.frombuffer(files[photo.file], np.uint8), cv2.IMREAD_COLOR) is not None
-            if photo.file in themes:  # Plasma's copyright file credits only its design group
-                authors = json.loads(files[themes[photo.file]])['KPlugin']['Authors']
-                assert photo.author in [author['Name'] for author in authors], photo.name
-            else:
-                assert photo.author in text, photo.name
