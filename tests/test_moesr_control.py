@@ -109,3 +109,49 @@ def test_a_run_with_its_control_resumes_both(workdir):
     # two more Adam steps (lr 5e-4) from the saved control, not a fresh network
     difference = max((first[k] - resumed[k]).abs().max().item() for k in first)
     assert 0 < difference < 5e-3, difference
+
+
+def test_experts_and_control_start_from_a_generalist_file(workdir):
+    """path.pretrain_network_experts (the shipped generalist in the main job): every expert it fits starts from it,
+    and path.pretrain_network_ref starts the control there too, so the mixture and its control share a start."""
+    from basicsr.archs import build_network
+    from safetensors.torch import save_file
+
+    import moesr_arch  # noqa: F401
+    torch.manual_seed(7)
+    generalist = {k: v.contiguous() for k, v in build_network(dict(TINY_EXPERT)).state_dict().items()}
+    save_file(generalist, str(workdir / 'generalist.safetensors'))
+    names = expert_names()
+    options = write_options(
+        'options/train_moesr.yml', workdir / 'train.yml', name='from_generalist',
+        train__stages=[{'stage': 'generalist', 'iters': 1}], train__total_iter=1,
+        network_g__experts={name: TINY_EXPERT for name in names}, network_ref=TINY_EXPERT,
+        path__pretrain_network_experts='generalist.safetensors', path__pretrain_network_ref='generalist.safetensors',
+        datasets__train__batch_size_per_gpu=2, datasets__train__gt_size=32, val__val_freq=100,
+        logger__print_freq=1, logger__save_checkpoint_freq=1, train__scheduler__milestones=[100])
+    run_cli(['train', '-opt', options], workdir)
+    models = workdir / 'experiments' / 'from_generalist' / 'models'
+    saved = torch.load(models / 'net_g_1.pth', weights_only=True)
+    for entry in ('params', 'params_ema'):
+        for name in names:
+            if name == 'background':
+                continue  # the generalist stage trained it for one step
+            for key, value in generalist.items():  # the EMA average of equal weights rounds in the last bit
+                assert torch.allclose(saved[entry][f'experts.{name}.{key}'], value, rtol=0, atol=1e-6), (entry, key)
+    moved = max((saved['params'][f'experts.background.{k}'] - v).abs().max().item() for k, v in generalist.items())
+    assert 0 < moved < 5e-3, 'the background expert trained one step from the generalist'
+    reference = torch.load(models / 'net_ref_1.pth', weights_only=True)['params']
+    assert 0 < max((reference[k] - v).abs().max().item() for k, v in generalist.items()) < 5e-3
+    log = sorted((workdir / 'experiments/from_generalist').glob('train_*.log'))[-1].read_text()
+    assert f'Experts {", ".join(names)} start from generalist.safetensors' in log
+
+    wrong = dict(TINY_EXPERT, num_feat=4)
+    torch.manual_seed(7)
+    save_file(build_network(wrong).state_dict(), str(workdir / 'other.safetensors'))
+    options = write_options('options/train_moesr.yml', workdir / 'train.yml', name='unfit',
+                            train__stages=[{'stage': 'generalist', 'iters': 1}], train__total_iter=1,
+                            network_g__experts={name: TINY_EXPERT for name in names}, network_ref=None,
+                            path__pretrain_network_experts='other.safetensors', datasets__train__gt_size=32)
+    result = run_cli(['train', '-opt', options], workdir, check=False)
+    assert result.returncode != 0
+    assert 'path.pretrain_network_experts other.safetensors: its weights fit none of the experts' in result.stderr

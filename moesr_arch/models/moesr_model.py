@@ -109,6 +109,11 @@ class MoESRModel(ExpertSRModel):
         return net
 
     def init_training_settings(self):
+        path_opt = self.opt['path']
+        if path_opt.get('pretrain_network_experts') and not path_opt.get('pretrain_network_g'):
+            from moesr_arch.options.training import MoESRPathSection
+            default_key = MoESRPathSection.model_fields['param_key_experts'].default
+            self.load_experts(path_opt['pretrain_network_experts'], path_opt.get('param_key_experts', default_key))
         self.net_ref = self.build_reference('params') if 'network_ref' in self.opt else None
         super().init_training_settings()
         if self.net_ref is not None:
@@ -228,6 +233,26 @@ class MoESRModel(ExpertSRModel):
         if stage == 'experts' and current_iter == first_experts and self.opt['train'].get('init_experts', True):
             copied = self.init_experts_from_background()
             logger.info(f'Category experts initialised from the background expert: {", ".join(copied) or "none"}')
+
+    def load_experts(self, path, param_key):
+        """Start every expert that ``path``'s weights fit (same keys and shapes) from them: the generalist of
+        the MoE-SR reference. Runs before BasicSR copies net_g into its EMA, so the EMA starts there too."""
+        from moesr_arch.utils.checkpoint import mismatch, read_weights
+        state = read_weights(path, param_key, what='path.pretrain_network_experts').state
+        loaded, skipped = [], []
+        for name, expert in self.bare_net.experts.items():
+            if mismatch(expert.state_dict(), state):
+                skipped.append(f'{name} ({type(expert).__name__})')
+            else:
+                expert.load_state_dict(state)
+                loaded.append(name)
+        if not loaded:
+            raise ValueError(f'path.pretrain_network_experts {path}: its weights fit none of the experts '
+                             f'({", ".join(skipped)}); give the weights of one expert of network_g')
+        logger = get_root_logger()
+        logger.info(f'Experts {", ".join(loaded)} start from {path}')
+        if skipped:
+            logger.warning(f'path.pretrain_network_experts {path}: does not fit {", ".join(skipped)}, which start fresh')
 
     def init_experts_from_background(self):
         """Copy the background expert's weights into every category expert of the same architecture."""

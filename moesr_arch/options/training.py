@@ -37,6 +37,13 @@ class MoESRPathSection(PathSection):
     param_key_ref: ParamKey = Field(default='params_ema', description="Entry of network_ref's weights in that file "
                                     '(a list tries each in order).')
     strict_load_ref: bool = Field(default=True, description="network_ref's weights must fit it exactly.")
+    # 'pretrain_network' in the name: BasicSR's make_exp_dirs makes a folder of every other path key.
+    pretrain_network_experts: Optional[ExistingFile] = Field(
+        default=None, description='Training: weights of one expert (a generalist trained on all data, e.g. '
+        'moesr_arch/weights/moesr_generalist_photos_x2.safetensors) that the background expert and every category '
+        'expert it fits start from, when network_g starts fresh (no pretrain_network_g, not resuming).')
+    param_key_experts: ParamKey = Field(default=['params_ema', 'params'], description='Entry of those weights in '
+                                        'that file (a list tries each in order).')
 
 
 class LossSection(Section):

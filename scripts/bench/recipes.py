@@ -24,7 +24,7 @@ import moesr_arch  # noqa: E402,F401  (registration, torchvision shim)
 from scripts.bench import Table  # noqa: E402
 
 RECIPES = ('train_seemore_photos_x2.yml', 'train_seemore_photos_x4.yml', 'train_edsr_photos_x2.yml',
-           'train_vdsr_photos_x2.yml')
+           'train_vdsr_photos_x2.yml', 'train_moesr_generalist_photos_x2.yml')
 BUDGET_CPU_MINUTES = 40
 WARMUP = 2
 # Validations in a run: every val_freq = total_iter / 4, and BasicSR's one after the last iteration.
