@@ -9,7 +9,8 @@ setup(
     license='Apache-2.0',
     python_requires='>=3.10,<3.13',
     packages=find_packages(include=['moesr_arch', 'moesr_arch.*']),
-    package_data={'moesr_arch.tools.prepare': ['photos.tsv']},   # the photo list of `basicsr prepare photos`
+    package_data={'moesr_arch.tools.prepare': ['photos.tsv'],   # the photo list of `basicsr prepare photos`
+                  'moesr_arch.weights': ['*.safetensors', '*.md']},   # the shipped models and their cards
     install_requires=[
         'torch>=2.1',
         'torchvision>=0.16',
@@ -29,6 +30,7 @@ setup(
         'psutil',
         'tensorboard',
         'pydantic>=2',       # the option schema (moesr_arch/options/)
+        'safetensors',       # the shipped weights (moesr_arch/weights/)
     ],
     extras_require={
         'test': ['pytest', 'pytest-timeout', 'spandrel', 'onnx', 'onnxruntime', 'safetensors', 'jsonschema'],

@@ -4,7 +4,9 @@ The option file names the network (``network_g``), its scale and weights (``path
 ``path.param_key_g``); ``--model_path`` overrides the weights. Or, without an option file, ``--model FILE``
 builds the network from the weights alone (SeemoRe, EDSR, VDSR, BicubicResidual, MoEISR, and the published
 pytorch-vdsr and EDSR-PyTorch files; the table is moesr_arch/inference/detect.py) and says what it found;
-``--scale`` gives the scale the weights do not fix (VDSR, MoEISR). INPUT is an image file or a folder (non-image
+``--scale`` gives the scale the weights do not fix (VDSR, MoEISR). With neither, the SeemoRe-T shipped with the
+package for ``--scale`` 2 (the default) or 4 runs (trained on the photo corpus; its model card is
+moesr_arch/weights/seemore_t_photos_x<s>.md). INPUT is an image file or a folder (non-image
 files are ignored). Outputs are PNG: ``OUTDIR/<stem>[_<suffix>].png`` (16-bit inputs give 16-bit PNGs, grey
 stays grey, alpha is upscaled separately with bicubic). Unreadable files are reported and skipped; the
 exit code is 1 if any image failed. How each network runs (MoE-SR's gate on the whole image, MoEISR's
@@ -55,12 +57,12 @@ def plan_outputs(files, outdir, suffix, map_names=()):
 
 
 def add_arguments(parser):
-    source = parser.add_mutually_exclusive_group(required=True)
+    source = parser.add_mutually_exclusive_group()
     source.add_argument('-opt', help='option file naming network_g, scale and the weights')
     source.add_argument('--model', help='weights file alone (.pth, .pt, .safetensors): the network is recognised '
-                        'from its keys and shapes')
+                        'from its keys and shapes (default, with neither: the shipped SeemoRe-T of --scale 2 or 4)')
     parser.add_argument('-i', '--input', required=True, help='image file or folder')
-    parser.add_argument('-o', '--output', required=True, help='output folder')
+    parser.add_argument('-o', '--output', default='results/infer', help='output folder (default: results/infer)')
     parser.add_argument('--model_path', help='with -opt: weights (.pth or .safetensors) instead of '
                         'path.pretrain_network_g')
     parser.add_argument('--tile', type=int, help='tile size in LR pixels, 0 = whole image (default: 256 on CPU, '
@@ -72,7 +74,8 @@ def add_arguments(parser):
     parser.add_argument('--device', default='auto', help="'auto', 'cpu' or 'cuda[:i]' (default: auto)")
     parser.add_argument('--ensemble', action='store_true', help='x8 geometric self-ensemble (8x slower)')
     parser.add_argument('--scale', type=float, help='output scale for arbitrary-scale networks (e.g. MoEISR: 3.5); '
-                        'with --model, also the scale of weights that do not fix it (VDSR)')
+                        'with --model, also the scale of weights that do not fix it (VDSR); with no model, 2 or 4 '
+                        'picks the shipped SeemoRe-T (default: 2)')
     parser.add_argument('--save_maps', action='store_true',
                         help='also write the network\'s maps (gate overlay, expert map) as <stem>_<map>.png')
     parser.add_argument('--suffix', default='', help='add _<suffix> to output names (default: none)')
@@ -85,7 +88,14 @@ def load_network(args, logger):
         return build_from_options(args.opt, args.model_path)
     if args.model_path:
         raise InferenceError('--model_path goes with -opt; give the weights as --model FILE alone')
-    network, scale, found = build_from_model_file(args.model, args.scale)
+    model_file = args.model
+    if model_file is None:
+        from moesr_arch.weights import default_model
+        shipped = default_model(args.scale)
+        logger.info(f'model: the shipped {shipped.label}, trained on the photo corpus ({shipped.path}; model card '
+                    f'{shipped.card}); -opt FILE or --model FILE runs another')
+        model_file = shipped.path
+    network, scale, found = build_from_model_file(model_file, args.scale)
     for line in found.splitlines():
         logger.info(line)
     return network, scale, None
