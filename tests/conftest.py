@@ -84,9 +84,15 @@ def write_options(source, dest, **overrides):
     """Copy option file ``source`` (relative to the repo) to ``dest`` with ``a__b=value`` overrides.
 
     ``datasets__train__batch_size_per_gpu=2`` sets ``opt['datasets']['train']['batch_size_per_gpu']``;
-    a value of ``DELETE`` removes the key.
+    a value of ``DELETE`` removes the key. Replacing MoE-SR's experts (``network_g[__experts]``) also drops the
+    weights the file starts them and its control from (``path.pretrain_network_experts``/``_ref``, the shipped
+    generalist), which fit the file's experts only, unless the call sets those keys itself.
     """
     opt = yaml.safe_load((ROOT / source).read_text())
+    if 'network_g__experts' in overrides or 'network_g' in overrides:
+        for key in ('path__pretrain_network_experts', 'path__pretrain_network_ref'):
+            if key.split('__')[1] in (opt.get('path') or {}):
+                overrides = {key: 'DELETE', **overrides}
     for dotted, value in overrides.items():
         *parents, last = dotted.split('__')
         node = opt

@@ -129,3 +129,21 @@ def test_ship_weights_writes_the_ema_weights_and_a_card_once(tmp_path):
 def test_ship_weights_refuses_a_run_without_weights(tmp_path):
     (tmp_path / 'run' / 'models').mkdir(parents=True)
     assert ship_weights.main(['seemore_t_photos_x2', '--run', str(tmp_path / 'run'), '--cpu-minutes', '1']) == 2
+
+
+def test_option_files_name_shipped_weights_by_name(tmp_path):
+    """``shipped:<name>`` in a path key resolves to the package's file from any folder; a wrong name is one line."""
+    from moesr_arch.options import OptionError, resolve_derived_options, validate_options
+    from moesr_arch.weights import resolve_shipped
+    assert resolve_shipped('shipped:seemore_t_photos_x2') == str(SHIPPED['seemore_t_photos_x2'].path)
+    assert resolve_shipped('experiments/x/net_g_4.pth') == 'experiments/x/net_g_4.pth'
+    opt = yaml.safe_load((ROOT / 'options/train_moesr.yml').read_text())
+    assert opt['path']['pretrain_network_experts'] == 'shipped:moesr_generalist_photos_x2'
+    opt['path']['pretrain_network_experts'] = 'shipped:moesr_generalist_x3'
+    with pytest.raises(OptionError, match=r'path\.pretrain_network_experts: no shipped model moesr_generalist_x3; '
+                                          r'shipped: seemore_t_photos_x2, '):
+        validate_options(opt, 'train.yml', check_paths=False)
+    resolved = resolve_derived_options({'path': dict(opt['path'], pretrain_network_experts='shipped:'
+                                                     'moesr_generalist_photos_x2')}, 'train.yml')['path']
+    assert resolved['pretrain_network_experts'] == resolved['pretrain_network_ref'] == \
+        str(SHIPPED['moesr_generalist_photos_x2'].path)

@@ -60,7 +60,8 @@ def resolve_derived_options(opt, source='options'):
     """Replace what the options layer derives before anything is built; returns ``opt`` (changed in place).
 
     MoE-SR networks (``network_g``, ``network_ref``, nested ones too) get ``categories`` read from their
-    ``categories_file`` (the network takes names only; it reads no files). Calling it again changes nothing.
+    ``categories_file`` (the network takes names only; it reads no files); ``path`` values ``shipped:<name>``
+    become the shipped file's path (:mod:`moesr_arch.weights`). Calling it again changes nothing.
     """
     from moesr_arch.data.categories import CategoriesError, load_categories
 
@@ -84,6 +85,10 @@ def resolve_derived_options(opt, source='options'):
 
     for key in ('network_g', 'network_ref'):
         resolve((opt or {}).get(key), key)
+    from moesr_arch.weights import resolve_shipped
+    paths = (opt or {}).get('path') or {}
+    for key, value in paths.items():
+        paths[key] = resolve_shipped(value)
     return opt
 
 

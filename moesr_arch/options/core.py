@@ -90,15 +90,25 @@ def suggestion(key, names):
 # ------------------------------------------------------------------------------------------------
 # Paths that must exist when the file is validated with its data.
 
-def _existing(kind):
+def _existing(kind, shipped=False):
     def check(value, info: ValidationInfo):
-        if context_flag(info, CHECK_PATHS) and not os.path.exists(os.path.expanduser(value)):
+        path = os.path.expanduser(value)
+        if shipped and value.startswith('shipped:'):  # a file of moesr_arch/weights
+            from moesr_arch.weights import SCHEME, SHIPPED
+            name = value[len(SCHEME):]
+            if name not in SHIPPED:
+                raise PydanticCustomError('no_such_model', 'no shipped model {name}; shipped: {known}',
+                                          {'name': name, 'known': ', '.join(SHIPPED)})
+            path = str(SHIPPED[name].path)
+        if context_flag(info, CHECK_PATHS) and not os.path.exists(path):
             raise PydanticCustomError('no_such_path', 'no such {kind}: {path}', {'kind': kind, 'path': value})
         return value
     return AfterValidator(check)
 
 
 ExistingFile = Annotated[str, _existing('file')]
+# Weights: a file, or ``shipped:<name>`` for one of the package's shipped models (moesr_arch/weights).
+WeightsFile = Annotated[str, _existing('file', shipped=True)]
 ExistingPath = Annotated[str, _existing('file or folder')]
 Number = float  # strict float accepts integers too: "any number"
 PositiveInt = Annotated[int, Field(ge=1)]

@@ -265,6 +265,8 @@ def message(error, data, where, source):
         return None, text.lstrip(': ')
     if kind == 'no_such_path':
         return None, f'{path}: no such {ctx["kind"]}: {ctx["path"]}{missing_file_hint(ctx["path"], source)}'
+    if kind == 'no_such_model':
+        return None, f'{path}: no shipped model {ctx["name"]}; shipped: {ctx["known"]}'
     if kind == 'missing':
         return None, f'{path} is required'
     if kind.startswith('unknown_'):

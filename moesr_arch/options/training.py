@@ -9,7 +9,8 @@ from typing import Dict, List, Literal, Optional
 
 from pydantic import Field, ValidationInfo, model_validator
 
-from moesr_arch.options.core import IS_TRAIN, ExistingFile, Number, ParamKey, Section, context_flag, problem
+from moesr_arch.options.core import (IS_TRAIN, ExistingFile, Number, ParamKey, Section, WeightsFile, context_flag,
+                                    problem)
 
 DERIVED_PATHS = ('experiments_root', 'results_root', 'visualization', 'log', 'models', 'training_states')
 
@@ -20,7 +21,7 @@ class PathSection(Section):
     refused = {key: (f'@{key} is set by BasicSR from name (experiments/<name>/..., results/<name>/...) and a '
                      'value here would be ignored; remove it and choose the folder with name')
                for key in DERIVED_PATHS}
-    pretrain_network_g: Optional[ExistingFile] = Field(default=None, description='Weights network_g starts from '
+    pretrain_network_g: Optional[WeightsFile] = Field(default=None, description='Weights network_g starts from '
                                                        '(test: the weights tested).')
     param_key_g: ParamKey = Field(default='params', description="Entry of the weights in that file ('params' or "
                                   "'params_ema'); a list, e.g. [params_ema, params], tries each in order. A file "
@@ -38,9 +39,9 @@ class MoESRPathSection(PathSection):
                                     '(a list tries each in order).')
     strict_load_ref: bool = Field(default=True, description="network_ref's weights must fit it exactly.")
     # 'pretrain_network' in the name: BasicSR's make_exp_dirs makes a folder of every other path key.
-    pretrain_network_experts: Optional[ExistingFile] = Field(
+    pretrain_network_experts: Optional[WeightsFile] = Field(
         default=None, description='Training: weights of one expert (a generalist trained on all data, e.g. '
-        'moesr_arch/weights/moesr_generalist_photos_x2.safetensors) that the background expert and every category '
+        'shipped:moesr_generalist_photos_x2) that the background expert and every category '
         'expert it fits start from, when network_g starts fresh (no pretrain_network_g, not resuming).')
     param_key_experts: ParamKey = Field(default=['params_ema', 'params'], description='Entry of those weights in '
                                         'that file (a list tries each in order).')

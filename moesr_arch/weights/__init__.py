@@ -3,6 +3,8 @@
 Each ``<name>.safetensors`` has a model card ``<name>.md`` beside it (data, recipe, iterations, CPU time,
 its standard table). ``basicsr infer`` without ``-opt`` or ``--model`` uses :func:`default_model`; the main
 job starts its experts from the MoE-SR generalist. ``scripts/ship_weights.py`` writes the files and cards.
+Option files name a shipped file as ``shipped:<name>`` (e.g. ``path.pretrain_network_experts:
+shipped:moesr_generalist_photos_x2``), which works from any folder and from an installed package.
 """
 from dataclasses import dataclass
 from pathlib import Path
@@ -59,3 +61,17 @@ def default_model(scale=None):
         raise UserError(f'--scale {scale:g}: the shipped models upscale {shown}; for another scale give --model FILE '
                         'or -opt FILE (MoEISR upscales by any factor, docs/moeisr.md)')
     return shipped(DEFAULT_MODELS[int(scale)])
+
+
+SCHEME = 'shipped:'
+
+
+def resolve_shipped(value):
+    """``value`` with ``shipped:<name>`` replaced by that model's file path (a str); other values unchanged.
+    An unknown name raises :class:`UserError` listing the shipped ones."""
+    if not (isinstance(value, str) and value.startswith(SCHEME)):
+        return value
+    name = value[len(SCHEME):]
+    if name not in SHIPPED:
+        raise UserError(f'{value}: no shipped model {name!r}; shipped: {", ".join(SHIPPED)}')
+    return str(SHIPPED[name].path)
