@@ -30,6 +30,9 @@ demo: demo-data
 	@echo "Logs: experiments/$(DEMO_RUN)/train_*.log  results/$(DEMO_RUN)/test_*.log"
 	@echo; echo "MoE-SR against its equal-budget single network and bicubic (label gate; validation photos, then photos no recipe trains on):"
 	@cat experiments/$(DEMO_RUN)/comparison_demo_val.txt experiments/$(DEMO_RUN)/comparison_demo_heldout.txt
+	@echo; echo "A held-out photo (no recipe trains on it) upscaled x2 by the SeemoRe-T shipped in moesr_arch/weights:"
+	$(VENV)/bin/basicsr infer -i datasets/demo/heldout/LR_bicubic/X2/china_pagoda.png -o results/demo_photo --suffix x2
+	@echo "Picture: results/demo_photo/china_pagoda_x2.png (the original: datasets/demo/heldout/HR/china_pagoda.png)"
 
 demo-edsr: demo-data
 	$(VENV)/bin/basicsr train -opt options/train_edsr_demo.yml

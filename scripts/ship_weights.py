@@ -98,7 +98,8 @@ def card_text(model, options, recipe_copy, entry, iteration, state, data_bytes, 
         '```bash', f'basicsr infer -i photo.png --model moesr_arch/weights/{model.name}.safetensors',
         f'basicsr benchmark --model moesr_arch/weights/{model.name}.safetensors', '```', '',
         '| | |', '|---|---|',
-        f'| network | `{options["network_g"]["type"]}` as in `{model.recipe}` (`network_g`), {parameters:,} parameters |',
+        f'| network | `{options["network_g"]["type"]}` as in `{model.recipe}` (`network_g`), {parameters:,} '
+        'parameters |',
         f'| recipe | `{model.recipe}` (the run\'s copy: `{recipe_copy}`) |',
         f'| data | {training_data(options)} |',
         f'| iterations | {iteration} of {train["total_iter"]}, seed {options.get("manual_seed")} |',
@@ -114,7 +115,8 @@ def card_text(model, options, recipe_copy, entry, iteration, state, data_bytes, 
     lines += ['## Reproduce', '', '```bash', 'basicsr prepare photos --output datasets/photos',
               'basicsr prepare benchmark --input ../shared/benchmarks/Set5 --output datasets/benchmark/Set5',
               f'basicsr train -opt {model.recipe}',
-              f'python scripts/ship_weights.py {model.name} --run experiments/{options["name"]} --cpu-minutes M', '```', '']
+              f'python scripts/ship_weights.py {model.name} --run experiments/{options["name"]} --cpu-minutes M',
+              '```', '']
     return '\n'.join(lines)
 
 
@@ -133,12 +135,14 @@ def ship(name, run, cpu_minutes, table=None, half=False, replace=False, folder=F
     """Write ``<folder>/<name>.safetensors`` and ``<name>.md``; ``{path: 'written' | 'unchanged'}``."""
     from safetensors.torch import save
     if name not in SHIPPED:
-        raise UserError(f'{name}: not a shipped model; known: {", ".join(SHIPPED)} (moesr_arch/weights/__init__.py)')
+        raise UserError(f'{name}: not a shipped model; known: {", ".join(SHIPPED)} '
+                        '(moesr_arch/weights/__init__.py)')
     model = SHIPPED[name]
     state, entry, iteration = latest_weights(run)
     recipe_copy, options = run_options(run)
     dtype = torch.float16 if half else torch.float32
-    state = {key: (value.to(dtype) if value.is_floating_point() else value).contiguous() for key, value in state.items()}
+    state = {key: (value.to(dtype) if value.is_floating_point() else value).contiguous()
+             for key, value in state.items()}
     # One metadata key: safetensors writes a map of several in no fixed order, and a re-run must give equal bytes.
     data = save(state, metadata={'moesr': json.dumps({'recipe': model.recipe, 'iterations': iteration,
                                                       'entry': entry}, sort_keys=True)})

@@ -16,7 +16,7 @@ RUN_ON_CPU = [
     'matlab_bicubic_timing', 'throughput_eager',
 ]
 CUDA_ONLY = [
-    'torchrun_nccl_moesr_shipped', 'torchrun_nccl_moesr_unused', 'torchrun_num_gpu_0', 'train_gate_cuda',
+    'photos_seemore_x2', 'torchrun_nccl_moesr_shipped', 'torchrun_nccl_moesr_unused', 'torchrun_num_gpu_0', 'train_gate_cuda',
     'resume_map_location', 'moesr_cudnn_benchmark_timing', 'compile_seemore',
 ]
 

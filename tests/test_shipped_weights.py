@@ -76,7 +76,8 @@ def test_the_shipped_seemore_x2_is_well_above_bicubic_on_set5():
         lr = np.clip(np.round(imresize(hr.astype(np.float64) / 255, 0.5) * 255), 0, 255).astype(np.uint8)
         sr, _ = upscaler.upscale_array(lr, 255)
         bicubic = np.clip(np.round(imresize(lr.astype(np.float64) / 255, 2) * 255), 0, 255).astype(np.uint8)
-        gains.append(calculate_psnr(sr, hr, 2, test_y_channel=True) - calculate_psnr(bicubic, hr, 2, test_y_channel=True))
+        gains.append(calculate_psnr(sr, hr, 2, test_y_channel=True) -
+                     calculate_psnr(bicubic, hr, 2, test_y_channel=True))
     assert np.mean(gains) > 2.5, gains  # the bar for every shipped x2 model: 2.5 dB over bicubic
 
 
