@@ -1,4 +1,5 @@
 """SeemoRe: official checkpoint layout, equivalence with spandrel, batched routing, sizes, cost, CLI."""
+import copy
 import re
 from pathlib import Path
 
@@ -130,10 +131,62 @@ def test_inference_runs_only_the_selected_expert():
         model.forward_batch(images)
     assert sum(batch for _, batch in calls) == 5  # each image through exactly one expert
     assert 2 <= len(calls) <= 3  # one call per chosen expert, on all the images that chose it
-    model.train()
+    inference_calls = sorted(calls)
+    model.train().set_mixture('sparse')  # training can run sparse too: the same calls
     calls.clear()
     model(images)
-    assert sorted(calls) == [(0, 5), (1, 5), (2, 5)]  # training: the paper's dense mixture
+    assert sorted(calls) == inference_calls
+
+
+def train_step(net, images, seed=0):
+    """``(output, {name: gradient}, {name: parameter after one Adam step})`` of one training step."""
+    net.train()
+    optimizer = torch.optim.Adam(net.parameters(), lr=1e-2, weight_decay=1e-2)
+    optimizer.zero_grad(set_to_none=True)
+    out = net(images)
+    (out - torch.rand(out.shape, generator=torch.Generator().manual_seed(seed)).to(out)).abs().mean().backward()
+    grads = {name: param.grad.clone() for name, param in net.named_parameters()}  # None fails here
+    optimizer.step()
+    return out.detach(), grads, {name: param.detach().clone() for name, param in net.named_parameters()}
+
+
+@pytest.mark.parametrize('topk', [1, 2])
+def test_sparse_training_equals_the_official_dense_mixture(topk):
+    """Sparse training (each image through the experts it picked only) and the fused dense mixture give the
+    official code's outputs, every parameter's gradient (zero, not none, for the experts no image picked) and
+    Adam step; in float64, so that only a difference of formulation, not of rounding, could show."""
+    images = varied_images(6, size=20)
+    model = diverse_router(randomized(SeemoRe(scale=2, variant='T', num_layers=2, topk=topk)), images).double()
+    official = ReferenceSeemoRe(scale=2, **{**SEEMORE_PRESETS['T'], 'num_layers': 2, 'topk': topk}).double()
+    official.load_state_dict(model.state_dict(), strict=True)  # the checkpoint layout is the official one
+    images = images.double()
+    sparse = copy.deepcopy(model).set_mixture('sparse')
+    with torch.no_grad():
+        _, stats = sparse.train()(images, return_stats=True)
+    if topk == 1:
+        assert any(pixels == 0 for pixels in stats['expert_pixels'].values()), 'the test needs an idle expert'
+    assert sum(pixels > 0 for pixels in stats['expert_pixels'].values()) > 2, 'and images on different experts'
+    expected = train_step(official, images)
+    for net in (sparse, copy.deepcopy(model).set_mixture('dense'), model):  # model: 'auto', dense in training
+        for got, want in zip(train_step(net, images), expected):
+            if isinstance(want, dict):
+                assert got.keys() == want.keys()
+                for name in want:
+                    torch.testing.assert_close(got[name], want[name], rtol=0, atol=1e-6, msg=name)
+            else:
+                torch.testing.assert_close(got, want, rtol=0, atol=1e-6)
+
+
+def test_sparse_and_dense_training_agree_in_float32():
+    images = varied_images(4, size=16)
+    model = diverse_router(randomized(SeemoRe(scale=2, variant='T', num_layers=2)), images)
+    sparse = train_step(copy.deepcopy(model).set_mixture('sparse'), images)
+    dense = train_step(copy.deepcopy(model).set_mixture('dense'), images)
+    torch.testing.assert_close(sparse[0], dense[0], rtol=0, atol=1e-5)
+    for name, grad in dense[1].items():
+        torch.testing.assert_close(sparse[1][name], grad, rtol=0, atol=1e-5, msg=name)
+    with pytest.raises(ValueError, match='mixture'):
+        model.set_mixture('fused')
 
 
 @pytest.mark.parametrize('size', [(1, 1), (5, 7), (15, 16), (17, 33), (31, 2)])

@@ -244,7 +244,7 @@ def test_save_maps_writes_the_gate_overlay_of_a_moesr_option_file(tmp_path):
     cv2.imwrite(str(tmp_path / 'in.png'), smooth_image(20, 30))
     args = Namespace(opt=str(options), input=str(tmp_path / 'in.png'), output=str(tmp_path / 'out'), model_path=None,
                      tile=16, tile_overlap=4, precision='auto', device='cpu', ensemble=False, scale=None,
-                     save_maps=True, suffix='sr')
+                     save_maps=True, suffix='sr', channels_last=False, compile='none')
     assert infer.main(args) == 0
     sr = cv2.imread(str(tmp_path / 'out' / 'in_sr.png'))
     assert sr.shape == (40, 60, 3)

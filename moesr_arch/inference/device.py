@@ -40,6 +40,22 @@ def precision_dtype(precision, device):
     return {'fp32': None, 'bf16': torch.bfloat16, 'fp16': torch.float16}[precision]
 
 
+# --compile of basicsr infer and benchmark: torch.compile's modes ('none': eager, the default).
+COMPILE_MODES = ('none', 'default', 'max-autotune')
+
+
+def compiled(function, mode):
+    """``function`` (a network) through ``torch.compile`` in ``mode`` of :data:`COMPILE_MODES` (``'none'``: as is).
+
+    The first call of each input size compiles (tens of seconds on a CPU: inductor writes and builds C++), and
+    later calls of that size run the compiled code; outputs are those of the eager network within rounding."""
+    if mode not in COMPILE_MODES:
+        raise InferenceError(f'--compile {mode!r}: use one of {", ".join(COMPILE_MODES)}')
+    if mode == 'none':
+        return function
+    return torch.compile(function, mode=None if mode == 'default' else mode)
+
+
 def autocast(device, dtype):
     """Autocast to ``dtype`` on ``device``'s type, or nothing for fp32 (``dtype`` None)."""
     if dtype is None:

@@ -6,7 +6,8 @@ import torch.nn.functional as F
 
 from moesr_arch.inference import device as device_info
 from moesr_arch.inference.capabilities import describe
-from moesr_arch.inference.device import DEFAULT_TILE, GIB, InferenceError, precision_dtype, resolve_device
+from moesr_arch.inference.device import (DEFAULT_TILE, GIB, InferenceError, compiled, precision_dtype,
+                                         resolve_device)
 from moesr_arch.inference.gated import run_gated
 from moesr_arch.inference.luma import on_luma
 from moesr_arch.inference.maps import expert_map_picture
@@ -45,18 +46,29 @@ class Upscaler:
         want_maps (bool): Also make the network's maps (``capabilities.map_names``).
         progress (bool): Show the progress bar over the tiles (MoE-SR: the gate, then the experts' crops).
         gate (callable | None): The gate of a gated network (:func:`moesr_arch.inference.load_gate`).
+        channels_last (bool): Weights and inputs channels-last (NHWC in memory); often faster for convolutions.
+        compile (str): ``torch.compile`` mode of a plain network's forward: 'none' (default), 'default' or
+            'max-autotune' (:data:`moesr_arch.inference.device.COMPILE_MODES`).
     """
 
     def __init__(self, network, scale, device='auto', precision='auto', tile=None, tile_overlap=None, ensemble=False,
-                 out_scale=None, want_maps=False, progress=True, gate=None):
+                 out_scale=None, want_maps=False, progress=True, gate=None, channels_last=False, compile='none'):
         self.device = resolve_device(device)
         self.capabilities = describe(network)
         self.network = network.to(self.device).eval()
+        if channels_last:
+            self.network = self.network.to(memory_format=torch.channels_last)
+        if compile != 'none' and self.capabilities.kind != 'plain':
+            # The other kinds run through methods of their own (upscale, the gated run), which compile would miss.
+            raise InferenceError(f'--compile is supported for plain networks (fixed scale, tiled); '
+                                 f'{type(network).__name__} is {self.capabilities.kind.replace("_", "-")}')
+        self.forward = compiled(self.network, compile)
         if tile is None:
             tile = DEFAULT_TILE.get(self.device.type, 512)
         if tile_overlap is None:
             tile_overlap = default_overlap(tile)
-        self.tiler = Tiler(self.device, tile, tile_overlap, precision_dtype(precision, self.device), ensemble, progress)
+        self.tiler = Tiler(self.device, tile, tile_overlap, precision_dtype(precision, self.device), ensemble, progress,
+                           channels_last)
         self.scale, self.out_scale, self.want_maps, self.gate = scale, out_scale, want_maps, gate
         if ensemble and self.capabilities.kind == 'gated':
             # The gate would see flipped images, and the flipped gate weights would no longer match the crops.
@@ -106,7 +118,8 @@ class Upscaler:
         """The whole image through :func:`run_gated`; the experts are tiled by the network's ``tile_size``, else
         by ``--tile``, so their activations stay bounded."""
         lq = torch.from_numpy(np.ascontiguousarray(bgr[:, :, ::-1])).permute(2, 0, 1)[None].float() / peak
-        lq = lq.contiguous().to(self.device)  # NCHW, as in training (see Tiler.run_tile)
+        # NCHW as in training (see Tiler.run_tile), or channels-last when asked.
+        lq = lq.contiguous(memory_format=self.tiler.memory_format).to(self.device)
         with torch.inference_mode(), progress_bar(desc='gate', unit='crop', leave=False,
                                                   show=self.tiler.progress) as bar:
             def crops_done(name, done, total):  # the bar reads 'gate' until the experts' first crop is done
@@ -140,7 +153,7 @@ class Upscaler:
                 # One one-hot channel per expert, blended like the image: the strongest expert wins per pixel.
                 return torch.cat([sr, F.one_hot(stats['expert_map'], experts).permute(0, 3, 1, 2).to(sr.dtype)], 1)
         else:
-            fn, scale = self.network, self.scale
+            fn, scale = self.forward, self.scale
         luma = self.capabilities.in_channels == 1
         if luma:
             fn = on_luma(fn)

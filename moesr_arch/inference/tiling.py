@@ -80,14 +80,16 @@ class Tiler:
         dtype (torch.dtype | None): Autocast dtype (None: fp32).
         ensemble (bool): Run every tile as an x8 geometric self-ensemble.
         progress (bool): Show a progress bar over the tiles.
+        channels_last (bool): Hand tiles over channels-last (NHWC in memory) instead of dense NCHW.
     """
 
-    def __init__(self, device, tile=512, overlap=32, dtype=None, ensemble=False, progress=True):
+    def __init__(self, device, tile=512, overlap=32, dtype=None, ensemble=False, progress=True, channels_last=False):
         if tile < 0 or overlap < 0 or (tile and overlap >= tile):
             raise InferenceError(f'need tile >= 0 and 0 <= tile_overlap < tile, got tile={tile}, '
                                  f'tile_overlap={overlap}')
         self.device, self.tile, self.overlap, self.dtype = device, tile, overlap, dtype
         self.ensemble, self.progress = ensemble, progress
+        self.memory_format = torch.channels_last if channels_last else torch.contiguous_format
 
     def autocast(self):
         return autocast(self.device, self.dtype)
@@ -95,8 +97,9 @@ class Tiler:
     def run_tile(self, fn, tile, size):
         """``fn`` on one CPU tile; the CPU float32 result (resized to ``size`` when a float scale is off by a pixel)."""
         with torch.inference_mode(), self.autocast():
-            # Tiles are views of HWC images: networks get the dense NCHW layout they were trained on.
-            tile = tile.to(self.device).contiguous()
+            # Tiles are views of HWC images: networks get the dense NCHW layout they were trained on (or a dense
+            # channels-last one when asked; a view's odd strides would pass as either and slow oneDNN down).
+            tile = tile.to(self.device).contiguous().contiguous(memory_format=self.memory_format)
             result = self_ensemble(fn, tile) if self.ensemble else fn(tile)
         result = result.float()
         if tuple(result.shape[-2:]) != size:

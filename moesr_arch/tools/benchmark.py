@@ -24,7 +24,7 @@ import numpy as np
 from tqdm import tqdm
 
 from moesr_arch.errors import UserError
-from moesr_arch.tools.common import get_tool_logger, standalone
+from moesr_arch.tools.common import add_speed_arguments, get_tool_logger, standalone
 from moesr_arch.utils.atomic import atomic_write_text, check_writable
 from moesr_arch.utils.image_io import list_images, peak_value, read_raw, split_channels
 
@@ -110,7 +110,8 @@ class Model:
     """The model under test: its networks per scale (built before any image runs), name and published rows.
 
     Args:
-        args: The command line (``model`` or ``opt``, ``scale``, ``device``, ``precision``, ``tile``).
+        args: The command line (``model`` or ``opt``, ``scale``, ``device``, ``precision``, ``tile``,
+            ``channels_last``, ``compile``).
     """
 
     def __init__(self, args):
@@ -150,7 +151,8 @@ class Model:
                     f'x{wanted} network; only networks whose weights serve every scale (VDSR) and arbitrary-scale '
                     'networks (MoEISR) run at other scales') from None
         return Upscaler(network, scale, self.args.device, self.args.precision, self.args.tile,
-                        out_scale=wanted if capabilities.arbitrary_scale else None, progress=False, gate=self.gate)
+                        out_scale=wanted if capabilities.arbitrary_scale else None, progress=False, gate=self.gate,
+                        channels_last=self.args.channels_last, compile=self.args.compile)
 
 
 def plan_runs(model, sets, logger):
@@ -273,6 +275,7 @@ def add_arguments(parser):
     parser.add_argument('--device', default='auto', help="'auto', 'cpu' or 'cuda[:i]' (default: auto)")
     parser.add_argument('--precision', choices=('fp32', 'bf16', 'fp16', 'auto'), default='fp32',
                         help='fp32 (default: the figures papers report) or a faster half precision')
+    add_speed_arguments(parser)
 
 
 def main(args):

@@ -167,6 +167,17 @@ class OutputPlan:
         return target
 
 
+def add_speed_arguments(parser):
+    """``--channels_last`` and ``--compile`` of ``basicsr infer`` and ``basicsr benchmark`` (the inference layer's
+    :class:`moesr_arch.inference.Upscaler` applies them)."""
+    from moesr_arch.inference.device import COMPILE_MODES
+    parser.add_argument('--channels_last', action='store_true',
+                        help='weights and tiles channels-last (NHWC in memory): often faster convolutions')
+    parser.add_argument('--compile', choices=COMPILE_MODES, default='none',
+                        help='torch.compile the network (plain networks; each new tile size compiles first, tens of '
+                        'seconds on a CPU); outputs as without, within rounding (default: none)')
+
+
 def standalone(doc, add_arguments, main, argv=None):
     """Run a tool as its own script: parser from the module docstring, then :func:`guarded` ``main``."""
     import argparse

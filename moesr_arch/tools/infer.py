@@ -17,7 +17,7 @@ from pathlib import Path
 
 from tqdm import tqdm
 
-from moesr_arch.tools.common import OutputPlan, error_text, get_tool_logger, standalone
+from moesr_arch.tools.common import OutputPlan, add_speed_arguments, error_text, get_tool_logger, standalone
 from moesr_arch.utils.atomic import check_writable
 from moesr_arch.utils.image_io import list_images
 from moesr_arch.utils.progress import progress_bar
@@ -71,6 +71,7 @@ def add_arguments(parser):
                         'of the tile)')
     parser.add_argument('--precision', choices=('auto', 'fp32', 'bf16', 'fp16'), default='auto',
                         help='auto = fp32 on CPU, bf16 (or fp16) on CUDA (default: auto)')
+    add_speed_arguments(parser)
     parser.add_argument('--device', default='auto', help="'auto', 'cpu' or 'cuda[:i]' (default: auto)")
     parser.add_argument('--ensemble', action='store_true', help='x8 geometric self-ensemble (8x slower)')
     parser.add_argument('--scale', type=float, help='output scale for arbitrary-scale networks (e.g. MoEISR: 3.5); '
@@ -109,7 +110,8 @@ def main(args):
     network, scale, opt = load_network(args, logger)
     upscaler = Upscaler(network, scale, args.device, args.precision, args.tile, args.tile_overlap, args.ensemble,
                         args.scale, args.save_maps,
-                        gate=load_gate(opt, args.opt) if describe(network).kind == 'gated' else None)
+                        gate=load_gate(opt, args.opt) if describe(network).kind == 'gated' else None,
+                        channels_last=args.channels_last, compile=args.compile)
     tile, overlap = upscaler.tiler.tile, upscaler.tiler.overlap
     share = recomputed_share(tile, overlap)
     if describe(network).kind != 'gated' and share > 2:  # time follows the pixels computed (docs/tools.md)

@@ -17,10 +17,11 @@ def count_macs(model, *inputs):
 
     def hook(module, args, output):
         nonlocal total
+        elements = sum(tensor.numel() for tensor in tensors(output))
         if isinstance(module, nn.Conv2d):
-            total += output.numel() * (module.in_channels // module.groups) * math.prod(module.kernel_size)
+            total += elements * (module.in_channels // module.groups) * math.prod(module.kernel_size)
         else:
-            total += output.numel() * module.in_features
+            total += elements * module.in_features
 
     run_with_hooks(model, [m for m in model.modules() if isinstance(m, (nn.Conv2d, nn.Linear))], hook, inputs)
     return total
@@ -36,11 +37,17 @@ def activation_bytes(model, *inputs):
 
     def hook(module, args, output):
         nonlocal total
-        if torch.is_tensor(output):
-            total += output.numel() * output.element_size()
+        total += sum(tensor.numel() * tensor.element_size() for tensor in tensors(output))
 
     run_with_hooks(model, [m for m in model.modules() if not list(m.children())], hook, inputs)
     return total
+
+
+def tensors(output):
+    """The tensors of a module's output: itself, or those of a tuple (a conv giving its output in parts)."""
+    if torch.is_tensor(output):
+        return [output]
+    return [item for item in output if torch.is_tensor(item)] if isinstance(output, (tuple, list)) else []
 
 
 def run_with_hooks(model, modules, hook, inputs):

@@ -1,7 +1,9 @@
-"""Benchmark section: this SeemoRe against spandrel's (the official code) on the same weights, and model cost.
+"""Benchmark section: this SeemoRe against spandrel's (the official code) on the same weights, its training
+step with the sparse and the dense expert mixture, and model cost.
 
 Run alone: ``python scripts/bench/seemore.py [--quick]`` (prints the Markdown tables).
 """
+import copy
 import os
 import statistics
 import sys
@@ -71,7 +73,97 @@ def speed_table(quick):
                f'timed in the same run on the same weights (median of {repeats}).',
                'spandrel batch 8 = 8 single-image calls: its (official) eval routing is only valid for batch 1.',
                'moesr: per-sample routing (images grouped by expert), weight-permuted channel shuffle, '
-               'channels-last features with native layer norm.'])
+               'channels-last features with native layer norm, split 1x1 convs computed as two convs '
+               '(PointwiseHalves). Eager: torch.compile made SeemoRe-T x4 slower on this CPU (1.37 s against '
+               '1.10 s at batch 1, after 75 s of compiling).'])
+
+
+def mixed_routing(model, images, seed=0):
+    """``model`` with router weights that send the ``images`` of a batch to different experts, as a trained
+    network's routers do (at initialisation a whole batch tends to pick one expert per layer): each router's
+    weights are made orthogonal to the batch's mean pooled features, so only what differs between images
+    decides. Returns the mean number of experts picked per layer."""
+    generator = torch.Generator().manual_seed(seed)
+    pooled = {}
+    hooks = [layer.gate.body[1].register_forward_hook(
+        lambda module, args, out, layer=layer: pooled.setdefault(layer, out)) for layer in model._moe_layers()]
+    with torch.no_grad():
+        model.eval()(images)  # one image at a time on a CPU: one pooled batch per layer is enough
+        for hook in hooks:
+            hook.remove()
+        model.train()
+        for layer in model._moe_layers():
+            pooled.clear()
+            hook = layer.gate.body[1].register_forward_hook(lambda module, args, out: pooled.setdefault(0, out))
+            model.forward_batch(images)
+            hook.remove()
+            features = pooled[0]
+            mean = features.mean(0)
+            weight = torch.randn(layer.gate.body[2].weight.shape, generator=generator)
+            weight -= (weight @ mean)[:, None] * mean[None] / mean.dot(mean)
+            layer.gate.body[2].weight.copy_(weight * 5 / (features @ weight.t()).std())
+        _, stats = model(images, return_stats=True)
+    return sum(pixels > 0 for pixels in stats['expert_pixels'].values()) / len(model._moe_layers())
+
+
+def training_table(quick):
+    """Training steps (forward, L1 loss, backward, Adam) of SeemoRe-T x2 with each expert mixture."""
+    from spandrel.architectures.SeemoRe import SeemoRe as ReferenceSeemoRe
+    torch.manual_seed(0)
+    batch, size = (2, 16) if quick else (8, 48)
+    repeats = 1 if quick else 5
+    generator = torch.Generator().manual_seed(1)
+    images = torch.rand(batch, 3, size, size, generator=generator) * torch.rand(batch, 3, 1, 1, generator=generator)
+    target = torch.rand(batch, 3, 2 * size, 2 * size, generator=generator)
+    rows = []
+    for routing in ('as initialised', 'mixed'):
+        model = SeemoRe(scale=2, variant='T')
+        picked = mixed_routing(model, images) if routing == 'mixed' else None
+        reference = ReferenceSeemoRe(scale=2, **SEEMORE_PRESETS['T'])
+        reference.load_state_dict(model.state_dict())
+        nets = {'official code (spandrel), dense loop': reference}
+        for mode in ('dense', 'sparse'):
+            nets[f'moesr, {mode}'] = copy.deepcopy(model).set_mixture(mode)
+
+        def step(net, optimizer):
+            optimizer.zero_grad()
+            (net(images) - target).abs().mean().backward()
+            optimizer.step()
+
+        optimizers = {name: torch.optim.Adam(net.train().parameters(), 1e-4) for name, net in nets.items()}
+        for name, net in nets.items():  # warm-up
+            step(net, optimizers[name])
+        times = {name: [] for name in nets}
+        for _ in range(repeats):  # interleaved, so that a busy moment of the machine hits every row alike
+            for name, net in nets.items():
+                start = time.process_time()
+                step(net, optimizers[name])
+                times[name].append(time.process_time() - start)
+        with torch.no_grad():
+            _, stats = nets['moesr, sparse'](images, return_stats=True)
+        if picked is None:
+            picked = sum(pixels > 0 for pixels in stats['expert_pixels'].values()) / len(model._moe_layers())
+        official = statistics.median(times['official code (spandrel), dense loop'])
+        for name, values in times.items():
+            seconds = statistics.median(values)
+            rows.append([routing, f'{picked:.1f}', name, round(seconds, 3), round(1 / seconds, 2),
+                         f'{official / seconds:.2f}x'])
+    return Table(
+        title=f'SeemoRe-T x2 training step, CPU fp32: sparse and dense expert mixture (batch {batch}, '
+              f'{size}x{size} LR)',
+        headers=['routing', 'experts picked per layer', 'network', 's/iteration (CPU time)', 'iterations/s',
+                 'vs official'],
+        rows=rows,
+        notes=[f'Machine: {machine()}. One step: forward, L1 loss, backward, Adam; CPU time of the process '
+               f'(median of {repeats}, the networks interleaved), which a machine shared with other jobs disturbs '
+               'less than wall time.',
+               'dense: every rank expert on every image, the unpicked ones weighted by zero (the official '
+               'formulation), computed as three fused convolutions; sparse: each image through the expert it '
+               'picked only, batched by expert. Same outputs and gradients (tests/test_seemore.py); moesr trains '
+               "dense by default ('auto').",
+               'Routing "as initialised": a fresh network sends a whole batch to one expert per layer; "mixed": '
+               'router weights set so that the images of the batch pick different experts, as trained routers '
+               'do.'])
 
 
 def cost_table():
@@ -97,7 +189,7 @@ def cost_table():
 
 
 def run(quick):
-    return [speed_table(quick), cost_table()]
+    return [speed_table(quick), training_table(quick), cost_table()]
 
 
 if __name__ == '__main__':
