@@ -110,8 +110,9 @@ def card_text(model, options, recipe_copy, entry, iteration, state, data_bytes, 
         f'{len(data_bytes) / 1e6:.2f} MB, sha256 `{sha[:16]}...` |',
         f'| torch | {torch.__version__} |', '',
     ]
-    if table:
-        lines += ['## Standard table', '', table.strip(), '']
+    if table:  # the benchmark's own title would be a second top-level heading
+        body = table.strip().split('\n', 1)[1].strip() if table.startswith('# ') else table.strip()
+        lines += ['## Standard table', '', body, '']
     lines += ['## Reproduce', '', '```bash', 'basicsr prepare photos --output datasets/photos',
               'basicsr prepare benchmark --input ../shared/benchmarks/Set5 --output datasets/benchmark/Set5',
               f'basicsr train -opt {model.recipe}',

@@ -8,10 +8,12 @@ expert alone and bicubic, overall and inside each category, and the specialisati
 max - min over the seeds; a gain counts only where every seed's gain is positive and the mean gain is
 larger than the spread of the control.
 
-Run alone: ``python scripts/bench/evidence.py [--quick] [--seeds 0 1 2] [--opt options/train_moesr.yml] [--force_yml key=value]``
+Run alone: ``python scripts/bench/evidence.py [--quick] [--seeds 0 1 2] [--opt options/train_moesr.yml]
+[--force_yml key=value] [--work DIR] [--keep FILE.json]``
 (the seed goes into a copy of the option file).
 """
 import argparse
+import contextlib
 import os
 import statistics
 import subprocess
@@ -131,16 +133,20 @@ def evidence_tables(runs, dataset, categories, seconds, recipe):
     return [comparison, matrix], verdicts
 
 
-def run(quick=False, seeds=SEEDS, recipe=RECIPE, extra=(), keep=None):
+def run(quick=False, seeds=SEEDS, recipe=RECIPE, extra=(), keep=None, work=None):
     """The tables of every validation set of ``recipe`` over ``seeds``; ``keep``: a JSON file for the raw
-    scalars of every run."""
+    scalars of every run; ``work``: a new folder that keeps the runs (experiments/<name>_seed<s>/, e.g. to
+    benchmark their weights), instead of a temporary one."""
     import json
     import yaml
     opt = yaml.safe_load((ROOT / recipe).read_text())
     datasets = [value['name'] for key, value in opt['datasets'].items() if key.startswith('val')]
     categories = [name for name in opt['network_g']['experts'] if name != 'background']
     runs, seconds = [], []
-    with tempfile.TemporaryDirectory(prefix='moesr_evidence_') as work:
+    if work is not None:
+        Path(work).mkdir(parents=True)  # a new folder: runs of an earlier call are never replaced
+    with (contextlib.nullcontext(str(work)) if work else tempfile.TemporaryDirectory(prefix='moesr_evidence_')) \
+            as work:
         os.symlink(ROOT / 'datasets', Path(work) / 'datasets')
         for seed in (seeds[:1] if quick else seeds):
             scalars, took = train(recipe, seed, work, extra, quick)
@@ -163,8 +169,10 @@ def main(argv=None):
     parser.add_argument('--seeds', type=int, nargs='+', default=list(SEEDS))
     parser.add_argument('--opt', default=RECIPE, help=f'MoE-SR recipe with a network_ref (default {RECIPE})')
     parser.add_argument('--force_yml', nargs='*', default=[], help='overrides key:sub=value, as in basicsr train')
+    parser.add_argument('--work', help='a new folder keeping the runs (default: a temporary one, removed)')
+    parser.add_argument('--keep', help='a JSON file for the raw scalars of every run')
     args = parser.parse_args(argv)
-    for table in run(args.quick, tuple(args.seeds), args.opt, args.force_yml):
+    for table in run(args.quick, tuple(args.seeds), args.opt, args.force_yml, args.keep, args.work):
         print(table.markdown())
 
 
