@@ -322,3 +322,22 @@ def test_weights_of_another_size_give_one_short_line(tmp_path):
     # Without strictness missing and unexpected keys pass, shapes still do not.
     with pytest.raises(CheckpointError, match=r'does not fit EDSR: 23 of another shape'):
         load_weights(tiny(num_feat=32, num_block=6), tmp_path / 'wide.pth', strict=False)
+
+
+def test_non_strict_loading_leaves_out_weights_of_another_shape(tmp_path, caplog):
+    """strict_load_g false (the x4 recipe started from x2 weights): every weight but the upsampler's loads, the
+    upsampler's are named in a warning and keep their initial values; strict loading still refuses them."""
+    import moesr_arch  # noqa: F401
+    torch.manual_seed(0)
+    x2 = build_network({'type': 'SeemoRe', 'variant': 'T', 'scale': 2, 'num_layers': 1})
+    torch.save({'params': x2.state_dict()}, tmp_path / 'x2.pth')
+    x4 = build_network({'type': 'SeemoRe', 'variant': 'T', 'scale': 4, 'num_layers': 1})
+    before = {k: v.clone() for k, v in x4.state_dict().items()}
+    with pytest.raises(CheckpointError, match='2 of another shape'):
+        load_weights(x4, str(tmp_path / 'x2.pth'), strict=True)
+    load_weights(x4, str(tmp_path / 'x2.pth'), strict=False)
+    assert 'weights of another shape left out (strict loading is off): upsampler.0.weight, upsampler.0.bias' \
+        in caplog.text
+    for key, value in x4.state_dict().items():
+        expected = before[key] if key.startswith('upsampler.') else x2.state_dict()[key]
+        assert torch.equal(value, expected), key

@@ -173,10 +173,22 @@ def load_weights(network, path, param_key='params', strict=True, what=None):
     """Load ``path`` (see :func:`read_weights`) into ``network``; ``what`` names the network in errors.
 
     A state dict that does not fit raises :class:`CheckpointError` with one line: the file, the network and
-    :func:`mismatch`'s summary."""
+    :func:`mismatch`'s summary. With ``strict`` false, missing and unexpected keys are allowed and weights of
+    another shape are left out with a warning naming them, as BasicSR's ``load_network`` does (a x4 network
+    started from x2 weights: every weight but the upsampler's)."""
     weights = read_weights(path, param_key, what)
-    problem = mismatch(network.state_dict(), weights.state, strict)
+    state = weights.state
+    if not strict:
+        network_state = network.state_dict()
+        reshaped = [key for key, value in state.items()
+                    if key in network_state and value.shape != network_state[key].shape]
+        if reshaped:
+            from basicsr.utils import get_root_logger
+            get_root_logger().warning(f'{weights.source(path)}: {len(reshaped)} weights of another shape left out '
+                                      f'(strict loading is off): {", ".join(reshaped)}')
+            state = {key: value for key, value in state.items() if key not in reshaped}
+    problem = mismatch(network.state_dict(), state, strict)
     if problem:
         raise CheckpointError(f'{weights.source(path)} does not fit {what or type(network).__name__}: {problem}')
-    network.load_state_dict(weights.state, strict=strict)
+    network.load_state_dict(state, strict=strict)
     return network
