@@ -176,9 +176,6 @@ def main(argv=None):
         print(table.markdown())
 
 
-if __name__ == '__main__':
-    main()
-
 
 def inference_times(recipe, references, repeats=3):
     """Median ms per validation image of the recipe's MoE-SR (label gate, sparse) and of single networks.
@@ -227,3 +224,7 @@ def inference_times(recipe, references, repeats=3):
                  [f'MoE-SR / {label}' for label in references], rows,
                  notes=['median of 3 runs per image, mean over the images; untrained weights (the cost does not '
                         'depend on them)'])
+
+
+if __name__ == '__main__':
+    main()
