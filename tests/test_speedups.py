@@ -294,3 +294,23 @@ def test_compiled_training_of_moeisr_and_moesr_with_its_control(model_type, tmp_
     after = weights(model)
     assert list(after) == list(before) and not any(name.startswith('_orig_mod') for name in after)
     assert any(not torch.equal(before[name], after[name]) for name in before)
+
+
+@pytest.mark.parametrize('setting', [
+    {'amp': 'bf16'}, {'amp': 'fp16'}, {'channels_last': True},
+    pytest.param({'compile': 'default'}, marks=[needs_compiler, pytest.mark.slow])])
+def test_each_option_trains_under_torchrun_with_replicas_identical(setting, workdir):
+    """basicsr train under torchrun, 2 gloo processes on the CPU: the replicas agree at every checkpoint."""
+    from conftest import write_options
+    from test_distributed import COMMON, torchrun
+    name = 'ddp_' + '_'.join(f'{key}_{value}' for key, value in setting.items())
+    options = write_options('options/train_edsr_demo.yml', workdir / 'ddp.yml', name=name,
+                            network_g__network__num_feat=8, network_g__network__num_block=1, **COMMON,
+                            **{f'train__{key}': value for key, value in setting.items()})
+    torchrun(workdir, options)
+    run = workdir / 'experiments' / name
+    log = next(run.glob('train_*.log')).read_text()
+    assert 'DDP replicas agree at iteration 4 (world size 2, max fingerprint difference 0)' in log
+    assert ('fp16_skipped_steps: 0.0000e+00' in log) == (setting.get('amp') == 'fp16')
+    saved = torch.load(run / 'models' / 'net_g_4.pth', weights_only=True)
+    assert not any(name.startswith(('_orig_mod', 'module')) for name in saved['params'])
