@@ -177,7 +177,8 @@ def test_channels_last_trains_and_saves_the_checkpoint_of_a_plain_run(model_type
             assert torch.allclose(value, expected[key][name], atol=1e-5), name
 
 
-@pytest.mark.parametrize('setting', [{'amp': 'bf16'}, {'amp': 'fp16'}, {'channels_last': True}])
+@pytest.mark.parametrize('setting', [{'amp': 'bf16'}, {'amp': 'fp16'}, {'channels_last': True}],
+                         ids=['bf16', 'fp16', 'channels_last'])
 def test_same_seed_and_setting_give_the_same_weights(setting, tmp_path):
     runs = [weights(train(build('ExpertSRModel', tmp_path, **setting), 'ExpertSRModel', 3)) for _ in range(2)]
     assert all(torch.equal(runs[0][name], runs[1][name]) for name in runs[0])
@@ -297,8 +298,9 @@ def test_compiled_training_of_moeisr_and_moesr_with_its_control(model_type, tmp_
 
 
 @pytest.mark.parametrize('setting', [
-    {'amp': 'bf16'}, {'amp': 'fp16'}, {'channels_last': True},
-    pytest.param({'compile': 'default'}, marks=[needs_compiler, pytest.mark.slow])])
+    pytest.param({'amp': 'bf16'}, id='bf16'), pytest.param({'amp': 'fp16'}, id='fp16'),
+    pytest.param({'channels_last': True}, id='channels_last', marks=pytest.mark.slow),
+    pytest.param({'compile': 'default'}, id='compile', marks=[needs_compiler, pytest.mark.slow])])
 def test_each_option_trains_under_torchrun_with_replicas_identical(setting, workdir):
     """basicsr train under torchrun, 2 gloo processes on the CPU: the replicas agree at every checkpoint."""
     from conftest import write_options
