@@ -160,6 +160,7 @@ def training_table(device=torch.device('cpu'), quick=False, budget=None, data_ro
     """The table; ``budget`` (seconds) skips the rows that would start after it, ``on_row(cells)`` sees each row,
     ``compile_rows=False`` leaves torch.compile out (the GPU check's dry run: minutes of compiling on a CPU)."""
     import tempfile
+    torch.backends.cudnn.benchmark = True  # as basicsr train sets it
     started = time.perf_counter()
     warmup, timed = (1, 1) if quick else (3, 5)
     rows = []
