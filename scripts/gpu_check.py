@@ -6,8 +6,10 @@ Usage: ``python scripts/gpu_check.py [--dry-run] [--deadline 450] [--output expe
 Short training runs (train + validation + ``--auto_resume``, MoE-SR with ``prefetch_mode: cuda``,
 MoEISR, torchrun with NCCL, ``train-gate``) run in parallel subprocesses, each with a timeout; the
 checks of :mod:`gpu_check_units` (CUDA against reference results, autocast dtypes, the YOLO gate,
-``basicsr infer``, ONNX export) run meanwhile in one more. Then, on the idle GPU, the timing checks and
-the SeemoRe-T throughput table (eager, then ``torch.compile`` with the time left). One line per path:
+``basicsr infer``, ONNX export) run meanwhile in one more. Then, on the idle GPU, the timing checks, the
+SeemoRe-T throughput table, the training speed table (``make bench``'s training section: fp32 against
+``train.amp``, ``train.channels_last``, ``train.compile``, and whether bf16 is native) and ``torch.compile`` of
+SeemoRe-T, these last two with the time left. One line per path:
 ``PASS|FAIL|SKIP name :: detail [seconds]``, and ``BENCH`` lines; ``results.txt`` and one log and
 option file per job land in ``--output``. The exit status is 1 if anything failed.
 
@@ -148,10 +150,12 @@ class GpuCheck:
                 last = [line.strip() for line in log.splitlines() if ERROR_LINE.search(line)][-1:]
                 self.report(f'FAIL {job.name} :: {error}{"; " + last[0][:240] if last else ""} [{seconds:.0f}s]')
 
-    def part(self, name, timeout):
+    def part(self, name, timeout, budget=None):
         """A job running ``gpu_check_units.py --part name``; its PASS/FAIL/SKIP/BENCH/INFO lines are reported."""
         command = [sys.executable, str(ROOT / 'scripts' / 'gpu_check_units.py'), '--part', name,
                    '--work', str(self.work / 'units'), '--data', str(Path(self.args.data).resolve())]
+        if budget is not None:
+            command += ['--budget', str(budget)]
         if self.args.dry_run:
             command.append('--dry-run')
         return Job(f'{name}_process', command, None, timeout, relay=True)
@@ -260,8 +264,17 @@ class GpuCheck:
             pending.append(pool.submit(self.run_chain, 'units', [self.part('functional', 240)]))
             for future in pending:
                 future.result()
-        # On the idle GPU: timings, then the throughput table and torch.compile with whatever time is left.
+        # On the idle GPU: timings, then the throughput table, the training speed table (no row starts in its
+        # last 90 s: a compiled row may take that long) and torch.compile with whatever time is left.
         self.run_chain('units', [self.part('bench', 150)])
+        left = int(self.args.deadline - (time.monotonic() - started) - 15)
+        if self.cuda and left < 60:
+            self.report(f'SKIP training_speed :: not enough time left ({left}s)')
+        elif self.cuda:
+            timeout = min(left, 240)
+            self.run_chain('units', [self.part('training', timeout, budget=timeout - 90)])
+        else:  # the dry run's tiny table, without compiling, whatever the deadline (as the bench part)
+            self.run_chain('units', [self.part('training', 120)])
         left = int(self.args.deadline - (time.monotonic() - started) - 15)
         if not self.cuda:
             self.report('SKIP compile_seemore :: CUDA only (dry run)')

@@ -1,11 +1,13 @@
 """The in-process checks of ``scripts/gpu_check.py``, one part per process.
 
-Usage (gpu_check.py starts it): ``python scripts/gpu_check_units.py --part functional|bench|compile
---work DIR --data DIR [--dry-run]``
+Usage (gpu_check.py starts it): ``python scripts/gpu_check_units.py --part functional|bench|training|compile
+--work DIR --data DIR [--dry-run] [--budget SECONDS]``
 
 ``functional``: CUDA results against reference computations, autocast dtypes, the YOLO gate,
 ``basicsr infer``, ONNX export. ``bench``: timings that need an idle GPU and the eager SeemoRe-T
-throughput table. ``compile``: the same table under ``torch.compile``. Each check prints one
+throughput table. ``training``: training iterations per second with ``train.amp``, ``train.channels_last`` and
+``train.compile`` against fp32 (``scripts/bench/training.py``, the table ``make bench`` measures on the CPU), rows
+stopped at ``--budget``. ``compile``: the SeemoRe-T table under ``torch.compile``. Each check prints one
 ``PASS|FAIL|SKIP name :: detail [seconds]`` line; the tables print ``BENCH`` lines.
 """
 import argparse
@@ -45,8 +47,8 @@ class Skip(Exception):
 
 
 class Env:
-    """Set by ``main``: the device and folders every check uses."""
-    dev, cuda, dry_run, work, data = torch.device('cpu'), False, True, Path('.'), Path('.')
+    """Set by ``main``: the device and folders every check uses, and the seconds a part may take."""
+    dev, cuda, dry_run, work, data, budget = torch.device('cpu'), False, True, Path('.'), Path('.'), None
 
 
 def check(name, part='functional'):
@@ -481,6 +483,23 @@ def _():
            f'{torch.backends.cudnn.allow_tf32}'
 
 
+@check('training_speed', part='training')
+def _():
+    # The dry run checks the script on tiny networks, without compiling (minutes on a CPU).
+    from scripts.bench.training import bf16_native, training_table
+    native = bf16_native(Env.dev)
+    print(f'INFO training speed on {"CUDA" if Env.cuda else "the CPU (dry run: figures mean nothing)"}'
+          + (f'; bf16 native: {"yes" if native else "no (emulated: train.amp bf16 is refused)"}' if Env.cuda else ''),
+          flush=True)
+    table = training_table(Env.dev, quick=Env.dry_run, budget=Env.budget, data_root=Env.data, compile_rows=Env.cuda,
+                           on_row=lambda cells: print('BENCH training ' + ' | '.join(map(str, cells)), flush=True))
+    failed = [row for row in table.rows if str(row[-1]).startswith('failed')]
+    if failed:
+        raise AssertionError(f'{len(failed)} rows failed, e.g. {failed[0][0]} {failed[0][1]}: {failed[0][-1]}')
+    measured = sum(row[3] != '-' for row in table.rows)
+    return f'{measured} of {len(table.rows)} rows measured (see the BENCH training lines)'
+
+
 @check('compile_seemore', part='compile')
 def _():
     cuda_only()
@@ -499,10 +518,11 @@ def main(argv=None):
     parser.add_argument('--work', required=True, help='scratch folder')
     parser.add_argument('--data', required=True, help='folder holding datasets/demo')
     parser.add_argument('--dry-run', action='store_true', help='CPU only')
+    parser.add_argument('--budget', type=float, help='seconds after which the training table starts no row')
     args = parser.parse_args(argv)
     Env.cuda = torch.cuda.is_available() and not args.dry_run
     Env.dev, Env.dry_run = torch.device('cuda' if Env.cuda else 'cpu'), args.dry_run
-    Env.work, Env.data = Path(args.work), Path(args.data)
+    Env.work, Env.data, Env.budget = Path(args.work), Path(args.data), args.budget
     Env.work.mkdir(parents=True, exist_ok=True)
     if args.part == 'functional':
         props = torch.cuda.get_device_properties(0) if Env.cuda else None

@@ -13,7 +13,7 @@ RUN_ON_CPU = [
     'infer_precision_auto', 'seemore_batch_routing', 'seemore_autocast_channels_last', 'moesr_sparse_vs_dense',
     'moeisr_sparse_decoding', 'yolo_gate', 'infer_seemore_precisions', 'infer_moesr_yolo_gate',
     'infer_moeisr_any_scale', 'onnx_export_cuda_network', 'matlab_bicubic', 'export_onnx_cli',
-    'matlab_bicubic_timing', 'throughput_eager',
+    'matlab_bicubic_timing', 'throughput_eager', 'training_speed',
 ]
 CUDA_ONLY = [
     'photos_seemore_x2', 'torchrun_nccl_moesr_shipped', 'torchrun_nccl_moesr_unused', 'torchrun_num_gpu_0', 'train_gate_cuda',

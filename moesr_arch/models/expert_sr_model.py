@@ -13,6 +13,7 @@ from torch.nn.parallel import DistributedDataParallel
 from moesr_arch.archs.routing import add_expert_pixels, returns_statistics, routing_shares
 from moesr_arch.inference.capabilities import describe
 from moesr_arch.inference.luma import on_luma
+from moesr_arch.models.speedups import Speedups, unwrap_compiled
 from moesr_arch.options import OPTIMIZERS
 from moesr_arch.utils.atomic import atomic_torch_save
 from moesr_arch.utils.checkpoint import load_weights, strip_module_prefix
@@ -46,7 +47,10 @@ class ExpertSRModel(SRModel):
       (:func:`moesr_arch.inference.luma.on_luma`);
     - archs that route (``forward(x, return_stats=True)``, :mod:`moesr_arch.archs.routing`) have each
       expert's share of the pixels routed in a validation logged to the log file and TensorBoard;
-      ``test()`` keeps the stats of its last network call as ``routing_stats`` (subclasses read maps there).
+      ``test()`` keeps the stats of its last network call as ``routing_stats`` (subclasses read maps there);
+    - ``train.amp`` (bf16, fp16 with a gradient scaler), ``train.channels_last`` and ``train.compile`` speed up
+      every network trained (:mod:`moesr_arch.models.speedups`); ``val.amp_and_channels_last`` extends the first
+      two to validation. Checkpoints and training states are the same with and without them.
     """
 
     @staticmethod
@@ -62,6 +66,7 @@ class ExpertSRModel(SRModel):
         if reason and opt.get('dist') and opt.get('find_unused_parameters') is None:
             opt['find_unused_parameters'] = True
             get_root_logger().info(f'DDP: find_unused_parameters set to true ({reason})')
+        self.speedups = Speedups(opt)  # before BasicSR places net_g (model_to_device)
         super().__init__(opt)
         self.routing_totals = None  # expert -> pixels routed, summed over a validation pass while one runs
         self.routing_stats = None  # the stats of test()'s last network call, for a routing network
@@ -96,10 +101,22 @@ class ExpertSRModel(SRModel):
         return getattr(torch.optim, optim_type)(params, lr, **kwargs)
 
     def model_to_device(self, net):
+        """On the device, wrapped for DDP on the CPU too, with training's channels_last and compilation."""
+        return self.speedups.place(net, self.device, self.put_on_device)
+
+    def put_on_device(self, net):
         if self.opt['dist'] and self.device.type == 'cpu':
             net = net.to(self.device)
             return DistributedDataParallel(net, find_unused_parameters=self.opt.get('find_unused_parameters', False))
         return super().model_to_device(net)
+
+    def get_bare_model(self, net):
+        """The network inside DDP, DataParallel and ``torch.compile``: what is saved, loaded and validated."""
+        return super().get_bare_model(unwrap_compiled(net))
+
+    def feed_data(self, data):
+        super().feed_data(data)
+        self.lq = self.speedups.input(self.lq)
 
     def compute_losses(self, output=None, prefix='l_'):
         """Loss terms of ``output`` (default: ``self.output``) against ``self.gt``, by name."""
@@ -124,9 +141,11 @@ class ExpertSRModel(SRModel):
 
     def optimize_parameters(self, current_iter):
         self.optimizer_g.zero_grad(set_to_none=True)
-        losses = self.training_losses(current_iter)
+        with self.speedups.autocast(self.device):
+            losses = self.training_losses(current_iter)
         self.step(self.net_g, self.optimizer_g, losses, current_iter)
         self.log_dict = self.reduce_loss_dict(losses)
+        self.speedups.log(self.log_dict)
         if self.ema_decay > 0:
             self.model_ema(decay=self.ema_decay)
 
@@ -134,14 +153,23 @@ class ExpertSRModel(SRModel):
         """One optimisation step of ``net`` on ``losses``: NaN guard, backward, gradient clipping (the
         norm by ``train.grad_clip_norm``, then each element by ``train.grad_clip_value_over_lr``).
 
-        Every model's training goes through here, so the options apply to all of them."""
-        check_finite_losses(losses, current_iter)
-        sum(losses.values()).backward()
+        Every model's training goes through here, so the options apply to all of them. Under ``train.amp: fp16``
+        the loss is scaled for the backward pass and the gradients unscaled before clipping; a step whose
+        gradients overflowed is skipped by the scaler (counted, not an error)."""
+        check_finite_losses(losses, current_iter, self.speedups.amp)
+        scaler = self.speedups.scaler(self.optimizers.index(optimizer), self.device)
+        total = sum(losses.values())
+        (total if scaler is None else scaler.scale(total)).backward()
+        if scaler is not None:
+            scaler.unscale_(optimizer)  # clipping and the guard below see the true gradients
         self.discard_gradients(net)
         clip = self.opt['train'].get('grad_clip_norm')
         # A finite loss can still overflow its gradients (a huge learning rate, an exploding scale):
         # one norm over all gradients catches it before the optimizer turns the weights into NaN.
         norm = torch.nn.utils.clip_grad_norm_(net.parameters(), clip or float('inf'))
+        if not torch.isfinite(norm) and scaler is not None:
+            self.speedups.skip_step(scaler, current_iter, losses)
+            return
         if not torch.isfinite(norm):
             raise FloatingPointError(
                 f'iteration {current_iter}: the gradient of loss {" + ".join(losses)} is {norm.item()}; training '
@@ -150,7 +178,11 @@ class ExpertSRModel(SRModel):
         theta = self.opt['train'].get('grad_clip_value_over_lr')
         # theta is derived for one process's batch; DDP averages the gradients over world_size batches.
         clip_gradients_over_lr(optimizer, theta and theta / self.opt.get('world_size', 1))
-        optimizer.step()
+        if scaler is None:
+            optimizer.step()
+        else:
+            scaler.step(optimizer)
+            scaler.update()
 
     def discard_gradients(self, net):
         """Hook before the optimizer step: models that must keep some parameters still drop their gradients
@@ -175,12 +207,19 @@ class ExpertSRModel(SRModel):
             forward = on_luma(forward)
         was_training = net.training
         net.eval()
-        with torch.no_grad():
+        with torch.no_grad(), self.speedups.validation_autocast(self.device):
             if self.opt.get('val', {}).get('self_ensemble', False):
                 self.output = self_ensemble(forward, self.lq)
             else:
                 self.output = forward(self.lq)
         net.train(was_training)
+
+    def validation(self, dataloader, current_iter, tb_logger, save_img=False):
+        self.speedups.validating = True  # fp32 and contiguous, unless val.amp_and_channels_last
+        try:
+            super().validation(dataloader, current_iter, tb_logger, save_img)
+        finally:
+            self.speedups.validating = False
 
     def nondist_validation(self, dataloader, current_iter, tb_logger, save_img):
         self.routing_totals = OrderedDict()
@@ -204,7 +243,8 @@ class ExpertSRModel(SRModel):
         checkpoint = {}
         for net_, key in zip(nets, keys):
             state = self.get_bare_model(net_).state_dict()
-            checkpoint[key] = strip_module_prefix(OrderedDict((k, v.cpu()) for k, v in state.items()))
+            # contiguous: the file of a channels_last run is that of any other
+            checkpoint[key] = strip_module_prefix(OrderedDict((k, v.cpu().contiguous()) for k, v in state.items()))
         label = 'latest' if current_iter == -1 else current_iter
         atomic_torch_save(checkpoint, f"{self.opt['path']['models']}/{net_label}_{label}.pth")
 
@@ -218,11 +258,13 @@ class ExpertSRModel(SRModel):
             'optimizers': [o.state_dict() for o in self.optimizers],
             'schedulers': [s.state_dict() for s in self.schedulers],
             'rng': self.rank_rng_states,  # one entry per rank
+            'speedups': self.speedups.state_dict(),  # fp16's gradient scalers
         }
         atomic_torch_save(state, f"{self.opt['path']['training_states']}/{current_iter}.state")
 
     def resume_training(self, resume_state):
         super().resume_training(resume_state)
+        self.speedups.load_state_dict(resume_state.get('speedups'), self.device)
         # Restored last, after the network was built, so data sampling continues where it stopped.
         restore_rng_states(resume_state.get('rng'), self.opt, resume_state['iter'])
 
@@ -283,12 +325,14 @@ def clip_gradients_over_lr(optimizer, theta):
             torch.nn.utils.clip_grad_value_(group['params'], theta / group['lr'])
 
 
-def check_finite_losses(losses, current_iter):
+def check_finite_losses(losses, current_iter, amp='none'):
     for name, value in losses.items():
         if not torch.isfinite(value).all():
+            # The scaler handles overflowing gradients, not a forward pass that overflowed float16's range.
+            hint = ' (train.amp is fp16, whose largest value is 65504: try bf16 or none)' if amp == 'fp16' else ''
             raise FloatingPointError(
                 f'iteration {current_iter}: loss {name} is {value.item()}; training stopped before the weights '
-                'were updated (the last saved checkpoint is intact). Lower the learning rate or check the data.')
+                f'were updated (the last saved checkpoint is intact). Lower the learning rate or check the data{hint}.')
 
 
 def check_replicas_agree(net, current_iter):

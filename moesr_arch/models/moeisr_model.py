@@ -73,7 +73,7 @@ class MoEISRModel(ExpertSRModel):
         net = self.get_bare_model(self.test_network())
         was_training = net.training
         net.eval()
-        with torch.no_grad():
+        with torch.no_grad(), self.speedups.validation_autocast(self.device):
             self.output, stats = net(self.lq, return_stats=True)
         net.train(was_training)
         context = getattr(self, '_val_context', None)

@@ -142,7 +142,8 @@ class MoESRModel(ExpertSRModel):
         if self.net_ref is None:
             return
         self.optimizer_ref.zero_grad(set_to_none=True)
-        losses = self.compute_losses(self.net_ref(self.lq), prefix='l_ref_')
+        with self.speedups.autocast(self.device):
+            losses = self.compute_losses(self.net_ref(self.lq), prefix='l_ref_')
         self.step(self.net_ref, self.optimizer_ref, losses, current_iter)
         self.log_dict.update(self.reduce_loss_dict(losses))
         if self.ema_decay > 0:
@@ -283,7 +284,7 @@ class MoESRModel(ExpertSRModel):
         # re-tune for each of them, costing more than it saves.
         benchmark, torch.backends.cudnn.benchmark = torch.backends.cudnn.benchmark, False
         try:
-            with torch.no_grad():
+            with torch.no_grad(), self.speedups.validation_autocast(self.device):
                 # The same pipeline as basicsr infer (moesr_arch/inference/gated.py), with the batch for the gate.
                 result = run_gated(net, self.gate, self.lq, self.data)
                 blended = synchronized_clock(self.device)
@@ -327,7 +328,8 @@ class MoESRModel(ExpertSRModel):
             times += self.timing
             add_expert_pixels(routed, self.expert_pixels)
             if self.background_output is None:  # top-1 sparse inference leaves the background's whole image out
-                self.background_output = expert_alone(net, BACKGROUND, self.lq)
+                with self.speedups.validation_autocast(self.device):
+                    self.background_output = expert_alone(net, BACKGROUND, self.lq)
             images = self._compared_images()
             if 'gt' in val_data:
                 gt_img = tensor2img([self.gt.cpu()])
@@ -394,8 +396,9 @@ class MoESRModel(ExpertSRModel):
         """Every expert alone on this image, scored inside every region (plus the blend and the control)."""
         kwargs = dict(crop_border=psnr_opt.get('crop_border', 0), test_y_channel=psnr_opt.get('test_y_channel', False))
         # The background expert alone is already among the compared images.
-        outputs = OrderedDict((name, images['_background'] if name == BACKGROUND else
-                               tensor2img([expert_alone(net, name, self.lq).cpu()])) for name in net.names)
+        with self.speedups.validation_autocast(self.device):
+            outputs = OrderedDict((name, images['_background'] if name == BACKGROUND else
+                                   tensor2img([expert_alone(net, name, self.lq).cpu()])) for name in net.names)
         outputs['MoE-SR'] = images['']
         if '_reference' in images:
             outputs['single network'] = images['_reference']

@@ -11,9 +11,9 @@ from moesr_arch.options.core import CHECK_PATHS, IS_TRAIN, Number, Section, cont
 from moesr_arch.options.datasets import check_training_set
 from moesr_arch.options.gates import gate_categories
 from moesr_arch.options.networks import MoESRNetOptions, expert_categories, read_categories
-from moesr_arch.options.training import (DistSection, ExpertTrainSection, LoggerSection, MoEISRValSection,
-                                         MoESRPathSection, MoESRTrainSection, MoESRValSection, PathSection,
-                                         TrainSection, ValSection)
+from moesr_arch.options.training import (DistSection, ExpertTrainSection, ExpertValSection, LoggerSection,
+                                         MoEISRValSection, MoESRPathSection, MoESRTrainSection, MoESRValSection,
+                                         PathSection, TrainSection, ValSection)
 
 DATASET_PHASES = ('train', 'val', 'test')
 # Keys BasicSR's training loop reads without a default, by section.
@@ -97,6 +97,7 @@ class ExpertSROptions(OptionFile):
     model_type: Literal['ExpertSRModel'] = Field(description='BasicSR SRModel plus extra losses, NaN guard, '
                                                  'gradient clipping, self-ensemble.')
     train: Optional[ExpertTrainSection] = Field(default=None, description='Training (required by basicsr train).')
+    val: Optional[ExpertValSection] = Field(default=None, description='Validation and test metrics.')
 
 
 class MoEISRModelOptions(ExpertSROptions):

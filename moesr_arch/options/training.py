@@ -150,6 +150,11 @@ def losses_by_pattern(schema):
         schema['additionalProperties'] = False
 
 
+AMP_MODES = ('none', 'bf16', 'fp16')
+# torch.compile's modes (torch._inductor.list_mode_options() of torch 2.1 onwards); false: no compilation.
+COMPILE_MODES = (False, 'default', 'reduce-overhead', 'max-autotune', 'max-autotune-no-cudagraphs')
+
+
 class ExpertTrainSection(TrainSection):
     """Training of the package's models (ExpertSRModel and its subclasses)."""
 
@@ -157,7 +162,30 @@ class ExpertTrainSection(TrainSection):
                                              'together to this value; none: no clipping.')
     grad_clip_value_over_lr: Optional[Number] = Field(default=None, gt=0, description="VDSR's adjustable "
                                                       'clipping theta: each gradient element into +-theta/lr.')
+    # Training speed-ups (moesr_arch/models/speedups.py); docs/training.md measures what each costs and saves.
+    amp: Literal[AMP_MODES] = Field(default='none', description='Mixed precision of the training forward and '
+                                    'losses: none (fp32), bf16 (autocast to bfloat16; refused on a GPU that only '
+                                    'emulates it) or fp16 (autocast to float16 with a gradient scaler: a step whose '
+                                    'scaled gradients overflow is skipped and counted as fp16_skipped_steps in the '
+                                    'log). Weights, optimizer and checkpoints stay fp32.')
+    channels_last: bool = Field(default=False, description='Train in the channels_last memory format (the trained '
+                                'networks and their input batches): faster convolutions on most GPUs and CPUs. '
+                                'Checkpoints are written contiguous, as without it.')
+    compile: Literal[COMPILE_MODES] = Field(default=False, description='torch.compile the trained networks with '
+                                            'this mode (false: eager). The first iterations (and the first of each '
+                                            'MoE-SR stage) pay the compilation; checkpoints keep the same keys. '
+                                            'Validation always runs the eager network.')
 
+
+    @model_validator(mode='before')
+    @classmethod
+    def _compile_mode(cls, data):
+        # YAML's false, spelt as YAML spells it; 0 (equal to False in Python) and true are refused.
+        value = data.get('compile', False) if isinstance(data, dict) else False
+        if value is not False and (not isinstance(value, str) or value not in COMPILE_MODES):
+            modes = ', '.join(mode for mode in COMPILE_MODES if mode is not False)
+            raise problem(f'@compile must be false (no compilation) or a torch.compile mode ({modes}), got {value!r}')
+        return data
 
 STAGES = ('generalist', 'experts', 'joint')
 
@@ -210,13 +238,21 @@ class ValSection(Section):
     self_ensemble: bool = Field(default=False, description='Test with the x8 geometric self-ensemble (EDSR+).')
 
 
-class MoEISRValSection(ValSection):
+class ExpertValSection(ValSection):
+    """Validation of the package's models (ExpertSRModel and its subclasses)."""
+
+    amp_and_channels_last: bool = Field(default=False, description='Validate during training under train.amp '
+                                        'and train.channels_last as well (default: fp32, as basicsr test and basicsr '
+                                        'infer run). Never compiled: every validation image has its own size.')
+
+
+class MoEISRValSection(ExpertValSection):
     """Validation of MoEISR."""
 
     expert_maps: bool = Field(default=True, description='With save_img, save an expert map beside each image.')
 
 
-class MoESRValSection(ValSection):
+class MoESRValSection(ExpertValSection):
     """Validation of MoE-SR."""
 
     region_metrics: bool = Field(default=True, description="PSNR/SSIM inside each category's labelled regions.")
