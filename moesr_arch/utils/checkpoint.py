@@ -175,14 +175,17 @@ def load_weights(network, path, param_key='params', strict=True, what=None):
     A state dict that does not fit raises :class:`CheckpointError` with one line: the file, the network and
     :func:`mismatch`'s summary. With ``strict`` false, missing and unexpected keys are allowed and weights of
     another shape are left out with a warning naming them, as BasicSR's ``load_network`` does (a x4 network
-    started from x2 weights: every weight but the upsampler's)."""
+    started from x2 weights: every weight but the upsampler's), unless most of them are of another shape."""
     weights = read_weights(path, param_key, what)
     state = weights.state
     if not strict:
         network_state = network.state_dict()
         reshaped = [key for key, value in state.items()
                     if key in network_state and value.shape != network_state[key].shape]
-        if reshaped:
+        # Most shared weights must fit: a file whose weights mostly differ in shape is another network (a
+        # bias of 3 output channels fits any RGB network), and is refused below.
+        fitting = [key for key in state if key in network_state and key not in reshaped]
+        if reshaped and len(fitting) > len(reshaped):
             from basicsr.utils import get_root_logger
             get_root_logger().warning(f'{weights.source(path)}: {len(reshaped)} weights of another shape left out '
                                       f'(strict loading is off): {", ".join(reshaped)}')
