@@ -87,7 +87,7 @@ def training_data(options):
 
 
 def card_text(model, options, recipe_copy, entry, iteration, state, data_bytes, dtype, cpu_minutes, wall, validation,
-              table):
+              table, note=None):
     parameters = sum(t.numel() for t in state.values())
     sha = hashlib.sha256(data_bytes).hexdigest()
     train = options['train']
@@ -108,8 +108,8 @@ def card_text(model, options, recipe_copy, entry, iteration, state, data_bytes, 
         f'| last Set5 validation (PSNR-Y, SSIM-Y) | {validation or "none logged"} |',
         f'| weights | `{entry}` (EMA decay {train.get("ema_decay", 0)}), stored as {dtype}, '
         f'{len(data_bytes) / 1e6:.2f} MB, sha256 `{sha[:16]}...` |',
-        f'| torch | {torch.__version__} |', '',
-    ]
+        f'| torch | {torch.__version__} |',
+    ] + ([f'| note | {note} |'] if note else []) + ['']
     if table:  # the benchmark's own title would be a second top-level heading
         body = table.strip().split('\n', 1)[1].strip() if table.startswith('# ') else table.strip()
         lines += ['## Standard table', '', body, '']
@@ -132,7 +132,7 @@ def write_once(path, data, replace):
     return 'written'
 
 
-def ship(name, run, cpu_minutes, table=None, half=False, replace=False, folder=FOLDER):
+def ship(name, run, cpu_minutes, table=None, half=False, replace=False, folder=FOLDER, note=None):
     """Write ``<folder>/<name>.safetensors`` and ``<name>.md``; ``{path: 'written' | 'unchanged'}``."""
     from safetensors.torch import save
     if name not in SHIPPED:
@@ -153,7 +153,7 @@ def ship(name, run, cpu_minutes, table=None, half=False, replace=False, folder=F
     wall, validation = log_summary(run)
     table_text = Path(table).read_text() if table else None
     card = card_text(model, options, f'{run}/{recipe_copy}', entry, iteration, state, data,
-                     str(dtype).replace('torch.', ''), cpu_minutes, wall, validation, table_text)
+                     str(dtype).replace('torch.', ''), cpu_minutes, wall, validation, table_text, note)
     weights, card_path = Path(folder) / model.path.name, Path(folder) / model.card.name
     return {weights: write_once(weights, data, replace), card_path: write_once(card_path, card.encode(), replace)}
 
@@ -166,9 +166,11 @@ def main(argv=None):
     parser.add_argument('--table', help="table.md of `basicsr benchmark --model` on the shipped file")
     parser.add_argument('--half', action='store_true', help='store float16 (for models over 4 MB in float32)')
     parser.add_argument('--replace', action='store_true', help='replace a shipped file or card with other content')
+    parser.add_argument('--note', help='a line for the card on how this run differed from its recipe')
     args = parser.parse_args(argv)
     try:
-        for path, what in ship(args.name, args.run, args.cpu_minutes, args.table, args.half, args.replace).items():
+        for path, what in ship(args.name, args.run, args.cpu_minutes, args.table, args.half, args.replace,
+                               note=args.note).items():
             print(f'{path}: {what}')
     except (UserError, OSError) as error:
         print(f'ship_weights: error: {error}', file=sys.stderr)
