@@ -63,15 +63,18 @@ def test_an_expert_whose_category_is_absent_keeps_its_weights():
     """Adam moves a parameter whose gradient is zero (its momentum); an absent expert must not move."""
     from basicsr.archs import build_network
     from moesr_arch.models.moesr_model import MoESRModel
+    from moesr_arch.models.speedups import Speedups
     torch.manual_seed(0)
     names = expert_names()
     model = MoESRModel.__new__(MoESRModel)  # the training-step parts only, without BasicSR's set-up
     model.net_g = build_network({'type': 'MoESRNet', 'experts': {name: TINY_EXPERT for name in names},
                                  'categories': names[:-1]})
     model.opt = {'dist': False, 'train': {}}
+    model.speedups = Speedups(model.opt)  # no amp, channels_last or compile (outside training)
     model.cri_pix = L1Loss()
     model.get_bare_model = lambda net: net
     optimizer = Adam(model.net_g.parameters(), lr=1e-2)
+    model.optimizers, model.device = [optimizer], torch.device('cpu')
     model.lq, model.gt = torch.rand(2, 3, 12, 12), torch.rand(2, 3, 24, 24)
     everywhere = torch.arange(len(names) - 1).repeat_interleave(12 * 12 * 2 // (len(names) - 1) + 1)[:288]
     for category_map in (everywhere.view(2, 12, 12), torch.zeros(2, 12, 12, dtype=torch.long)):

@@ -175,6 +175,7 @@ def test_validation_and_infer_run_the_same_gated_pipeline():
     from moesr_arch.gating import build_gate
     from moesr_arch.inference import Upscaler, run_gated
     from moesr_arch.models.moesr_model import MoESRModel
+    from moesr_arch.models.speedups import Speedups
     torch.manual_seed(0)
     net = build_network({'type': 'MoESRNet', 'experts': EXPERTS, 'categories': ['people', 'vehicle']})
     rng = np.random.default_rng(0)
@@ -185,6 +186,7 @@ def test_validation_and_infer_run_the_same_gated_pipeline():
     gate = build_gate({'type': 'LabelGate', 'categories': ['people', 'vehicle']})
     model = MoESRModel.__new__(MoESRModel)  # only what test() reads, without BasicSR's set-up
     model.net_g, model.gate, model.device, model.opt = net, gate, torch.device('cpu'), {}
+    model.speedups = Speedups(model.opt)  # no amp, channels_last or compile (outside training)
     model.lq = torch.from_numpy(image[:, :, ::-1] / 255.).permute(2, 0, 1)[None].float()
     model.data = data
     model.test()

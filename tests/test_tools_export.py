@@ -47,9 +47,14 @@ def test_onnx_has_dynamic_size_and_matches_pytorch(tmp_path, arch):
             expected = network(x).numpy()
         assert got.shape == expected.shape == (shape[0], 3, shape[2] * 2, shape[3] * 2)
         assert np.abs(got - expected).max() < 1e-4
-    if arch == 'SeemoRe':  # routing is traced data-independently: every expert is in the graph, not only
-        names = [t.name for t in onnx.load(str(tmp_path / 'net.onnx')).graph.initializer]  # the traced one's
-        assert {m for n in names for m in re.findall(r'moe_layer\.experts\.(\d+)\.', n)} == {'0', '1', '2'}
+    if arch == 'SeemoRe':  # routing is traced data-independently: every expert's weights are in the graph (the
+        # dense mixture fuses them into one convolution each), not only the traced image's expert's
+        # (tracing one expert per layer would leave out about two thirds of the experts' weights).
+        graph = onnx.load(str(tmp_path / 'net.onnx')).graph
+        stored = sum(int(np.prod(t.dims)) for t in graph.initializer)
+        total = sum(p.numel() for p in network.parameters())
+        experts = sum(p.numel() for name, p in network.named_parameters() if '.experts.' in name)
+        assert stored > total - experts // 3, (stored, total, experts)
     # The safetensors weights load back through --model_path into the same network.
     reloaded = build_from_options(options, str(tmp_path / 'net.safetensors'))[0]
     for key, value in network.state_dict().items():
