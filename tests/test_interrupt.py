@@ -29,10 +29,18 @@ def photos(folder, count, size=96):
     return folder
 
 
+def as_from_a_shell():
+    """SIGINT unblocked and default in the command, as a shell starts it: a blocked or ignored SIGINT is
+    inherited across exec, and earlier tests in this process (torch's compile workers) can leave it so."""
+    signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT})
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 def interrupt_when(args, cwd, busy, timeout=120):
     """Start ``basicsr ARGS``, send Ctrl-C once ``busy()`` holds; return (exit code, stderr)."""
     proc = subprocess.Popen([sys.executable, '-m', 'moesr_arch', *map(str, args)], cwd=cwd, env=cli_env(cwd),
-                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, start_new_session=True)
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, start_new_session=True,
+                            preexec_fn=as_from_a_shell)
     deadline = time.time() + timeout
     while not busy():
         assert proc.poll() is None, f'ended before it was interrupted: {proc.stderr.read()[-2000:]}'
