@@ -17,9 +17,9 @@ AT_LEAST = {2: 37.55, 3: 33.72, 4: 31.40}
 @pytest.fixture(scope='module')
 def benchmark_root(tmp_path_factory):
     if not WEIGHTS.is_file():
-        pytest.skip(f'{WEIGHTS} is missing (pytorch-vdsr model/model_epoch_50.pth)')
+        pytest.skip(f'{WEIGHTS} is missing: needs ../shared/weights (development data, not in the repository)')
     if not SET5.is_dir():
-        pytest.skip(f'{SET5} is missing (the Set5 HR images)')
+        pytest.skip(f'{SET5} is missing: needs ../shared/benchmarks (development data, not in the repository)')
     root = tmp_path_factory.mktemp('published')
     # the layout made by the product's own command, as a user makes it
     run_cli(['prepare', 'benchmark', '--input', str(SET5), '--output', str(root / 'datasets' / 'benchmark' / 'Set5'),

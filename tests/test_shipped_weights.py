@@ -14,7 +14,6 @@ sys.path.insert(0, str(ROOT / 'scripts'))
 import ship_weights  # noqa: E402
 
 SHARED = ROOT.parent / 'shared'
-MISSING = [model.name for model in SHIPPED.values() if not model.path.is_file()]
 
 
 @pytest.mark.parametrize('name', sorted(SHIPPED))
@@ -23,8 +22,7 @@ def test_every_shipped_model_loads_as_its_recipe_builds_it_and_has_a_card(name):
 
     from moesr_arch.inference import build_from_model_file
     model = SHIPPED[name]
-    if not model.path.is_file():
-        pytest.skip(f'{model.path} is not trained yet (docs/photos.md says how)')
+    assert model.path.is_file(), f'{model.path}: a shipped model is missing from the package'
     assert model.path.stat().st_size < 4 * 1024 * 1024
     card = model.card.read_text()
     for needed in (model.recipe, 'CPU-minutes', 'iterations', '## Standard table', 'Set5'):
@@ -39,12 +37,10 @@ def test_every_shipped_model_loads_as_its_recipe_builds_it_and_has_a_card(name):
 
 
 def test_infer_without_a_model_uses_the_shipped_seemore_and_says_so(tmp_path):
-    if any(DEFAULT_MODELS[s] in MISSING for s in DEFAULT_MODELS):
-        pytest.skip('the shipped SeemoRe-T weights are not trained yet (docs/photos.md)')
     import skimage.data
     photo = skimage.data.astronaut()[200:264, 180:260, ::-1]  # BGR for cv2
     cv2.imwrite(str(tmp_path / 'face.png'), photo)
-    for scale in (2, 4):
+    for scale in DEFAULT_MODELS:
         out = tmp_path / f'x{scale}'
         result = run_cli(['infer', '-i', 'face.png', '-o', out, '--scale', scale], tmp_path)
         assert f'model: the shipped SeemoRe-T x{scale}' in result.stderr
@@ -61,8 +57,6 @@ def test_infer_without_a_model_uses_the_shipped_seemore_and_says_so(tmp_path):
                     reason='needs ../shared/benchmarks/Set5 (development data, not in the repository)')
 def test_the_shipped_seemore_x2_keeps_its_gain_over_bicubic_on_set5():
     """The quality claim of the card, on Set5's five images (MATLAB-bicubic LR at 8 bits, PSNR-Y, border 2)."""
-    if 'seemore_t_photos_x2' in MISSING:
-        pytest.skip('the shipped SeemoRe-T x2 is not trained yet (docs/photos.md)')
     from basicsr.metrics import calculate_psnr
     from basicsr.utils.matlab_functions import imresize
 
