@@ -6,11 +6,13 @@ blocks (its option parser, ``build_dataset``, ``build_dataloader``, ``build_mode
 ``MessageLogger``); BasicSR itself is never modified, so other code in the process sees it unchanged.
 The fixes, each applied here explicitly (docs/training.md lists them):
 
-1. **checked options** (:func:`validate_argv_options`): the option file, with ``--force_yml`` applied,
-   is validated (:mod:`moesr_arch.options`) before any work; unknown registry names are reported there
-   with the registered ones (BasicSR's ``Registry.get`` says only "not found").
-2. **forced seed** (:func:`parse_options`): BasicSR seeds before it applies ``--force_yml``; a forced
-   ``manual_seed`` seeds again.
+1. **options read once, checked and filled** (:func:`parse_options`): the option file, with ``--force_yml``
+   applied, is validated (:mod:`moesr_arch.options`) before any work and filled with its declared defaults,
+   and that tree is what the builders and models receive (BasicSR reads the file again and applies
+   ``--force_yml`` with ``exec``); unknown registry names are reported with the registered ones (BasicSR's
+   ``Registry.get`` says only "not found").
+2. **forced seed** (:func:`add_run_keys`): the seed is set after ``--force_yml`` is applied (BasicSR seeds
+   before, so a forced ``manual_seed`` was not the one used).
 3. **CUDA asked, none there** (:func:`parse_options`): ``num_gpu`` > 0 without CUDA stops naming the option.
 4. **process group from the device** (:func:`init_process_group`): under torchrun (``--launcher
    pytorch``) the backend follows the model's device (gloo for ``num_gpu: 0``, NCCL on CUDA with the
@@ -40,12 +42,12 @@ The fixes, each applied here explicitly (docs/training.md lists them):
 import argparse
 import contextlib
 import datetime
-import io
 import json
 import logging
 import math
 import os
 import pickle
+import random
 import shutil
 import sys
 import time
@@ -60,9 +62,10 @@ from basicsr.train import init_tb_loggers
 from basicsr.utils import (AvgTimer, MessageLogger, check_resume, get_env_info, get_root_logger, get_time_str,
                            make_exp_dirs, mkdir_and_rename, set_random_seed)
 from basicsr.utils import options as basicsr_options
+from basicsr.utils.dist_util import get_dist_info, init_dist
 
 from moesr_arch.data.loader_check import build_dataloader
-from moesr_arch.options import OptionError, apply_force_yml, load_options, resolve_derived_options, validate_options
+from moesr_arch.options import OptionError, read_options
 from moesr_arch.utils.atomic import atomic_write_text, remove_stale_temporaries
 
 # ------------------------------------------------------------------------------------------------
@@ -91,14 +94,6 @@ def parse_argv(argv):
     parser = argparse.ArgumentParser(add_help=False)
     add_arguments(parser)
     return parser.parse_args(argv)
-
-
-def validate_argv_options(argv, is_train=True):
-    """Validate the option file named by ``-opt`` in ``argv`` (BasicSR's command line) and return it."""
-    args = parse_argv(argv)
-    opt = apply_force_yml(load_options(args.opt), args.force_yml, args.opt)
-    validate_options(opt, args.opt, is_train=is_train)
-    return opt
 
 
 def uses_cuda(opt):
@@ -130,41 +125,64 @@ def init_process_group(opt, source):
 
 
 def parse_options(root_path, argv, is_train=True):
-    """BasicSR's ``parse_options`` on ``argv``, after checking the options, with fixes 1-4 (and 9's ``val.pbar``)."""
+    """The options of a run (fixes 1-4): the option file read once, ``--force_yml`` applied, checked and filled
+    (:func:`moesr_arch.options.read_options`), then BasicSR's run keys added as its ``parse_options`` adds them
+    (:func:`add_run_keys`). Returns ``(opt, args)`` as BasicSR's does."""
     args = parse_argv(argv)
     try:
-        checked = validate_argv_options(argv, is_train=is_train)
-        num_gpu = checked['num_gpu']
+        opt = read_options(args.opt, args.force_yml, is_train=is_train)
+        num_gpu = opt['num_gpu']
         if num_gpu != 'auto' and num_gpu and not torch.cuda.is_available():  # fix 3
             raise SystemExit(f'{args.opt}: num_gpu is {num_gpu} but CUDA is not available; '
                              'set num_gpu: 0 to run on the CPU')
         if args.launcher == 'pytorch':
-            init_process_group(checked, args.opt)
+            init_process_group(opt, args.opt)
+        elif args.launcher == 'slurm':
+            init_dist('slurm', **opt.get('dist_params') or {})
     except OptionError as error:
         raise SystemExit(f'Invalid options: {error}') from None
-    basicsr_argv = list(argv)
-    if args.launcher == 'pytorch':
-        # The group exists already: BasicSR's own init_dist would ask for NCCL again. As "none" (the last
-        # --launcher wins), BasicSR still reads rank and world size from the group, and seeds by rank.
-        basicsr_argv += ['--launcher', 'none']
-    saved_argv = sys.argv
-    sys.argv = [saved_argv[0] if saved_argv else 'basicsr'] + basicsr_argv
-    try:
-        # As "none", BasicSR would print "Disable distributed." in a distributed run.
-        with contextlib.redirect_stdout(io.StringIO()) if args.launcher == 'pytorch' else contextlib.nullcontext():
-            opt, basicsr_args = basicsr_options.parse_options(root_path, is_train)
-    finally:
-        sys.argv = saved_argv
-    # BasicSR re-reads the file: derived keys (network_g.categories_file -> categories) are resolved here.
-    resolve_derived_options(opt, args.opt)
+    add_run_keys(opt, args, root_path, is_train)
+    return opt, args
+
+
+def add_run_keys(opt, args, root_path, is_train):
+    """BasicSR's ``parse_options`` after it has read the file, on the checked options (in place): the process's
+    rank and world size, the seed (drawn when none is given), the run's flags, each dataset's phase and scale,
+    and the output folders; the file is neither read again nor changed by ``exec``."""
+    opt['dist'] = args.launcher != 'none'
+    opt['rank'], opt['world_size'] = get_dist_info()
+    if opt.get('manual_seed') is None:
+        opt['manual_seed'] = random.randint(1, 10000)
+    set_random_seed(opt['manual_seed'] + opt['rank'])
+    opt['auto_resume'], opt['is_train'] = args.auto_resume, is_train
+    if args.debug and not opt['name'].startswith('debug'):
+        opt['name'] = 'debug_' + opt['name']
+    if opt['num_gpu'] == 'auto':
+        opt['num_gpu'] = torch.cuda.device_count()
+    for phase, dataset in opt['datasets'].items():
+        dataset['phase'] = phase.split('_')[0]
+        if 'scale' in opt:
+            dataset['scale'] = opt['scale']
+        for key in ('dataroot_gt', 'dataroot_lq'):
+            if dataset.get(key) is not None:
+                dataset[key] = osp.expanduser(dataset[key])
+    paths = opt.setdefault('path', {})
+    for key, value in paths.items():
+        if value is not None and ('resume_state' in key or 'pretrain_network' in key):
+            paths[key] = osp.expanduser(value)
+    if is_train:
+        root = osp.join(root_path, 'experiments', opt['name'])
+        paths.update(experiments_root=root, models=osp.join(root, 'models'), log=root,
+                     training_states=osp.join(root, 'training_states'), visualization=osp.join(root, 'visualization'))
+        if 'debug' in opt['name']:
+            if 'val' in opt:
+                opt['val']['val_freq'] = 8
+            opt['logger'].update(print_freq=1, save_checkpoint_freq=8)
+    else:
+        root = osp.join(root_path, 'results', opt['name'])
+        paths.update(results_root=root, log=root, visualization=osp.join(root, 'visualization'))
     if opt.get('val') is not None and opt['val'].get('pbar') is None:  # fix 10: a bar where someone watches
         opt['val']['pbar'] = sys.stderr.isatty()
-    basicsr_args.launcher = args.launcher
-    if args.launcher == 'pytorch':
-        opt['dist'] = True
-    if any(entry.split('=', 1)[0].strip() == 'manual_seed' for entry in args.force_yml or ()):  # fix 2
-        set_random_seed(opt['manual_seed'] + opt['rank'])
-    return opt, basicsr_args
 
 
 # ------------------------------------------------------------------------------------------------
@@ -253,7 +271,7 @@ def create_train_val_dataloader(opt, logger, resume_state=None):
     val_loaders = []
     for phase, dataset_opt in opt['datasets'].items():
         if phase == 'train':
-            ratio = dataset_opt.get('dataset_enlarge_ratio', 1)
+            ratio = dataset_opt['dataset_enlarge_ratio']
             train_set = build_dataset(dataset_opt)
             train_sampler = ResumableEnlargedSampler(train_set, opt['world_size'], opt['rank'], ratio)
             train_loader = build_dataloader(train_set, dataset_opt, num_gpu=opt['num_gpu'], dist=opt['dist'],
@@ -364,7 +382,7 @@ def train_pipeline(root_path, argv):
             current_iter += 1
             if current_iter > total_iters:
                 break
-            model.update_learning_rate(current_iter, warmup_iter=opt['train'].get('warmup_iter', -1))
+            model.update_learning_rate(current_iter, warmup_iter=opt['train']['warmup_iter'])
             model.feed_data(train_data)
             model.optimize_parameters(current_iter)
             iter_timer.record()

@@ -106,6 +106,32 @@ def write_options(source, dest, **overrides):
     return Path(dest)
 
 
+RUN_KEYS = ('is_train', 'dist', 'rank', 'world_size')  # added by basicsr train|test, not written in files
+PLACEHOLDER_SETS = {'val': {'name': 'none', 'type': 'PairedImageDataset', 'dataroot_gt': 'none', 'dataroot_lq': 'none',
+                            'io_backend': {'type': 'disk'}}}
+
+
+def build_checked_model(opt):
+    """The model of a hand-written option dict, from the options ``basicsr train|test`` would give it: checked and
+    filled (:func:`moesr_arch.options.validate_options`), then the run keys of ``opt`` (``RUN_KEYS`` and the
+    derived paths) put back. Datasets may be left out (a placeholder is checked, none is built)."""
+    import copy
+
+    from basicsr.models import build_model
+
+    from moesr_arch.options import validate_options
+    from moesr_arch.options.training import DERIVED_PATHS
+    opt = copy.deepcopy(opt)
+    run = {key: opt.pop(key) for key in RUN_KEYS if key in opt}
+    paths = {key: opt['path'].pop(key) for key in DERIVED_PATHS if key in opt.get('path', {})}
+    opt.setdefault('datasets', copy.deepcopy(PLACEHOLDER_SETS))
+    opt.setdefault('name', 'test')
+    checked = validate_options(opt, 'test options', is_train=False, check_paths=False)
+    checked.update(run)
+    checked['path'].update(paths)
+    return build_model(checked)
+
+
 def tiny_test_setup(folder, images, name='tiny_test'):
     """A ``basicsr test`` set-up in ``folder``: x2 pairs of ``images`` ({stem: HR uint8 array}) in ``HR``/``LR``
     (test set ``pair``), a tiny random EDSR in ``net.pth`` and ``test.yml``, which saves the outputs with the

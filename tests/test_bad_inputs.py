@@ -21,11 +21,11 @@ import torch
 from basicsr.archs import build_network
 
 from conftest import ROOT, run_cli, write_options
-from moesr_arch.pipeline import validate_argv_options
+
 from moesr_arch.utils.image_io import ImageReadError, read_image
 from moesr_arch.data.paired_image_dataset import CheckedPairedImageDataset
 from moesr_arch.inference import Upscaler
-from moesr_arch.options import OptionError
+from moesr_arch.options import OptionError, read_options
 
 
 def write(path, image):
@@ -110,7 +110,7 @@ def test_wrong_extensions_are_read_by_content(tmp_path):
 def test_option_file_mistakes_stop_before_any_work(workdir, override, message):
     path = write_options('options/train_edsr_demo.yml', workdir / 'bad.yml', **override)
     with pytest.raises(OptionError) as error:
-        validate_argv_options(['-opt', str(path)])
+        read_options(str(path))
     assert message in str(error.value) and str(path) in str(error.value)
 
 
@@ -127,7 +127,7 @@ def test_missing_expert_weights_are_named(workdir):
     network = moesr_network(expert_weights={'people': 'experts/people.pth'})
     path = write_options('options/train_moesr.yml', workdir / 'bad.yml', network_g=network, gate='DELETE')
     with pytest.raises(OptionError, match=r'network_g.expert_weights.people: no such file: experts/people.pth'):
-        validate_argv_options(['-opt', str(path)])
+        read_options(str(path))
 
 
 def test_experts_of_different_scales_are_refused_naming_them():
@@ -542,7 +542,7 @@ def test_check_dataset_reports_looping_links_doubled_stems_and_images_smaller_th
 def test_derived_path_keys_are_refused_not_ignored(workdir):
     path = write_options('options/train_edsr_demo.yml', workdir / 'bad.yml', path__experiments_root='elsewhere')
     with pytest.raises(OptionError, match='path.experiments_root is set by BasicSR from name'):
-        validate_argv_options(['-opt', str(path)])
+        read_options(str(path))
 
 
 def test_a_two_point_polygon_is_not_silently_a_box():

@@ -10,7 +10,7 @@ import yaml
 from basicsr.archs import build_network
 from basicsr.archs.edsr_arch import EDSR
 
-from conftest import ROOT, run_cli, write_options
+from conftest import ROOT, build_checked_model, run_cli, write_options
 from moesr_arch import cli
 from moesr_arch.utils.checkpoint import CheckpointError, load_weights, read_weights
 
@@ -253,11 +253,10 @@ def test_a_list_of_param_keys_is_valid_in_an_option_file(tmp_path):
 
 
 def test_pretrain_loading_is_strict_and_a_list_falls_back(tmp_path):
-    from basicsr.models import build_model
     torch.save({'params': tiny(0).state_dict()}, tmp_path / 'net.pth')
 
     def model(param_key, ema_decay=0.999):
-        return build_model({
+        return build_checked_model({
             'name': 'pretrain', 'model_type': 'ExpertSRModel', 'scale': 2, 'num_gpu': 0, 'dist': False,
             'is_train': True, 'rank': 0, 'world_size': 1, 'network_g': dict(TINY),
             'path': {'pretrain_network_g': str(tmp_path / 'net.pth'), 'param_key_g': param_key,
@@ -278,7 +277,6 @@ def test_pretrain_loading_is_strict_and_a_list_falls_back(tmp_path):
 
 
 def test_moesr_controls_ema_starts_from_the_weights_of_a_file_without_params_ema(tmp_path):
-    from basicsr.models import build_model
     opt = yaml.safe_load((ROOT / 'options' / 'train_moesr.yml').read_text())
     network = opt['network_g']
     network['experts'] = {name: dict(TINY) for name in network['experts']}
@@ -288,7 +286,7 @@ def test_moesr_controls_ema_starts_from_the_weights_of_a_file_without_params_ema
     torch.save({'params': tiny(3).state_dict()}, tmp_path / 'ref.pth')
     opt.update({'network_ref': dict(TINY), 'is_train': True, 'dist': False, 'rank': 0, 'world_size': 1,
                 'num_gpu': 0, 'path': {'pretrain_network_ref': str(tmp_path / 'ref.pth')}})
-    model = build_model(opt)
+    model = build_checked_model(opt)
     assert same_weights(model.net_ref.state_dict(), tiny(3)) and same_weights(model.net_ref_ema.state_dict(), tiny(3))
 
 

@@ -306,7 +306,7 @@ def test_balance_loss_survives_dataparallel_replicas():
     model.opt = {'train': {}}
     model.net_g = Replicas(tiny_moeisr().train())
     model.cri_pix, model.cri_perceptual = torch.nn.L1Loss(), None
-    model.extra_losses = {'balance': ExpertBalanceLoss()}
+    model.extra_losses, model.balance_losses = {}, {'balance': ExpertBalanceLoss()}
     model.get_bare_model = lambda net: net.module
     model.lq, model.coord = torch.rand(2, 3, 6, 6), torch.rand(2, 40, 2) * 2 - 1
     model.cell, model.gt = torch.full((2, 40, 2), 0.05), torch.rand(2, 40, 3)

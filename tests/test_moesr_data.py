@@ -270,7 +270,11 @@ def test_lmdb_backend_reads_labels_json_beside_the_images(tmp_path):
 def test_dataset_options_are_checked(tmp_path):
     opt = make_colour_set(tmp_path, MIXED)
     opt.update(batch_size_per_gpu=2, num_worker_per_gpu=0)
-    check_dataset(opt, 'datasets.train', 'x.yml', True)
+    checked = check_dataset(opt, 'datasets.train', 'x.yml', True)
+    assert checked['focus_crops'] is False and checked['use_shuffle'] is True  # filled with the schema's defaults
+    assert {key: checked[key] for key in opt} == opt  # the file's own values, unchanged
+    with pytest.raises(OptionError, match=r'^x.yml: datasets.train.batch_size_per_gpu is required for the training set$'):
+        check_dataset({k: v for k, v in opt.items() if k != 'batch_size_per_gpu'}, 'datasets.train', 'x.yml', True)
     with pytest.raises(OptionError, match="unknown key 'datasets.train.label_dir'"):
         check_dataset({**opt, 'label_dir': 'x'}, 'datasets.train', 'x.yml', True)
     with pytest.raises(OptionError, match='categories_file is required'):

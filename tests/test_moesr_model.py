@@ -29,7 +29,7 @@ def tiny_train_options(workdir, name='tiny_moesr', **extra):
 def test_region_metrics_match_basicsr_on_the_whole_image_and_see_only_the_region():
     import numpy as np
     from basicsr.metrics import calculate_psnr, calculate_ssim
-    from moesr_arch.utils.region_metrics import masked_psnr, masked_ssim
+    from moesr_arch.evaluation.regions import masked_psnr, masked_ssim
     rng = np.random.default_rng(0)
     gt = rng.integers(0, 256, (40, 48, 3)).astype(np.uint8)
     sr = np.clip(gt + rng.normal(0, 8, gt.shape), 0, 255).astype(np.uint8)
@@ -189,13 +189,13 @@ def test_validation_and_infer_run_the_same_gated_pipeline():
     model.speedups = Speedups(model.opt)  # no amp, channels_last or compile (outside training)
     model.lq = torch.from_numpy(image[:, :, ::-1] / 255.).permute(2, 0, 1)[None].float()
     model.data = data
-    model.test()
+    result = model.test()
     with torch.no_grad():
         direct = run_gated(net.eval(), gate, model.lq, data)
-    assert torch.equal(model.output, direct.output)
-    assert model.background_output is None and direct.background is None  # top-1: never on the whole image
-    assert torch.equal(model.gate_weights, direct.gate_weights) and model.expert_pixels == direct.expert_pixels
-    assert model.expert_pixels['people'] > 0 and model.expert_pixels['vehicle'] > 0
+    assert torch.equal(model.output, direct.output) and torch.equal(result.output, direct.output)
+    assert result.background is None and direct.background is None  # top-1: never on the whole image
+    assert torch.equal(result.gate_weights, direct.gate_weights) and result.expert_pixels == direct.expert_pixels
+    assert result.expert_pixels['people'] > 0 and result.expert_pixels['vehicle'] > 0
     infer = Upscaler(net, 2, 'cpu', tile=0, gate=lambda lq, _=None: gate(lq, data), progress=False)
     output, _ = infer.upscale_array(image, 255.)
     np.testing.assert_array_equal(output, tensor2img([model.output]))

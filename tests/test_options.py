@@ -128,8 +128,13 @@ def test_categories_file_is_resolved_into_categories_before_the_network_is_built
     assert resolve_derived_options(opt)['network_g'] == resolved  # a second call changes nothing
     assert build_network(dict(opt['network_g'])).categories == ['people', 'vehicle']
     opt['network_ref'] = {'type': 'MoESRNet', 'categories_file': 'nowhere.yml', 'experts': {}}
-    with pytest.raises(OptionError, match='x.yml: network_ref.categories_file: categories file not found: nowhere.yml'):
-        resolve_derived_options(opt, 'x.yml')
+    assert resolve_derived_options(opt, 'x.yml')['network_ref']['categories_file'] == 'nowhere.yml'  # the schema's
+    with pytest.raises(OptionError, match='x.yml: network_ref.categories_file: no such file: nowhere.yml'):
+        validate_options(opt, 'x.yml')
+    (workdir / 'bad.yml').write_text('0: people\n0: vehicle\n')
+    opt['network_ref']['categories_file'] = str(workdir / 'bad.yml')
+    with pytest.raises(OptionError, match='x.yml: network_ref.categories_file: '):
+        validate_options(opt, 'x.yml')
 
 
 def test_json_schema_checks_the_shipped_files_and_names_a_misspelt_key(tmp_path):

@@ -5,7 +5,7 @@ import shutil
 
 import pytest
 import torch
-from basicsr.models import build_model
+from conftest import build_checked_model
 
 from moesr_arch.models.speedups import amp_dtype
 from moesr_arch.options import OptionError, load_options, validate_options
@@ -45,7 +45,7 @@ def build(model_type, tmp_path, pretrain=None, val=None, **train):
     }
     if model_type == 'MoESRModel':
         opt['network_ref'] = dict(EDSR)
-    return build_model(opt)
+    return build_checked_model(opt)
 
 
 def batch(model_type, seed):

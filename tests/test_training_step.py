@@ -1,7 +1,7 @@
 """The one training step every model shares: `train.grad_clip_norm` and VDSR's adjustable clipping."""
 import pytest
 import torch
-from basicsr.models import build_model
+from conftest import build_checked_model
 
 from moesr_arch.options import OptionError, load_options, validate_options
 from moesr_arch.models.expert_sr_model import ExpertSRModel
@@ -23,7 +23,7 @@ def build(model_type, tmp_path, lr=0.1, **train):
                   # a huge loss, so that the bounds bind
                   'pixel_opt': {'type': 'MSELoss', 'loss_weight': 1e6, 'reduction': 'mean'}, **train},
     }
-    return build_model(opt)
+    return build_checked_model(opt)
 
 
 def batch(model_type, seed=0):

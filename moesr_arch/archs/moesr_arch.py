@@ -56,9 +56,8 @@ class MoESRNet(nn.Module):
         self.categories = resolve_categories(experts, list(categories))
         self.names = self.categories + [BACKGROUND]
         self.experts = nn.ModuleDict(OrderedDict((name, build_expert(name, experts[name])) for name in self.names))
+        check_expert_weights(self.experts, expert_weights)
         for name, path in (expert_weights or {}).items():
-            if name not in self.experts:
-                raise ValueError(f'MoESRNet expert_weights: no expert named {name!r}; experts: {", ".join(self.names)}')
             load_weights(self.experts[name], path, param_key, what=f'MoESRNet expert {name!r}')
         self.scale = check_common_scale(self.experts, scale, probe_size)
         self.dilation, self.feather = int(dilation), int(feather)
@@ -177,7 +176,8 @@ def resolve_categories(experts, categories, source='the categories'):
     if not categories:
         categories = [name for name in experts if name != BACKGROUND]
     if BACKGROUND not in experts:
-        raise ValueError(f'MoESRNet needs a {BACKGROUND!r} expert; experts: {", ".join(map(str, experts)) or "none"}')
+        raise ValueError(f'MoESRNet needs a {BACKGROUND!r} expert (it answers wherever no category is found); '
+                         f'experts: {", ".join(map(str, experts)) or "none"}')
     if BACKGROUND in categories:
         raise ValueError(f'{BACKGROUND!r} is the implicit last gate channel, not a category; categories: {categories}')
     missing = [name for name in categories if name not in experts]
@@ -189,6 +189,13 @@ def resolve_categories(experts, categories, source='the categories'):
         raise ValueError(f'expert{"s" if len(unknown) > 1 else ""} {", ".join(map(str, unknown))} name no category '
                          f'of {source} ({", ".join(categories)}); rename to a category or background')
     return list(categories)
+
+
+def check_expert_weights(experts, expert_weights):
+    """Every name of ``expert_weights`` (expert name -> checkpoint) must be an expert's; ValueError otherwise."""
+    for name in expert_weights or {}:
+        if name not in experts:
+            raise ValueError(f'expert_weights.{name}: no such expert; experts: {", ".join(map(str, experts))}')
 
 
 def build_expert(name, opt):

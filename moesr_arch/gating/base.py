@@ -70,13 +70,12 @@ def build_gate(opt, source='gate options'):
 
     Unknown or mistyped keys raise :class:`moesr_arch.options.OptionError` naming them.
     """
-    from moesr_arch.data.categories import load_categories, parse_categories
+    from moesr_arch.data.categories import parse_categories
+    from moesr_arch.options import resolve_categories_files
     cls = validate_gate_options(opt, '', source)
-    kwargs = {k: v for k, v in opt.items() if k != 'type'}
-    if 'categories_file' in kwargs:
-        categories = load_categories(kwargs.pop('categories_file'))
-    else:
-        categories = parse_categories(dict(enumerate(kwargs.pop('categories'))), f'{source}: categories')
+    # Options read by the package have their categories already; a gate built from Python may name the file.
+    kwargs = {k: v for k, v in resolve_categories_files({'gate': dict(opt)}, source)['gate'].items() if k != 'type'}
+    categories = parse_categories(dict(enumerate(kwargs.pop('categories'))), f'{source}: categories')
     return cls(categories, **kwargs)
 
 

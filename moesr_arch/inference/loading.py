@@ -17,27 +17,21 @@ def build_from_options(opt_path, model_path=None, require_weights=True, scale=No
     """
     from basicsr.archs import build_network
 
-    from moesr_arch.options import OptionError, check_network, load_options, resolve_derived_options
+    from moesr_arch.options import OptionError, read_network_options
     from moesr_arch.options.recipes import missing_file_hint
-    from moesr_arch.options.training import PathSection
-    opt = load_options(opt_path)
-    if not isinstance(opt, dict) or 'network_g' not in opt:
-        raise InferenceError(f'{opt_path}: needs a network_g section naming the network')
     try:
-        check_network(opt['network_g'], 'network_g', opt_path)
-        resolve_derived_options(opt, opt_path)
+        opt = read_network_options(opt_path)
     except OptionError as error:
         raise InferenceError(str(error)) from None
-    path_opt = opt.get('path') or {}
-    defaults = PathSection.model_fields
-    strict = path_opt.get('strict_load_g', defaults['strict_load_g'].default)
+    path_opt = opt['path']
+    strict = path_opt['strict_load_g']
     if scale is not None:
         opt['scale'], opt['network_g'], strict = scale, with_scale(opt['network_g'], scale), True
     network = build_network(copy.deepcopy(opt['network_g']))
     weights = model_path or path_opt.get('pretrain_network_g')
     if weights:
         try:
-            load_weights(network, weights, path_opt.get('param_key_g', defaults['param_key_g'].default), strict,
+            load_weights(network, weights, path_opt['param_key_g'], strict,
                          what=f'network_g of {opt_path}')
         except CheckpointError as error:
             raise InferenceError(f'{error}{missing_file_hint(weights, opt_path)}') from None

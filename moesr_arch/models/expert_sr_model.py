@@ -11,6 +11,7 @@ from basicsr.utils.registry import MODEL_REGISTRY
 from torch.nn.parallel import DistributedDataParallel
 
 from moesr_arch.archs.routing import add_expert_pixels, returns_statistics, routing_shares
+from moesr_arch.evaluation.report import log_routing_statistics
 from moesr_arch.inference.capabilities import describe
 from moesr_arch.inference.luma import on_luma
 from moesr_arch.models.speedups import Speedups, unwrap_compiled
@@ -87,8 +88,7 @@ class ExpertSRModel(SRModel):
         The EMA copy (``train.ema_decay``) starts from the file's ``params_ema`` as in BasicSR; a file without
         one starts it from the weights ``path.param_key_g`` chose for ``net_g``."""
         if net is getattr(self, 'net_g_ema', None) and param_key == 'params_ema':
-            from moesr_arch.options.training import PathSection
-            chosen = self.opt['path'].get('param_key_g', PathSection.model_fields['param_key_g'].default)
+            chosen = self.opt['path']['param_key_g']
             param_key = ['params_ema'] + ([chosen] if isinstance(chosen, str) else list(chosen))
         bare = self.get_bare_model(net)
         load_weights(bare, load_path, param_key, strict, what=type(bare).__name__)
@@ -208,7 +208,7 @@ class ExpertSRModel(SRModel):
         was_training = net.training
         net.eval()
         with torch.no_grad(), self.speedups.validation_autocast(self.device):
-            if self.opt.get('val', {}).get('self_ensemble', False):
+            if self.opt['val']['self_ensemble']:
                 self.output = self_ensemble(forward, self.lq)
             else:
                 self.output = forward(self.lq)
@@ -351,13 +351,3 @@ def check_replicas_agree(net, current_iter):
     get_root_logger().info(f'DDP replicas agree at iteration {current_iter} (world size '
                            f'{dist.get_world_size()}, max fingerprint difference {difference:.3g})')
 
-
-def log_routing_statistics(statistics, dataset_name, current_iter, tb_logger):
-    if not statistics:
-        return
-    lines = [f'Routing on {dataset_name} (share of the routed pixels per expert):']
-    for name, value in statistics.items():
-        lines.append(f'\t # {name}: {value:.4f}')
-        if tb_logger:
-            tb_logger.add_scalar(f'routing/{dataset_name}/{name}', value, current_iter)
-    get_root_logger().info('\n'.join(lines))

@@ -13,15 +13,7 @@ import contextlib
 import torch
 from basicsr.utils import get_root_logger
 
-from moesr_arch.options.training import ExpertTrainSection, ExpertValSection
-
 AMP_DTYPES = {'none': None, 'bf16': torch.bfloat16, 'fp16': torch.float16}
-
-
-def option(opt, section, key):
-    """``opt[section][key]`` as validated, the schema's default where the file leaves it out."""
-    schema = {'train': ExpertTrainSection, 'val': ExpertValSection}[section]
-    return (opt.get(section) or {}).get(key, schema.model_fields[key].default)
 
 
 def amp_dtype(amp, device):
@@ -42,11 +34,11 @@ class Speedups:
     """The speed-ups one training asked for; all off outside training (``basicsr test``) and by default."""
 
     def __init__(self, opt):
-        training = bool(opt.get('is_train'))
-        self.amp = option(opt, 'train', 'amp') if training else 'none'
-        self.channels_last = option(opt, 'train', 'channels_last') if training else False
-        self.compile = option(opt, 'train', 'compile') if training else False
-        self.in_validation = option(opt, 'val', 'amp_and_channels_last') if training else False
+        self.amp, self.channels_last, self.compile, self.in_validation = 'none', False, False, False
+        if opt.get('is_train'):  # the filled options: every key of train (and of val, when there is one) is there
+            train, val = opt['train'], opt.get('val')
+            self.amp, self.channels_last, self.compile = train['amp'], train['channels_last'], train['compile']
+            self.in_validation = bool(val and val['amp_and_channels_last'])
         self.validating = False  # set by the model around a validation pass
         self.dtype = None  # resolved with the device (place)
         self.scalers = {}  # optimizer index -> fp16 gradient scaler, made at its first step

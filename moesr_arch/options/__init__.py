@@ -8,30 +8,71 @@ training, validation, losses and metrics (:mod:`~moesr_arch.options.training`) a
 (:mod:`~moesr_arch.options.gates`). Every problem raises :class:`OptionError` naming the file, the key
 and the value. ``basicsr schema`` writes the same schema as JSON for YAML editors.
 
-Public functions: :func:`load_options`, :func:`validate_options`, :func:`check_network`,
+Public functions: :func:`read_options` (what every command runs: read, checked, filled), :func:`load_options`,
+:func:`validate_options`, :func:`check_network`,
 :func:`check_dataset`, :func:`validate_gate`, :func:`apply_force_yml`, :func:`resolve_derived_options`,
 :func:`json_schema`.
 """
+import os
+
 from moesr_arch.options.core import OptionError
-from moesr_arch.options.datasets import TRAIN_SET_KEYS
 from moesr_arch.options.training import OPTIMIZERS
 
-__all__ = ['OptionError', 'OPTIMIZERS', 'load_options', 'validate_options', 'check_network', 'check_dataset',
+__all__ = ['OptionError', 'OPTIMIZERS', 'load_options', 'read_options', 'read_network_options', 'validate_options', 'check_network', 'check_dataset',
            'validate_gate', 'apply_force_yml', 'resolve_derived_options', 'json_schema']
 
 
 def validate_options(opt, source, is_train=True, check_paths=True):
-    """Raise :class:`OptionError` listing the problems of ``opt`` (a dict read from ``source``).
+    """The options that run, from ``opt`` (a dict read from ``source``); :class:`OptionError` lists its problems.
+
+    The file's values are checked against the schema, the categories files of MoE-SR networks and gates read
+    (once, here: they become ``categories``), every declared default filled in (:func:`~moesr_arch.options.core.
+    filled`) and ``shipped:<name>`` weights resolved to their files. ``opt`` itself is left as it was.
 
     ``is_train``: the file is for ``basicsr train`` (training sections required). ``check_paths=False``
     checks everything but the existence of data folders, weight and categories files.
     """
+    import copy
+
+    from moesr_arch.options.core import filled
     from moesr_arch.options.schema import schema, validate
     if not isinstance(opt, dict):
         raise OptionError(f'{source}: an option file is a mapping of keys, got {type(opt).__name__}')
     if opt.get('model_type') is None:
         raise OptionError(f'{source}: model_type is required')
-    validate(schema().option_file, opt, '', source, check_paths=check_paths, is_train=is_train)
+    opt = resolve_categories_files(copy.deepcopy(opt), source)
+    opt.setdefault('path', {})  # BasicSR needs the section: left out, it holds its defaults
+    checked = filled(validate(schema().option_file, opt, '', source, check_paths=check_paths, is_train=is_train), opt)
+    return resolve_shipped_paths(checked)
+
+
+def read_options(path, force_yml=None, is_train=True, check_paths=True):
+    """The options that run, read from the option file ``path`` with BasicSR's ``--force_yml`` entries applied:
+    checked and filled (:func:`validate_options`). Every command reads its option file through here, once."""
+    return validate_options(apply_force_yml(load_options(path), force_yml, path), path, is_train=is_train,
+                            check_paths=check_paths)
+
+
+def read_network_options(path):
+    """The sections of the option file ``path`` that ``basicsr infer``, ``export`` and ``benchmark`` use, checked and
+    filled like :func:`read_options` does: ``network_g``, ``path`` and ``gate`` (the other keys as the file has them).
+    The file may be one of ``basicsr test`` (its test sets need not be here) or hold just these sections."""
+    from pydantic import TypeAdapter
+
+    from moesr_arch.options.core import filled
+    from moesr_arch.options.models import DECLARED, OptionFile
+    from moesr_arch.options.schema import schema, validate
+    opt = load_options(path)
+    if not isinstance(opt, dict) or 'network_g' not in opt:
+        raise OptionError(f'{path}: needs a network_g section naming the network')
+    opt = resolve_categories_files(opt, path)
+    opt['network_g'] = filled(validate(schema().network, opt['network_g'], 'network_g', path), opt['network_g'])
+    sections = DECLARED.get(opt.get('model_type'), OptionFile).model_fields
+    raw = opt.get('path') or {}
+    opt['path'] = filled(validate(TypeAdapter(sections['path'].annotation), raw, 'path', path), raw)
+    if opt.get('gate') is not None:
+        opt['gate'] = filled(validate(schema().gate, opt['gate'], 'gate', path), opt['gate'])
+    return resolve_shipped_paths(opt)
 
 
 def check_network(value, where, source, check_paths=True):
@@ -41,13 +82,21 @@ def check_network(value, where, source, check_paths=True):
 
 
 def check_dataset(value, where, source, is_train, check_paths=True):
-    """Validate dataset options found at ``where`` (``datasets.<phase>``) in ``source``."""
+    """The dataset options found at ``where`` (``datasets.<phase>``) in ``source``, checked and filled (as
+    :func:`validate_options` fills a whole file's)."""
+    from moesr_arch.options.core import filled
     from moesr_arch.options.schema import schema, validate
-    validate(schema().dataset, value, where, source, check_paths=check_paths)
-    if is_train and where.split('.')[-1].split('_')[0] == 'train':
-        for key in TRAIN_SET_KEYS:
-            if value.get(key) is None:
-                raise OptionError(f'{source}: {where}.{key} is required for the training set')
+    from pydantic_core import PydanticCustomError
+
+    from moesr_arch.options.datasets import check_training_set
+    section = validate(schema().dataset, value, where, source, check_paths=check_paths)
+    key = where.split('.')[-1]
+    if is_train and key.split('_')[0] == 'train':
+        try:
+            check_training_set(key, section)
+        except PydanticCustomError as error:  # the rule as the whole file's check words it
+            raise OptionError(f'{source}: {error.context["message"].lstrip("@")}') from None
+    return filled(section, value)
 
 
 def validate_gate(value, where='gate', source='gate options', check_paths=True):
@@ -56,40 +105,57 @@ def validate_gate(value, where='gate', source='gate options', check_paths=True):
     validate(schema().gate, value, where, source, check_paths=check_paths)
 
 
-def resolve_derived_options(opt, source='options'):
-    """Replace what the options layer derives before anything is built; returns ``opt`` (changed in place).
-
-    MoE-SR networks (``network_g``, ``network_ref``, nested ones too) get ``categories`` read from their
-    ``categories_file`` (the network takes names only; it reads no files); ``path`` values ``shipped:<name>``
-    become the shipped file's path (:mod:`moesr_arch.weights`). Calling it again changes nothing.
-    """
+def resolve_categories_files(opt, source='options'):
+    """``categories_file`` of MoE-SR networks (``network_g``, ``network_ref``, nested ones too) and of the ``gate``
+    read into ``categories``, in place; returns ``opt``. The one place options read categories files: networks
+    and gates take names only. A file that does not exist is left for the schema to report."""
     from moesr_arch.data.categories import CategoriesError, load_categories
+
+    def read(node, where):
+        path = node['categories_file']
+        if not isinstance(path, str) or not os.path.isfile(os.path.expanduser(path)):
+            return
+        try:
+            found = load_categories(path)
+        except CategoriesError as error:
+            raise OptionError(f'{source}: {where}.categories_file: {error}') from None
+        if node.get('categories') and list(node['categories']) != found:
+            raise OptionError(f'{source}: {where}.categories {list(node["categories"])} differ from {path}: {found}')
+        del node['categories_file']
+        node['categories'] = found
 
     def resolve(node, where):
         if isinstance(node, dict):
             if node.get('type') == 'MoESRNet' and node.get('categories_file'):
-                path = node.pop('categories_file')
-                try:
-                    found = load_categories(path)
-                except CategoriesError as error:
-                    raise OptionError(f'{source}: {where}.categories_file: {error}') from None
-                if node.get('categories') and list(node['categories']) != found:
-                    raise OptionError(f'{source}: {where}.categories {list(node["categories"])} differ from '
-                                      f'{path}: {found}')
-                node['categories'] = found
+                read(node, where)
             for key, value in node.items():
                 resolve(value, f'{where}.{key}')
         elif isinstance(node, list):
             for index, value in enumerate(node):
                 resolve(value, f'{where}[{index}]')
 
-    for key in ('network_g', 'network_ref'):
-        resolve((opt or {}).get(key), key)
+    if isinstance(opt, dict):
+        for key in ('network_g', 'network_ref'):
+            resolve(opt.get(key), key)
+        if isinstance(opt.get('gate'), dict) and opt['gate'].get('categories_file'):
+            read(opt['gate'], 'gate')
+    return opt
+
+
+def resolve_shipped_paths(opt):
+    """``path`` values ``shipped:<name>`` replaced by the shipped file's path (:mod:`moesr_arch.weights`), in place."""
     from moesr_arch.weights import resolve_shipped
     paths = (opt or {}).get('path') or {}
     for key, value in paths.items():
         paths[key] = resolve_shipped(value)
     return opt
+
+
+def resolve_derived_options(opt, source='options'):
+    """What the options layer derives, for options checked in part (a network alone): categories files read
+    (:func:`resolve_categories_files`) and shipped weights resolved; in place, returns ``opt``.
+    :func:`validate_options` does both for a whole file."""
+    return resolve_shipped_paths(resolve_categories_files(opt, source))
 
 
 def json_schema():

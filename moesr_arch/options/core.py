@@ -46,6 +46,10 @@ class Section(BaseModel):
     show_owner: ClassVar[bool] = True
     # Keys that are refused with their own explanation instead of "unknown key".
     refused: ClassVar[Dict[str, str]] = {}
+    # Whether the options that run get this section's declared defaults (:func:`filled`). False where the
+    # defaults belong to a signature (an arch's, a loss's): the callee applies them, the schema only shows them.
+    fills_defaults: ClassVar[bool] = True
+    always_filled: ClassVar[tuple] = ()  # keys filled even so: the schema's own keys beside a signature's
 
     @classmethod
     def __pydantic_init_subclass__(cls, **kwargs):
@@ -200,6 +204,8 @@ def signature_section(name, function, base, tag_field='type', skip=('self', ), l
     model = create_model(f'{name}_options', __base__=base, __module__=base.__module__,
                          __doc__=(inspect.getdoc(function) or name).splitlines()[0], **fields)
     model.owner = getattr(function, '__name__', name)
+    model.fills_defaults = False  # the function's own defaults apply
+    model.always_filled = tuple(extra_fields or ())
     return model
 
 
@@ -207,3 +213,35 @@ def loose(base):
     """``base`` accepting undeclared keys (a function taking ``**kwargs``, a dataset without a schema)."""
     return type(f'Loose{base.__name__}', (base, ), {'model_config': ConfigDict(extra='allow'),
                                                      '__module__': base.__module__})
+
+
+# ------------------------------------------------------------------------------------------------
+# The options that run: the file's values, with the declared defaults filled in.
+
+def filled(validated, raw):
+    """The option tree that runs, from a validated section ``validated`` and the data ``raw`` it was validated from.
+
+    Values the file sets are the file's own (as YAML read them: pydantic's coercions are not applied); keys it
+    leaves out get their declared default, except defaults of None (the key stays absent, as BasicSR expects of an
+    optional key) and the defaults of sections whose callee owns them (``fills_defaults``).
+    """
+    import copy
+    from collections import OrderedDict
+    if isinstance(validated, Section):
+        cls = type(validated)
+        out = OrderedDict()
+        for key, value in raw.items():  # the file's keys, in the file's order
+            if key in cls.model_fields:
+                out[key] = filled(getattr(validated, key), value)
+            else:  # accepted extra keys (losses of train, keys of a dataset without a schema)
+                out[key] = filled((validated.model_extra or {}).get(key), value)
+        for key, field in cls.model_fields.items():
+            if key not in out and (cls.fills_defaults or key in cls.always_filled) and not field.is_required() \
+                    and field.default is not None:
+                out[key] = copy.deepcopy(field.default)
+        return out
+    if isinstance(raw, dict) and isinstance(validated, dict):
+        return OrderedDict((key, filled(validated.get(key), value)) for key, value in raw.items())
+    if isinstance(raw, (list, tuple)) and isinstance(validated, (list, tuple)) and len(raw) == len(validated):
+        return [filled(v, r) for v, r in zip(validated, raw)]
+    return copy.deepcopy(raw)

@@ -53,11 +53,3 @@ class YOLOGateOptions(GateSection):
 
 
 GATES = {cls.owner: cls for cls in (LabelGateOptions, YOLOGateOptions)}
-
-
-def gate_categories(gate, key='gate'):
-    """The categories of a validated gate section (read from its file); ``key``: the section's path."""
-    from moesr_arch.options.networks import read_categories
-    if gate.categories_file is not None:
-        return read_categories(gate.categories_file, key=f'{key}.categories_file')
-    return list(gate.categories)

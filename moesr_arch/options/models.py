@@ -7,10 +7,9 @@ from typing import Dict, Literal, Optional, Union
 
 from pydantic import Field, ValidationInfo, model_validator
 
-from moesr_arch.options.core import CHECK_PATHS, IS_TRAIN, Number, Section, context_flag, problem
+from moesr_arch.options.core import IS_TRAIN, Number, Section, context_flag, problem
 from moesr_arch.options.datasets import check_training_set
-from moesr_arch.options.gates import gate_categories
-from moesr_arch.options.networks import MoESRNetOptions, expert_categories, read_categories
+from moesr_arch.options.networks import MoESRNetOptions, expert_categories
 from moesr_arch.options.training import (DistSection, ExpertTrainSection, ExpertValSection, LoggerSection,
                                          MoEISRValSection, MoESRPathSection, MoESRTrainSection, MoESRValSection,
                                          PathSection, TrainSection, ValSection)
@@ -142,17 +141,14 @@ class MoESRModelOptions(ExpertSROptions):
         return data
 
     @model_validator(mode='after')
-    def _moesr_rules(self, info: ValidationInfo):
+    def _moesr_rules(self):
         if self.val is not None and self.val.self_ensemble:
             raise problem('@val.self_ensemble is not supported by MoESRModel (the gate would see flipped images); '
                           'set it to false')
-        if self.gate is not None and context_flag(info, CHECK_PATHS):  # categories files are read where they exist
-            net = self.network_g
-            categories = net.categories
-            if net.categories_file:
-                categories = read_categories(net.categories_file, categories, key='network_g.categories_file')
-            expected = expert_categories(net.experts, categories)
-            found = gate_categories(self.gate)
+        # Categories files not read (validated away from the data) leave the rule to the run.
+        if self.gate is not None and not self.gate.categories_file and not self.network_g.categories_file:
+            expected = expert_categories(self.network_g.experts, self.network_g.categories)
+            found = list(self.gate.categories)
             if found != expected:
                 raise problem(f'gate categories {found} differ from the network experts {expected} (same names in '
                               'the same id order are needed)')

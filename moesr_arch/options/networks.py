@@ -5,12 +5,12 @@ schema read from its constructor signature (:func:`moesr_arch.options.core.signa
 ``'Network'`` (any of them, by ``type``) is resolved when the schema is assembled
 (:mod:`moesr_arch.options.schema`).
 """
-from typing import Dict, List, Literal, Optional
+from typing import ClassVar, Dict, List, Literal, Optional
 
-from pydantic import Field, ValidationInfo, model_validator
+from pydantic import Field, model_validator
 from typing_extensions import Annotated
 
-from moesr_arch.options.core import CHECK_PATHS, ExistingFile, ParamKey, PositiveInt, Section, context_flag, problem
+from moesr_arch.options.core import ExistingFile, ParamKey, PositiveInt, Section, problem
 from moesr_arch.utils.bicubic import KERNELS
 
 BACKGROUND = 'background'
@@ -20,7 +20,12 @@ UPSAMPLER_HELP = ("Bicubic kernel of {what}: matlab (a = -0.5, symmetric borders
 
 
 class NetworkSection(Section):
-    """Options of one network: its registered arch (``type``) and that arch's arguments."""
+    """Options of one network: its registered arch (``type``) and that arch's arguments.
+
+    The defaults shown here are the arch's own (a test holds them equal): the arch applies them, so the options
+    that run keep only the keys the file gives (archs are built from Python with the same defaults)."""
+
+    fills_defaults: ClassVar[bool] = False
 
 
 class ChannelsSection(NetworkSection):
@@ -41,7 +46,7 @@ class MoESRNetOptions(NetworkSection):
                                   'read categories_file, else the expert names in option order).')
     categories_file: Optional[ExistingFile] = Field(
         default=None, description='YAML categories file (id: name); read when the options are loaded and '
-        'passed to the network as categories.')
+        'passed to the network as categories (given both, they must agree).')
     expert_weights: Optional[Dict[str, ExistingFile]] = Field(
         default=None, description='Expert name -> checkpoint (BasicSR format) loaded at build.')
     param_key: ParamKey = Field(default='params', description="Entry of the weights in those checkpoints ('params' "
@@ -57,48 +62,23 @@ class MoESRNetOptions(NetworkSection):
     max_batch: PositiveInt = Field(default=8, description='Crops per expert call at inference.')
     probe_size: PositiveInt = Field(default=16, description="Side of the LR probe measuring each expert's scale.")
 
-    @model_validator(mode='before')
-    @classmethod
-    def _background_expert(cls, data):
-        experts = data.get('experts') if isinstance(data, dict) else None
-        if isinstance(experts, dict) and BACKGROUND not in experts:
-            raise problem(f'@experts needs a {BACKGROUND!r} expert (it answers wherever no category is found); got '
-                          f'{", ".join(map(str, experts)) or "none"}')
-        return data
-
     @model_validator(mode='after')
-    def _categories_match_experts(self, info: ValidationInfo):
-        for name in self.expert_weights or {}:
-            if name not in self.experts:
-                raise problem(f'@expert_weights.{name}: no such expert; experts: {", ".join(self.experts)}')
-        categories = list(self.categories)
-        if self.categories_file:
-            if not context_flag(info, CHECK_PATHS):
-                return self  # the expert names are checked against the file once it exists
-            categories = read_categories(self.categories_file, categories)
+    def _categories_match_experts(self):
+        from moesr_arch.archs.moesr_arch import check_expert_weights
+        if self.categories_file:  # not read: validated away from its data (check_paths false)
+            return self
         try:
-            expert_categories(self.experts, categories, self.categories_file)
+            check_expert_weights(self.experts, self.expert_weights)
+            expert_categories(self.experts, self.categories)
         except ValueError as error:
             raise problem(f'@: {error}') from None
         return self
 
 
-def read_categories(categories_file, categories=(), key='categories_file'):
-    """The categories of ``categories_file`` (the option ``key``); ``categories`` given beside it must be the same."""
-    from moesr_arch.data.categories import CategoriesError, load_categories
-    try:
-        found = load_categories(categories_file)
-    except CategoriesError as error:
-        raise problem(f'@{key}: {error}') from None
-    if categories and list(categories) != found:
-        raise problem(f'@categories {list(categories)} differ from {categories_file}: {found}')
-    return found
-
-
-def expert_categories(experts, categories, categories_file=None):
+def expert_categories(experts, categories):
     """The MoE-SR categories (gate order) given explicitly or by the expert names; ValueError on a mismatch."""
     from moesr_arch.archs.moesr_arch import resolve_categories
-    return resolve_categories(experts, list(categories), source=categories_file or 'the categories')
+    return resolve_categories(experts, list(categories))
 
 
 class BicubicResidualOptions(NetworkSection):

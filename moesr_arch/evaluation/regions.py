@@ -1,13 +1,27 @@
-"""PSNR and SSIM inside a region of an image, computed exactly as BasicSR's metrics on the whole image.
+"""PSNR and SSIM inside a region of an image, computed exactly as BasicSR's metrics on the whole image, and the
+regions of a category map.
 
 ``masked_psnr`` / ``masked_ssim`` take the same arguments as ``basicsr.metrics.calculate_psnr`` /
 ``calculate_ssim`` (HWC images in [0, 255], ``crop_border``, ``test_y_channel``) plus a boolean HR mask;
 with an all-true mask they return BasicSR's values. The SSIM map is BasicSR's (11x11 Gaussian window,
 valid part only), averaged over the masked pixels.
 """
+from collections import OrderedDict
+
 import cv2
 import numpy as np
 from basicsr.metrics.metric_util import to_y_channel
+
+BACKGROUND = 'background'
+
+
+def region_masks(category_map, categories, scale):
+    """HR masks of each category's labelled pixels and of the unlabelled rest (``background``), for the regions
+    present. ``category_map``: ``[h, w]`` LR ids (``len(categories)`` where unlabelled)."""
+    hr = np.kron(category_map, np.ones((scale, scale), dtype=category_map.dtype))
+    masks = OrderedDict((name, hr == index) for index, name in enumerate(categories))
+    masks[BACKGROUND] = hr == len(categories)
+    return OrderedDict((name, mask) for name, mask in masks.items() if mask.any())
 
 
 def _prepare(img, img2, mask, crop_border, test_y_channel):
