@@ -9,12 +9,12 @@ from basicsr.utils.registry import MODEL_REGISTRY
 from moesr_arch.archs.moeisr_arch import describe_flops
 from moesr_arch.inference.maps import depth_names, expert_map_picture
 from moesr_arch.losses.expert_balance_loss import ExpertBalanceLoss
-from moesr_arch.models.expert_sr_model import ExpertSRModel, log_routing_statistics
+from moesr_arch.models.single_network_sr_model import SingleNetworkSRModel, log_routing_statistics
 from moesr_arch.utils.image_io import write_png
 
 
 @MODEL_REGISTRY.register()
-class MoEISRModel(ExpertSRModel):
+class MoEISRModel(SingleNetworkSRModel):
     """Arbitrary-scale SR with :class:`~moesr_arch.archs.moeisr_arch.MoEISR`.
 
     Training batches (``RandomScaleSRDataset``) carry query ``coord``/``cell`` and the ``gt`` values there;

@@ -14,7 +14,7 @@ from moesr_arch.archs.routing import add_expert_pixels, routing_shares
 from moesr_arch.inference.device import synchronized_clock
 from moesr_arch.inference.gated import run_gated
 from moesr_arch.inference.maps import gate_overlay
-from moesr_arch.models.expert_sr_model import ExpertSRModel, log_routing_statistics
+from moesr_arch.models.single_network_sr_model import SingleNetworkSRModel, log_routing_statistics
 from moesr_arch.utils.atomic import atomic_write_text
 from moesr_arch.utils.image_io import write_png
 from moesr_arch.utils.region_metrics import masked_psnr, masked_ssim
@@ -25,7 +25,7 @@ BACKGROUND = 'background'
 
 
 @MODEL_REGISTRY.register()
-class MoESRModel(ExpertSRModel):
+class MoESRModel(SingleNetworkSRModel):
     """MoE-SR training and testing: a gate, per-category experts and a background expert (``MoESRNet``).
 
     Training stages (``train.stage`` for the whole run, or ``train.stages: [{stage, iters}, ...]`` switched

@@ -21,8 +21,9 @@ from moesr_arch.utils.ensemble import self_ensemble
 
 
 @MODEL_REGISTRY.register()
-class ExpertSRModel(SRModel):
-    """BasicSR's ``SRModel`` for single-network experts and baselines (EDSR, VDSR, SeemoRe), plus:
+class SingleNetworkSRModel(SRModel):
+    """BasicSR's ``SRModel`` for any single network (EDSR, VDSR, SeemoRe, ...), and the base of the package's
+    other models, plus:
 
     - every ``train.<name>_opt`` loss besides pixel/perceptual is applied to (output, gt) and logged as
       ``l_<name>`` (e.g. SeemoRe's ``fft_opt``);
@@ -267,6 +268,12 @@ class ExpertSRModel(SRModel):
         self.speedups.load_state_dict(resume_state.get('speedups'), self.device)
         # Restored last, after the network was built, so data sampling continues where it stopped.
         restore_rng_states(resume_state.get('rng'), self.opt, resume_state['iter'])
+
+
+@MODEL_REGISTRY.register()
+class ExpertSRModel(SingleNetworkSRModel):
+    """:class:`SingleNetworkSRModel` under its old name, kept registered so every existing option file with
+    ``model_type: ExpertSRModel`` loads."""
 
 
 def rng_state():
