@@ -233,17 +233,6 @@ def batch_pixels(images):
     return CPU_BATCH_PIXELS if images.device.type == 'cpu' else 0
 
 
-def computed_share(boxes, margin, height, width, max_batch=8, max_pixels=CPU_BATCH_PIXELS):
-    """LR pixels an expert computes for ``boxes`` (windows as :func:`run_on_boxes` batches them, overlaps
-    counted as often as computed), as a share of one image's pixels (for statistics and benchmarks)."""
-    cores = [core for _, core in boxes]
-    pixels = 0
-    for members in batch_groups(cores, margin, height, width, max_batch, max_pixels=max_pixels):
-        y0, y1, x0, x1 = crop_windows([cores[i] for i in members], margin, height, width)[0]
-        pixels += len(members) * (y1 - y0) * (x1 - x0)
-    return pixels / (height * width)
-
-
 def receptive_radius(net, scale, channels=3, size=41):
     """Receptive-field radius of ``net`` in LR pixels, measured by back-propagating from one output pixel.
 

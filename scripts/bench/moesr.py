@@ -105,7 +105,8 @@ def background_whole(net, lq, weights):
 def computed_pixels(net, weights, size, tile_size=0):
     """LR pixels the experts compute (windows with margins, as batched), in images: (bg whole, top-1)."""
     from moesr_arch.archs.fusion import blend_weights
-    from moesr_arch.archs.sparse_crops import computed_share, split_cores, support_boxes, support_mask
+    from moesr_arch.archs.sparse_crops import split_cores, support_boxes, support_mask
+    from scripts.bench.measure import computed_share
     hr = blend_weights(weights, net.scale, net.dilation, net.feather)
     shares = [computed_share([(0, core) for core in split_cores(
         support_boxes(support_mask(hr[0, k], net.scale), net.crop_margin), tile_size)], net.crop_margin, size, size,
