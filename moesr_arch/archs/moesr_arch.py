@@ -8,6 +8,7 @@ from torch import nn
 from moesr_arch.archs.fusion import blend_weights
 from moesr_arch.archs.sparse_crops import run_on_boxes, split_cores, support_boxes, support_mask
 from moesr_arch.utils.checkpoint import load_weights
+from moesr_arch.utils.modes import eval_mode
 
 BACKGROUND = 'background'
 
@@ -226,13 +227,8 @@ def probe_scale(network, probe_size=16):
     """The factor ``network`` upscales by, measured on a zero ``probe_size`` square (int when whole), on the
     network's device."""
     parameter = next(network.parameters(), None)
-    was_training = network.training
-    network.eval()
-    try:
-        with torch.no_grad():
-            out = network(torch.zeros(1, first_conv_channels(network), probe_size, probe_size,
-                                      device=parameter.device if parameter is not None else None))
-    finally:
-        network.train(was_training)
+    with eval_mode(network), torch.no_grad():
+        out = network(torch.zeros(1, first_conv_channels(network), probe_size, probe_size,
+                                  device=parameter.device if parameter is not None else None))
     factor = out.shape[-1] / probe_size
     return int(factor) if factor == int(factor) else factor

@@ -15,6 +15,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from moesr_arch.utils.modes import eval_mode
 from moesr_arch.utils.tiling import tile_spans
 
 
@@ -242,12 +243,9 @@ def receptive_radius(net, scale, channels=3, size=41):
     generator = torch.Generator().manual_seed(0)
     device = next(net.parameters()).device
     probe = torch.rand(1, channels, size, size, generator=generator).to(device).requires_grad_(True)
-    was_training = net.training
-    net.eval()
-    with torch.enable_grad():
+    with eval_mode(net), torch.enable_grad():
         out = net(probe)
         centre = size // 2
         out[..., centre * scale:(centre + 1) * scale, centre * scale:(centre + 1) * scale].sum().backward()
-    net.train(was_training)
     rows, cols = np.nonzero(probe.grad.abs().sum((0, 1)).cpu().numpy() > 0)
     return int(max(np.abs(rows - centre).max(), np.abs(cols - centre).max()))

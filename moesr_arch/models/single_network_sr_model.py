@@ -18,6 +18,7 @@ from moesr_arch.options import OPTIMIZERS
 from moesr_arch.utils.atomic import atomic_torch_save
 from moesr_arch.utils.checkpoint import load_weights, strip_module_prefix
 from moesr_arch.utils.ensemble import self_ensemble
+from moesr_arch.utils.modes import eval_mode
 
 
 @MODEL_REGISTRY.register()
@@ -206,14 +207,11 @@ class SingleNetworkSRModel(SRModel):
             self.test_channels = describe(net).in_channels
         if self.test_channels == 1:
             forward = on_luma(forward)
-        was_training = net.training
-        net.eval()
-        with torch.no_grad(), self.speedups.validation_autocast(self.device):
+        with eval_mode(net), torch.no_grad(), self.speedups.validation_autocast(self.device):
             if self.opt.get('val', {}).get('self_ensemble', False):
                 self.output = self_ensemble(forward, self.lq)
             else:
                 self.output = forward(self.lq)
-        net.train(was_training)
 
     def validation(self, dataloader, current_iter, tb_logger, save_img=False):
         self.speedups.validating = True  # fp32 and contiguous, unless val.amp_and_channels_last

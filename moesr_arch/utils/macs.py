@@ -2,6 +2,8 @@
 
 import torch
 
+from moesr_arch.utils.modes import eval_mode
+
 
 def activation_bytes(model, *inputs):
     """Bytes of the outputs of every leaf module in one eval forward pass of ``model(*inputs)``.
@@ -30,12 +32,9 @@ def run_with_hooks(model, modules, hook, inputs):
     """One eval, no-grad forward pass of ``model(*inputs)`` with ``hook`` on ``modules``; the model's mode
     and hooks are restored afterwards."""
     handles = [module.register_forward_hook(hook) for module in modules]
-    was_training = model.training
-    model.eval()
     try:
-        with torch.no_grad():
+        with eval_mode(model), torch.no_grad():
             model(*inputs)
     finally:
         for handle in handles:
             handle.remove()
-        model.train(was_training)
