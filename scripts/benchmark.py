@@ -52,7 +52,9 @@ def kept_gpu_section(previous_report):
 
 
 def sections():
-    return sorted(p.stem for p in (ROOT / 'scripts' / 'bench').glob('*.py') if p.stem != '__init__')
+    """The modules of ``scripts/bench/`` that define ``run(quick)``; the others (``measure.py``) are their helpers."""
+    return sorted(p.stem for p in (ROOT / 'scripts' / 'bench').glob('*.py')
+                  if p.stem != '__init__' and '\ndef run(' in p.read_text())
 
 
 def main(argv=None):

@@ -148,7 +148,7 @@ def tiny_test_setup(folder, images, name='tiny_test'):
         low = cv2.resize(hr, (hr.shape[1] // 2, hr.shape[0] // 2), interpolation=cv2.INTER_AREA)
         cv2.imwrite(str(folder / 'LR' / f'{stem}.png'), low)
     metrics = {key: {'type': f'calculate_{key}', 'crop_border': 2, 'test_y_channel': True} for key in ('psnr', 'ssim')}
-    options = {'name': name, 'model_type': 'ExpertSRModel', 'scale': 2, 'num_gpu': 0,
+    options = {'name': name, 'model_type': 'SingleNetworkSRModel', 'scale': 2, 'num_gpu': 0,
                'datasets': {'test_1': {'name': 'pair', 'type': 'CheckedPairedImageDataset', 'dataroot_gt': 'HR',
                                        'dataroot_lq': 'LR', 'io_backend': {'type': 'disk'}}},
                'network_g': network, 'path': {'pretrain_network_g': 'net.pth', 'strict_load_g': True},

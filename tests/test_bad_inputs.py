@@ -220,7 +220,7 @@ def tiny_options(folder, network=None, scale=2, **top):
     network = dict(network or TINY)
     torch.manual_seed(0)
     torch.save({'params': build_network(dict(network)).state_dict()}, folder / 'net.pth')
-    opt = {'name': 'tiny', 'model_type': 'ExpertSRModel', 'scale': scale, 'num_gpu': 0, 'network_g': network,
+    opt = {'name': 'tiny', 'model_type': 'SingleNetworkSRModel', 'scale': scale, 'num_gpu': 0, 'network_g': network,
            'path': {'pretrain_network_g': str(folder / 'net.pth')}, **top}
     (folder / 'tiny.yml').write_text(yaml.safe_dump(opt, sort_keys=False))
     return folder / 'tiny.yml'

@@ -231,7 +231,7 @@ def test_a_missing_param_key_stops_naming_file_key_and_entries(tmp_path):
 
 def test_infer_stops_on_a_misspelt_param_key(tmp_path, capsys):
     torch.save({'params': tiny(0).state_dict(), 'params_ema': tiny(1).state_dict()}, tmp_path / 'net.pth')
-    options = {'name': 'x', 'model_type': 'ExpertSRModel', 'scale': 2, 'num_gpu': 0, 'network_g': TINY,
+    options = {'name': 'x', 'model_type': 'SingleNetworkSRModel', 'scale': 2, 'num_gpu': 0, 'network_g': TINY,
                'path': {'pretrain_network_g': str(tmp_path / 'net.pth'), 'param_key_g': 'params_emma'}}
     (tmp_path / 'x.yml').write_text(yaml.safe_dump(options))
     code, line = error_line(['infer', '-opt', tmp_path / 'x.yml', '-i', photo(tmp_path), '-o', tmp_path / 'out'],
@@ -242,7 +242,7 @@ def test_infer_stops_on_a_misspelt_param_key(tmp_path, capsys):
 
 def test_a_list_of_param_keys_is_valid_in_an_option_file(tmp_path):
     from moesr_arch.options import OptionError, validate_options
-    options = {'name': 'x', 'model_type': 'ExpertSRModel', 'scale': 2, 'num_gpu': 0, 'network_g': TINY,
+    options = {'name': 'x', 'model_type': 'SingleNetworkSRModel', 'scale': 2, 'num_gpu': 0, 'network_g': TINY,
                'datasets': {'test': {'name': 't', 'type': 'PairedImageDataset', 'dataroot_gt': 'a',
                                      'dataroot_lq': 'b', 'io_backend': {'type': 'disk'}}},
                'path': {'param_key_g': ['params_ema', 'params']}}
@@ -257,7 +257,7 @@ def test_pretrain_loading_is_strict_and_a_list_falls_back(tmp_path):
 
     def model(param_key, ema_decay=0.999):
         return build_checked_model({
-            'name': 'pretrain', 'model_type': 'ExpertSRModel', 'scale': 2, 'num_gpu': 0, 'dist': False,
+            'name': 'pretrain', 'model_type': 'SingleNetworkSRModel', 'scale': 2, 'num_gpu': 0, 'dist': False,
             'is_train': True, 'rank': 0, 'world_size': 1, 'network_g': dict(TINY),
             'path': {'pretrain_network_g': str(tmp_path / 'net.pth'), 'param_key_g': param_key,
                      'strict_load_g': True, 'resume_state': None},

@@ -10,7 +10,7 @@ from moesr_arch.utils.ensemble import self_ensemble
 def test_import_registers_the_package_and_unknown_names_list_the_known_ones():
     from moesr_arch.options import OptionError, check_network
     assert 'VDSR' in ARCH_REGISTRY and 'EDSR' in ARCH_REGISTRY
-    assert 'ExpertSRModel' in MODEL_REGISTRY and 'CheckedPairedImageDataset' in DATASET_REGISTRY
+    assert 'SingleNetworkSRModel' in MODEL_REGISTRY and 'CheckedPairedImageDataset' in DATASET_REGISTRY
     assert 'L1Loss' in LOSS_REGISTRY
     with pytest.raises(KeyError, match="No object named 'VDSRR' found in 'arch' registry!\"$"):  # BasicSR's own
         ARCH_REGISTRY.get('VDSRR')

@@ -4,7 +4,8 @@ import torch
 from basicsr.archs import build_network
 from torch import nn
 
-from moesr_arch.archs.fusion import blend_weights, receptive_radius, support_boxes
+from moesr_arch.archs.fusion import blend_weights
+from moesr_arch.archs.sparse_crops import receptive_radius, support_boxes
 from moesr_arch.archs.moesr_arch import MoESRNet
 
 EDSR = dict(type='EDSR', num_in_ch=3, num_out_ch=3, num_feat=8, num_block=2, upscale=2)

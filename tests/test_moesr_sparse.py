@@ -11,8 +11,9 @@ import torch
 from basicsr.archs import build_network
 from torch import nn
 
-from moesr_arch.archs.fusion import (CPU_BATCH_PIXELS, batch_groups, batch_pixels, blend_weights, receptive_radius,
-                                     support_boxes, support_mask, window_area)
+from moesr_arch.archs.fusion import blend_weights
+from moesr_arch.archs.sparse_crops import (CPU_BATCH_PIXELS, batch_groups, batch_pixels, receptive_radius,
+                                           support_boxes, support_mask, window_area)
 
 EDSR = dict(type='EDSR', num_in_ch=3, num_out_ch=3, num_feat=8, num_block=1, upscale=2)
 VDSR = dict(type='VDSR', num_feat=8, num_layer=4, upscale=2)

@@ -12,7 +12,7 @@ from moesr_arch.options import OptionError, load_options, validate_options
 
 EDSR = {'type': 'EDSR', 'num_in_ch': 3, 'num_out_ch': 3, 'num_feat': 8, 'num_block': 1, 'upscale': 2}
 NETWORKS = {
-    'ExpertSRModel': EDSR,
+    'SingleNetworkSRModel': EDSR,
     'MoEISRModel': {'type': 'MoEISR', 'num_feat': 8, 'num_block': 1, 'hidden_dim': 16, 'mapper_dim': 8},
     'MoESRModel': {'type': 'MoESRNet', 'categories': ['people', 'vehicle'],
                    'experts': dict.fromkeys(('people', 'vehicle', 'background'), EDSR)},
@@ -112,11 +112,11 @@ def test_fp16_trains_every_model_with_a_gradient_scaler(model_type, tmp_path):
 
 def test_forced_fp16_overflow_is_skipped_and_counted_not_an_error(tmp_path, caplog):
     # The loss is finite in fp32, but its scaled gradient overflows float16 on the way back through the network.
-    model = build('ExpertSRModel', tmp_path, amp='fp16',
+    model = build('SingleNetworkSRModel', tmp_path, amp='fp16',
                   pixel_opt={'type': 'L1Loss', 'loss_weight': 1e30, 'reduction': 'mean'})
     before = weights(model)
     with caplog.at_level('INFO', logger='basicsr'):
-        train(model, 'ExpertSRModel', 2)
+        train(model, 'SingleNetworkSRModel', 2)
     after = weights(model)
     assert all(torch.equal(before[name], after[name]) for name in before), 'an overflowed step moved the weights'
     assert model.get_current_log()['fp16_skipped_steps'] == 2
@@ -125,31 +125,31 @@ def test_forced_fp16_overflow_is_skipped_and_counted_not_an_error(tmp_path, capl
 
 
 def test_non_finite_loss_under_fp16_still_stops_naming_iteration_and_term(tmp_path):
-    model = build('ExpertSRModel', tmp_path, amp='fp16',
+    model = build('SingleNetworkSRModel', tmp_path, amp='fp16',
                   pixel_opt={'type': 'L1Loss', 'loss_weight': 1e39, 'reduction': 'mean'})  # inf in fp32 too
     with pytest.raises(FloatingPointError, match=r'iteration 1: loss l_pix is inf; .*train.amp is fp16'):
-        train(model, 'ExpertSRModel', 1)
+        train(model, 'SingleNetworkSRModel', 1)
 
 
 def test_overflowed_gradient_without_a_scaler_still_stops(tmp_path):
-    model = build('ExpertSRModel', tmp_path, amp='bf16',
+    model = build('SingleNetworkSRModel', tmp_path, amp='bf16',
                   pixel_opt={'type': 'L1Loss', 'loss_weight': 1e38, 'reduction': 'mean'})
     with pytest.raises(FloatingPointError, match=r'iteration 1: the gradient of loss l_pix is '):
-        train(model, 'ExpertSRModel', 1)
+        train(model, 'SingleNetworkSRModel', 1)
 
 
 def test_fp16_scaler_continues_after_resume_and_is_ignored_without_fp16(tmp_path):
-    model = train(build('ExpertSRModel', tmp_path, amp='fp16'), 'ExpertSRModel', 2)
+    model = train(build('SingleNetworkSRModel', tmp_path, amp='fp16'), 'SingleNetworkSRModel', 2)
     model.speedups.scalers[0].update(new_scale=1024.0)
     model.speedups.skipped_steps = 3
     model.save(0, 2)
     state = torch.load(tmp_path / '2.state', weights_only=False)
-    resumed = build('ExpertSRModel', tmp_path, pretrain=str(tmp_path / 'net_g_2.pth'), amp='fp16')
+    resumed = build('SingleNetworkSRModel', tmp_path, pretrain=str(tmp_path / 'net_g_2.pth'), amp='fp16')
     resumed.resume_training(state)
     assert resumed.speedups.scalers[0].get_scale() == 1024.0 and resumed.speedups.skipped_steps == 3
-    plain = build('ExpertSRModel', tmp_path, pretrain=str(tmp_path / 'net_g_2.pth'))
+    plain = build('SingleNetworkSRModel', tmp_path, pretrain=str(tmp_path / 'net_g_2.pth'))
     plain.resume_training(state)
-    train(plain, 'ExpertSRModel', 1, first=3)
+    train(plain, 'SingleNetworkSRModel', 1, first=3)
     assert not plain.speedups.scalers and 'fp16_skipped_steps' not in plain.get_current_log()
 
 
@@ -180,7 +180,7 @@ def test_channels_last_trains_and_saves_the_checkpoint_of_a_plain_run(model_type
 @pytest.mark.parametrize('setting', [{'amp': 'bf16'}, {'amp': 'fp16'}, {'channels_last': True}],
                          ids=['bf16', 'fp16', 'channels_last'])
 def test_same_seed_and_setting_give_the_same_weights(setting, tmp_path):
-    runs = [weights(train(build('ExpertSRModel', tmp_path, **setting), 'ExpertSRModel', 3)) for _ in range(2)]
+    runs = [weights(train(build('SingleNetworkSRModel', tmp_path, **setting), 'SingleNetworkSRModel', 3)) for _ in range(2)]
     assert all(torch.equal(runs[0][name], runs[1][name]) for name in runs[0])
 
 
@@ -193,7 +193,7 @@ def run_validation(model):
             return 2
 
         def __getitem__(self, index):
-            data = batch('ExpertSRModel', 10 + index)
+            data = batch('SingleNetworkSRModel', 10 + index)
             return {'lq': data['lq'][0], 'gt': data['gt'][0], 'lq_path': f'image{index}.png'}
     seen, formats = conv_dtypes(model), []
     network = model.get_bare_model(model.test_network())
@@ -205,12 +205,12 @@ def run_validation(model):
 
 @pytest.mark.parametrize('asked', [False, True])
 def test_validation_runs_fp32_and_contiguous_unless_asked(asked, tmp_path):
-    model = build('ExpertSRModel', tmp_path, amp='bf16', channels_last=True, ema_decay=0,
+    model = build('SingleNetworkSRModel', tmp_path, amp='bf16', channels_last=True, ema_decay=0,
                   val={'amp_and_channels_last': asked})
     dtypes, channels_last = run_validation(model)
     assert dtypes == ({torch.bfloat16} if asked else {torch.float32})
     assert channels_last == {asked}
-    train(model, 'ExpertSRModel', 1)  # and training goes on in its own precision and format
+    train(model, 'SingleNetworkSRModel', 1)  # and training goes on in its own precision and format
     assert model.lq.is_contiguous(memory_format=torch.channels_last)
 
 
@@ -259,24 +259,24 @@ def test_the_options_are_the_package_models_only():
 def test_compiled_training_saves_eager_keys_and_resumes_with_compile_switched(tmp_path):
     """Compile on for iterations 1-2, off for 3-4 (and the other way round): the keys of an eager run in every
     file, and the weights of an eager run up to the compiled kernels' rounding; two compiled runs agree exactly."""
-    eager = train(build('ExpertSRModel', tmp_path / 'eager'), 'ExpertSRModel', 4)
+    eager = train(build('SingleNetworkSRModel', tmp_path / 'eager'), 'SingleNetworkSRModel', 4)
     for first, then, folder in (('default', False, 'on_off'), (False, 'default', 'off_on')):
         (tmp_path / folder).mkdir()
-        model = train(build('ExpertSRModel', tmp_path / folder, compile=first), 'ExpertSRModel', 2)
+        model = train(build('SingleNetworkSRModel', tmp_path / folder, compile=first), 'SingleNetworkSRModel', 2)
         model.save(0, 2)
         saved = torch.load(tmp_path / folder / 'net_g_2.pth', weights_only=True)
         assert list(saved['params']) == list(eager.get_bare_model(eager.net_g).state_dict())
         assert list(saved['params_ema']) == list(eager.net_g_ema.state_dict())
         state = torch.load(tmp_path / folder / '2.state', weights_only=False)
-        resumed = build('ExpertSRModel', tmp_path / folder, pretrain=str(tmp_path / folder / 'net_g_2.pth'),
+        resumed = build('SingleNetworkSRModel', tmp_path / folder, pretrain=str(tmp_path / folder / 'net_g_2.pth'),
                         compile=then)
         resumed.resume_training(state)
-        train(resumed, 'ExpertSRModel', 2, first=3)
+        train(resumed, 'SingleNetworkSRModel', 2, first=3)
         assert (type(resumed.net_g).__name__ == 'OptimizedModule') == (then is not False)
         reference = weights(eager)
         for name, value in weights(resumed).items():
             assert torch.allclose(value, reference[name], atol=1e-5), name
-    twice = [weights(train(build('ExpertSRModel', tmp_path / 'eager', compile='default'), 'ExpertSRModel', 2))
+    twice = [weights(train(build('SingleNetworkSRModel', tmp_path / 'eager', compile='default'), 'SingleNetworkSRModel', 2))
              for _ in range(2)]
     assert all(torch.equal(twice[0][name], twice[1][name]) for name in twice[0])
 

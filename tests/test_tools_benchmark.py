@@ -41,7 +41,7 @@ def tiny_options(folder, network, scale=2, name='tiny', **top):
     """An option file with saved random weights of ``network``."""
     torch.manual_seed(0)
     torch.save({'params': build_network(dict(network)).state_dict()}, folder / f'{name}.pth')
-    opt = {'name': name, 'model_type': 'ExpertSRModel', 'scale': scale, 'num_gpu': 0, 'network_g': network,
+    opt = {'name': name, 'model_type': 'SingleNetworkSRModel', 'scale': scale, 'num_gpu': 0, 'network_g': network,
            'path': {'pretrain_network_g': str(folder / f'{name}.pth')}, **top}
     (folder / f'{name}.yml').write_text(yaml.safe_dump(opt, sort_keys=False))
     return folder / f'{name}.yml'

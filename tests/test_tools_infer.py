@@ -15,7 +15,7 @@ from torch import nn
 
 from conftest import run_cli, run_cli_in_terminal
 from moesr_arch import inference
-from moesr_arch.archs.fusion import tile_cores
+from moesr_arch.archs.sparse_crops import tile_cores
 from moesr_arch.inference import (Capabilities, InferenceError, Tiler, Upscaler, blend_ramp, describe, describes,
                                   estimate_memory, scale_alignment, tile_spans)
 from moesr_arch.inference import device as inference_device

@@ -4,18 +4,18 @@ import torch
 from conftest import build_checked_model
 
 from moesr_arch.options import OptionError, load_options, validate_options
-from moesr_arch.models.expert_sr_model import ExpertSRModel
+from moesr_arch.models.single_network_sr_model import SingleNetworkSRModel
 
 NETWORKS = {
-    'ExpertSRModel': {'type': 'VDSR', 'num_feat': 8, 'num_layer': 3, 'upscale': 2},
+    'SingleNetworkSRModel': {'type': 'VDSR', 'num_feat': 8, 'num_layer': 3, 'upscale': 2},
     'MoEISRModel': {'type': 'MoEISR', 'num_feat': 8, 'num_block': 1, 'hidden_dim': 16, 'mapper_dim': 8},
 }
 
 
-def build(model_type, tmp_path, lr=0.1, **train):
+def build(model_type, tmp_path, lr=0.1, network=None, **train):
     opt = {
         'name': 'step', 'model_type': model_type, 'scale': 2, 'num_gpu': 0, 'dist': False, 'is_train': True,
-        'rank': 0, 'world_size': 1, 'network_g': dict(NETWORKS[model_type]),
+        'rank': 0, 'world_size': 1, 'network_g': dict(network or NETWORKS[model_type]),
         'path': {'pretrain_network_g': None, 'strict_load_g': True, 'resume_state': None,
                  'models': str(tmp_path), 'training_states': str(tmp_path)},
         'train': {'ema_decay': 0, 'optim_g': {'type': 'SGD', 'lr': lr, 'momentum': 0.9},
@@ -79,15 +79,15 @@ def test_adjustable_clipping_bounds_every_gradient_element_by_theta_over_the_cur
 def test_adjustable_clipping_divides_theta_by_the_world_size(tmp_path):
     """theta is derived for one process's batch; DDP averages the gradients of world_size batches."""
     theta = 1e-4
-    model = build('ExpertSRModel', tmp_path, grad_clip_value_over_lr=theta)
+    model = build('SingleNetworkSRModel', tmp_path, grad_clip_value_over_lr=theta)
     model.opt['world_size'] = 4
-    train_step(model, 'ExpertSRModel', 1)
+    train_step(model, 'SingleNetworkSRModel', 1)
     assert max(g.abs().max().item() for g in gradients(model)) == pytest.approx(theta / 4 / 0.1, rel=1e-6)
 
 
 def test_adjustable_clipping_leaves_gradients_alone_without_the_option(tmp_path):
-    model = build('ExpertSRModel', tmp_path)
-    train_step(model, 'ExpertSRModel', 1)
+    model = build('SingleNetworkSRModel', tmp_path)
+    train_step(model, 'SingleNetworkSRModel', 1)
     assert max(g.abs().max().item() for g in gradients(model)) > 1e-4 / 0.1 * 100
 
 
@@ -110,13 +110,24 @@ def test_every_plugin_model_trains_through_the_one_step():
 
     from basicsr.utils.registry import MODEL_REGISTRY
     plugin = [cls for _, cls in MODEL_REGISTRY if cls.__module__.startswith('moesr_arch.')]
-    assert {cls.__name__ for cls in plugin} >= {'ExpertSRModel', 'MoEISRModel', 'MoESRModel'}
+    assert {cls.__name__ for cls in plugin} >= {'SingleNetworkSRModel', 'MoEISRModel', 'MoESRModel'}
     for cls in plugin:
-        assert issubclass(cls, ExpertSRModel) and cls.step is ExpertSRModel.step, cls.__name__
+        assert issubclass(cls, SingleNetworkSRModel) and cls.step is SingleNetworkSRModel.step, cls.__name__
         own = cls.__dict__.get('optimize_parameters')
-        assert own is None or cls is ExpertSRModel or 'super().optimize_parameters(' in inspect.getsource(own)
-    models = Path(inspect.getfile(ExpertSRModel)).parent
+        assert own is None or cls is SingleNetworkSRModel or 'super().optimize_parameters(' in inspect.getsource(own)
+    models = Path(inspect.getfile(SingleNetworkSRModel)).parent
     for path in models.glob('*.py'):
         text = path.read_text()
         calls = text.count('.backward(') + text.count('optimizer.step(') + text.count('clip_grad_')
-        assert calls == (4 if path.name == 'expert_sr_model.py' else 0), path.name
+        assert calls == (4 if path.name == 'single_network_sr_model.py' else 0), path.name
+
+
+def test_the_old_name_expert_sr_model_validates_and_builds_a_single_network_model(tmp_path):
+    """Option files written before the rename to SingleNetworkSRModel give ``model_type: ExpertSRModel``."""
+    from conftest import write_options
+    source = write_options('options/train_vdsr_x2.yml', tmp_path / 'old.yml', model_type='ExpertSRModel')
+    validate_options(load_options(str(source)), str(source), check_paths=False)
+    model = build('ExpertSRModel', tmp_path, network=NETWORKS['SingleNetworkSRModel'])
+    assert isinstance(model, SingleNetworkSRModel)
+    train_step(model, 'SingleNetworkSRModel', 1)
+    assert gradients(model)

@@ -5,8 +5,10 @@ from basicsr.archs import build_network
 from basicsr.utils.registry import ARCH_REGISTRY
 from torch import nn
 
-from moesr_arch.archs.fusion import blend_weights, run_on_boxes, split_cores, support_boxes, support_mask
+from moesr_arch.archs.fusion import blend_weights
+from moesr_arch.archs.sparse_crops import run_on_boxes, split_cores, support_boxes, support_mask
 from moesr_arch.utils.checkpoint import load_weights
+from moesr_arch.utils.modes import eval_mode
 
 BACKGROUND = 'background'
 
@@ -23,7 +25,8 @@ class MoESRNet(nn.Module):
     In training (or with gradients enabled) every expert runs on the whole input (dense). In eval mode
     without gradients and with ``sparse`` (top-1 sparse), every expert, the background included, runs
     only on margin-widened crops around the pixels where its weight is positive, batched, and is skipped
-    where it has none: each pixel is computed by about one expert, two or more on the feathered seams.
+    where it has none: each pixel is computed by about one expert, two or more on the feathered seams
+    (:mod:`moesr_arch.archs.sparse_crops`).
 
     Args:
         experts (dict): Expert name -> network options (``{type: <registered arch>, ...}``), one per
@@ -41,7 +44,7 @@ class MoESRNet(nn.Module):
         sparse (bool): Sparse execution at inference. Default: True.
         crop_margin (int): Context around each crop, LR pixels; sparse output equals dense output when
             it is at least the experts' receptive-field radius
-            (:func:`moesr_arch.archs.fusion.receptive_radius`). Default: 16.
+            (:func:`moesr_arch.archs.sparse_crops.receptive_radius`). Default: 16.
         tile_size (int): Largest LR side an expert sees at once in sparse inference: larger crops are
             split into tiles of this size (exact with a full margin). 0: whole crops, up to the whole image
             (``basicsr infer`` then uses its ``--tile``). Default: 0.
@@ -140,7 +143,7 @@ class MoESRNet(nn.Module):
 
     def _sparse(self, lq, hr_weights, tile_size, progress=None):
         """Top-1 sparse blend: every expert, the background included, runs only on boxes covering the LR
-        pixels where its HR weight is positive (:func:`~moesr_arch.archs.fusion.support_boxes`, widened by
+        pixels where its HR weight is positive (:func:`~moesr_arch.archs.sparse_crops.support_boxes`, widened by
         ``crop_margin``, split by ``tile_size``, batched across the images); each box's output, weighted,
         is added in place. Boxes of one expert are disjoint, and the weights sum to 1 at every pixel, so
         every output pixel is written by the experts that share it: one inside a region, two or more on
@@ -231,13 +234,8 @@ def probe_scale(network, probe_size=16):
     """The factor ``network`` upscales by, measured on a zero ``probe_size`` square (int when whole), on the
     network's device."""
     parameter = next(network.parameters(), None)
-    was_training = network.training
-    network.eval()
-    try:
-        with torch.no_grad():
-            out = network(torch.zeros(1, first_conv_channels(network), probe_size, probe_size,
-                                      device=parameter.device if parameter is not None else None))
-    finally:
-        network.train(was_training)
+    with eval_mode(network), torch.no_grad():
+        out = network(torch.zeros(1, first_conv_channels(network), probe_size, probe_size,
+                                  device=parameter.device if parameter is not None else None))
     factor = out.shape[-1] / probe_size
     return int(factor) if factor == int(factor) else factor

@@ -428,38 +428,5 @@ class SeemoRe(nn.Module):
             x = x[..., :h * self.scale, :w * self.scale]
         return x.contiguous()
 
-    def count_macs(self, lr_size, expert_ranks='mean'):
-        """Multiply-accumulates of one inference on an ``lr_size`` (h, w) input, computed analytically.
-
-        Counts convolutions and the router's linear layer (output elements x input channels per group
-        x kernel area), the convention of the SeemoRe paper; norms, activations, pooling and
-        interpolation are not counted. The cost depends on the experts the router picks: ``expert_ranks``
-        is ``'mean'`` (expected cost if every expert is equally likely; the default), ``'min'``, ``'max'``,
-        or one rank per layer (a list of ranks per layer for top-k > 1).
-        """
-        cfg = self.config
-        c, s, k = cfg['embedding_dim'], cfg['scale'], cfg['global_kernel_size']
-        h, w = (max(side, 4**self.recursive) for side in lr_size)  # padded inside like forward
-        hw = h * w
-        layers = self._moe_layers()
-        if isinstance(expert_ranks, str):
-            pick = {'mean': lambda ranks: sum(ranks) / len(ranks), 'min': min, 'max': max}[expert_ranks]
-            expert_ranks = [[pick([e.rank for e in layer.experts])] * cfg['topk'] for layer in layers]
-        ffn = hw * (2 * c * c + 9 * c + c * c)
-        total = hw * cfg['in_chans'] * c * 9 + hw * 9 * c * c + hw * c * cfg['in_chans'] * s * s * 9
-        for ranks in expert_ranks:
-            ranks = ranks if isinstance(ranks, (list, tuple)) else [ranks]
-            ch, cw = h, w
-            calibration = 0
-            for _ in range(self.recursive):  # depthwise 4x4 stride 4
-                ch, cw = (ch - 4) // 4 + 1, (cw - 4) // 4 + 1
-                calibration += ch * cw * c * 16
-            calibration += ch * cw * (9 * c + c * c)
-            rme = hw * (9 * c * c + 2 * c * c + 6 * c + c * c) + calibration + c * cfg['num_experts']
-            rme += sum(3 * hw * c * rank for rank in ranks) + ffn
-            sme = hw * (2 * c * c + 2 * k * c + c * c) + ffn
-            total += rme + sme
-        return round(total)
-
     def _moe_layers(self):
         return [group.local_block.block.moe_layer for group in self.body]

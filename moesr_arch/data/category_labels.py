@@ -202,12 +202,6 @@ def polygon_mask(points, height, width):
     return np.cumsum(edges[:, :width], axis=1) > 0
 
 
-def category_masks(category_map, num_categories):
-    """Boolean masks ``[K, H, W]`` (one per category, id order) of a category map; background is ``map == K``."""
-    category_map = np.asarray(category_map)
-    return category_map[None] == np.arange(num_categories).reshape(-1, 1, 1)
-
-
 def categories_present(category_map, num_categories):
     """Float multi-hot vector ``[K]`` of the categories with at least one pixel in ``category_map``."""
     present = np.zeros(num_categories, dtype=np.float32)

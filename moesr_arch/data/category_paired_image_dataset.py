@@ -166,14 +166,6 @@ class CategoryPairedImageDataset(CheckedPairedImageDataset):
             index.extend(group[j % len(group)] for j in range(size))
         return index
 
-    def group_sizes(self):
-        """How many entries of one epoch target each category name (``background`` for none)."""
-        counts = {}
-        for _, c in self.index:
-            name = 'background' if c is None else self.categories[c]
-            counts[name] = counts.get(name, 0) + 1
-        return counts
-
     # ------------------------------------------------------------------------------------------
     def __getitem__(self, item):
         index, focus = self.index[item]

@@ -4,7 +4,7 @@ As in the VDSR paper's colour results: the RGB image is converted to YCbCr (ITU-
 ``rgb2ycbcr``: Y in [16, 235] / 255, the same coefficients as ``basicsr.utils.color_util``), the network
 super-resolves Y, Cb and Cr are upsampled with MATLAB's bicubic, and the result goes back to RGB. A grey
 image (one channel) goes through the network as it is. ``basicsr infer`` (:class:`~moesr_arch.inference.Upscaler`)
-and ``basicsr test`` / validation (``ExpertSRModel.test``) both call :func:`on_luma`, so they cannot drift
+and ``basicsr test`` / validation (``SingleNetworkSRModel.test``) both call :func:`on_luma`, so they cannot drift
 apart.
 """
 import torch

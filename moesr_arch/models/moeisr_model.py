@@ -5,13 +5,13 @@ from basicsr.utils.registry import MODEL_REGISTRY
 
 from moesr_arch.evaluation.moeisr import evaluate
 from moesr_arch.losses.expert_balance_loss import ExpertBalanceLoss
-from moesr_arch.models.expert_sr_model import ExpertSRModel
+from moesr_arch.models.single_network_sr_model import SingleNetworkSRModel
 from moesr_arch.utils.ensemble import self_ensemble
 from moesr_arch.utils.modes import eval_mode
 
 
 @MODEL_REGISTRY.register()
-class MoEISRModel(ExpertSRModel):
+class MoEISRModel(SingleNetworkSRModel):
     """Arbitrary-scale SR with :class:`~moesr_arch.archs.moeisr_arch.MoEISR`.
 
     Training batches (``RandomScaleSRDataset``) carry query ``coord``/``cell`` and the ``gt`` values there; the

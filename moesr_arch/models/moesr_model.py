@@ -8,14 +8,14 @@ from basicsr.utils.registry import MODEL_REGISTRY
 
 from moesr_arch.evaluation.moesr import evaluate
 from moesr_arch.inference.gated import run_gated
-from moesr_arch.models.expert_sr_model import ExpertSRModel
+from moesr_arch.models.single_network_sr_model import SingleNetworkSRModel
 from moesr_arch.utils.modes import eval_mode
 
 BACKGROUND = 'background'
 
 
 @MODEL_REGISTRY.register()
-class MoESRModel(ExpertSRModel):
+class MoESRModel(SingleNetworkSRModel):
     """MoE-SR: a ``MoESRNet`` (one expert per category of a gate, a background expert, alpha-blended) trained in
     stages beside an equal-budget single network, and evaluated against it.
 

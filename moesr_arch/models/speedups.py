@@ -1,10 +1,10 @@
 """Mixed precision, channels_last and torch.compile of training: ``train.amp``, ``train.channels_last``,
 ``train.compile`` and ``val.amp_and_channels_last``, for every model of the package.
 
-:class:`ExpertSRModel <moesr_arch.models.expert_sr_model.ExpertSRModel>` (and through it MoE-SR with its control
-and MoEISR) asks a :class:`Speedups` for each of its steps: where a network is placed on its device
-(channels_last, then compilation around the DDP wrapper), around each training forward (autocast), in the
-optimisation step (fp16's gradient scaler) and around the network calls of validation. Nothing here changes
+:class:`SingleNetworkSRModel <moesr_arch.models.single_network_sr_model.SingleNetworkSRModel>` (and through it
+MoE-SR with its control and MoEISR) asks a :class:`Speedups` for each of its steps: where a network is placed on
+its device (channels_last, then compilation around the DDP wrapper), around each training forward (autocast), in
+the optimisation step (fp16's gradient scaler) and around the network calls of validation. Nothing here changes
 what is saved: checkpoints hold the bare network's weights, contiguous, so their keys and layout are those of
 a run without these options, and a run may resume with any of them switched.
 """

@@ -29,8 +29,8 @@ class OptionFile(Section):
     """A BasicSR option file (``basicsr train -opt FILE`` / ``basicsr test -opt FILE``)."""
 
     name: str = Field(description='Name of the experiment: experiments/<name>/, results/<name>/.')
-    model_type: str = Field(description='Registered model class (ExpertSRModel, MoESRModel, MoEISRModel, SRModel, '
-                            '...).')
+    model_type: str = Field(description='Registered model class (SingleNetworkSRModel, MoESRModel, MoEISRModel, '
+                            'SRModel, ...).')
     scale: Optional[Number] = Field(default=None, description='Upscale factor, copied into every dataset.')
     num_gpu: Union[int, Literal['auto']] = Field(description="GPUs to use: 0 runs on the CPU, 'auto' uses every "
                                                  'visible GPU.')
@@ -90,16 +90,17 @@ class OptionFile(Section):
                           'the first such iteration; set it to true or leave it out')
 
 
-class ExpertSROptions(OptionFile):
-    """An option file of ExpertSRModel (single networks: EDSR, VDSR, SeemoRe, ...)."""
+class SingleNetworkSROptions(OptionFile):
+    """An option file of SingleNetworkSRModel (single networks: EDSR, VDSR, SeemoRe, ...)."""
 
-    model_type: Literal['ExpertSRModel'] = Field(description='BasicSR SRModel plus extra losses, NaN guard, '
-                                                 'gradient clipping, self-ensemble.')
+    # ExpertSRModel: the model's old name, which option files written before the rename still give.
+    model_type: Literal['SingleNetworkSRModel', 'ExpertSRModel'] = Field(
+        description='BasicSR SRModel plus extra losses, NaN guard, gradient clipping, self-ensemble.')
     train: Optional[ExpertTrainSection] = Field(default=None, description='Training (required by basicsr train).')
     val: Optional[ExpertValSection] = Field(default=None, description='Validation and test metrics.')
 
 
-class MoEISRModelOptions(ExpertSROptions):
+class MoEISRModelOptions(SingleNetworkSROptions):
     """An option file of MoEISRModel (arbitrary-scale SR, validated at each set's own scale)."""
 
     model_type: Literal['MoEISRModel'] = Field(description='Arbitrary-scale SR with MoEISR.')
@@ -119,7 +120,7 @@ class MoEISRModelOptions(ExpertSROptions):
         return self
 
 
-class MoESRModelOptions(ExpertSROptions):
+class MoESRModelOptions(SingleNetworkSROptions):
     """An option file of MoESRModel (a gate, per-category experts and a background expert)."""
 
     model_type: Literal['MoESRModel'] = Field(description='MoE-SR training and testing.')
@@ -156,4 +157,5 @@ class MoESRModelOptions(ExpertSROptions):
 
 
 # model_type -> schema of the package's models (every other registered model: OptionFile)
-DECLARED = {'ExpertSRModel': ExpertSROptions, 'MoEISRModel': MoEISRModelOptions, 'MoESRModel': MoESRModelOptions}
+DECLARED = {'SingleNetworkSRModel': SingleNetworkSROptions, 'ExpertSRModel': SingleNetworkSROptions,
+            'MoEISRModel': MoEISRModelOptions, 'MoESRModel': MoESRModelOptions}

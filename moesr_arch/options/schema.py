@@ -101,7 +101,7 @@ class Schema:
         for cls in (networks.MoESRNetOptions, networks.BicubicResidualOptions, networks.MoEISROptions,
                     training.TrainSection, training.ExpertTrainSection, training.MoESRTrainSection,
                     training.ValSection, training.MoEISRValSection, training.MoESRValSection,
-                    models.OptionFile, models.ExpertSROptions, models.MoEISRModelOptions, models.MoESRModelOptions,
+                    models.OptionFile, models.SingleNetworkSROptions, models.MoEISRModelOptions, models.MoESRModelOptions,
                     *([other_file] if other_file else [])):
             cls.model_rebuild(force=True, _types_namespace=unions)
         self.option_file = TypeAdapter(tagged_union(model_arms, 'model', tag_field='model_type'))

@@ -156,7 +156,7 @@ COMPILE_MODES = (False, 'default', 'reduce-overhead', 'max-autotune', 'max-autot
 
 
 class ExpertTrainSection(TrainSection):
-    """Training of the package's models (ExpertSRModel and its subclasses)."""
+    """Training of the package's models (SingleNetworkSRModel and its subclasses)."""
 
     grad_clip_norm: Optional[Number] = Field(default=None, gt=0, description='Clip the norm of all gradients '
                                              'together to this value; none: no clipping.')
@@ -239,7 +239,7 @@ class ValSection(Section):
 
 
 class ExpertValSection(ValSection):
-    """Validation of the package's models (ExpertSRModel and its subclasses)."""
+    """Validation of the package's models (SingleNetworkSRModel and its subclasses)."""
 
     amp_and_channels_last: bool = Field(default=False, description='Validate during training under train.amp '
                                         'and train.channels_last as well (default: fp32, as basicsr test and basicsr '

@@ -1,30 +1,8 @@
-"""Measured multiply-accumulate counts and activation sizes: forward hooks on the layers of a network."""
-import math
+"""Measured activation sizes: forward hooks on the layers of a network."""
 
 import torch
-from torch import nn
 
-
-def count_macs(model, *inputs):
-    """Multiply-accumulates of ``model(*inputs)`` in eval mode, counted by forward hooks.
-
-    Each ``Conv2d`` call adds output elements x input channels per group x kernel area, each ``Linear``
-    call output elements x input features (the usual SR-paper convention: norms, activations, pooling
-    and interpolation are not counted). The network runs for real, so data-dependent paths (routing)
-    are counted as taken.
-    """
-    total = 0
-
-    def hook(module, args, output):
-        nonlocal total
-        elements = sum(tensor.numel() for tensor in tensors(output))
-        if isinstance(module, nn.Conv2d):
-            total += elements * (module.in_channels // module.groups) * math.prod(module.kernel_size)
-        else:
-            total += elements * module.in_features
-
-    run_with_hooks(model, [m for m in model.modules() if isinstance(m, (nn.Conv2d, nn.Linear))], hook, inputs)
-    return total
+from moesr_arch.utils.modes import eval_mode
 
 
 def activation_bytes(model, *inputs):
@@ -54,16 +32,9 @@ def run_with_hooks(model, modules, hook, inputs):
     """One eval, no-grad forward pass of ``model(*inputs)`` with ``hook`` on ``modules``; the model's mode
     and hooks are restored afterwards."""
     handles = [module.register_forward_hook(hook) for module in modules]
-    was_training = model.training
-    model.eval()
     try:
-        with torch.no_grad():
+        with eval_mode(model), torch.no_grad():
             model(*inputs)
     finally:
         for handle in handles:
             handle.remove()
-        model.train(was_training)
-
-
-def count_params(model):
-    return sum(p.numel() for p in model.parameters())

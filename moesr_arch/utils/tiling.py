@@ -4,7 +4,7 @@ Both ways of running a network on parts of an image cut the image with it:
 
 - ``basicsr infer``'s :class:`moesr_arch.inference.Tiler` (plain and arbitrary-scale networks):
   overlapping tiles (``overlap`` > 0), blended across the overlaps;
-- MoE-SR's experts (:func:`moesr_arch.archs.fusion.split_cores`): disjoint cores (``overlap`` 0), each
+- MoE-SR's experts (:func:`moesr_arch.archs.sparse_crops.split_cores`): disjoint cores (``overlap`` 0), each
   run with a receptive-field margin of context and added in place, which is exact.
 """
 

@@ -1,7 +1,8 @@
 """Benchmark sections for ``scripts/benchmark.py``.
 
-Each module here defines ``run(quick: bool) -> list[Table]``; ``quick`` shrinks inputs so the whole
-report can be smoke-tested. Tables keep ratios side by side with the absolute figures.
+Each section module here defines ``run(quick: bool) -> list[Table]``; ``quick`` shrinks inputs so the whole
+report can be smoke-tested. Tables keep ratios side by side with the absolute figures. ``measure.py`` is no
+section: it holds the counts the sections and the tests share.
 """
 from dataclasses import dataclass, field
 from typing import List

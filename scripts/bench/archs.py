@@ -5,7 +5,7 @@ import torch
 from basicsr.utils.registry import ARCH_REGISTRY
 
 from bench import Table
-from moesr_arch.utils.macs import count_macs, count_params
+from bench.measure import count_macs, count_params
 
 EXPERTS = {
     'EDSR-baseline': lambda s: ARCH_REGISTRY.get('EDSR')(3, 3, num_feat=64, num_block=16, upscale=s),
@@ -35,5 +35,5 @@ def run(quick):
                          f'{throughput(net, (lr_side, lr_side), 1 if quick else 3):.2f}'])
     return [Table('Single-network experts', ['arch', 'scale', 'params', 'GMACs (1280x720 out)',
                                              f'CPU images/s (LR {lr_side}x{lr_side}, fp32, batch 1)'], rows,
-                  ['RGB in and out; MACs of convolutions and linear layers (utils/macs.py).',
+                  ['RGB in and out; MACs of convolutions and linear layers (scripts/bench/measure.py).',
                    'Expected params: EDSR-baseline 1.37M (x2) / 1.52M (x4), VDSR 668K (RGB, 20 layers).'])]

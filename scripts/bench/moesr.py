@@ -77,7 +77,7 @@ def gate_weights(size, coverage):
 def build_net():
     from basicsr.archs import build_network
 
-    from moesr_arch.archs.fusion import receptive_radius
+    from moesr_arch.archs.sparse_crops import receptive_radius
     torch.manual_seed(0)
     margin = receptive_radius(build_network(dict(EXPERT)), EXPERT['upscale'])
     experts = {name: dict(EXPERT) for name in CATEGORIES + ['background']}
@@ -89,7 +89,8 @@ def build_net():
 def background_whole(net, lq, weights):
     """The sparse path before issue 14, for comparison: the background expert on the whole image, each
     category expert on the boxes of its support (the same boxes as the top-1 path), blended in place."""
-    from moesr_arch.archs.fusion import blend_weights, run_on_boxes, support_boxes, support_mask
+    from moesr_arch.archs.fusion import blend_weights
+    from moesr_arch.archs.sparse_crops import run_on_boxes, support_boxes, support_mask
     s = net.scale
     hr = blend_weights(weights, s, net.dilation, net.feather)
     output = net.experts['background'](lq) * hr[:, -1:]
@@ -103,7 +104,9 @@ def background_whole(net, lq, weights):
 
 def computed_pixels(net, weights, size, tile_size=0):
     """LR pixels the experts compute (windows with margins, as batched), in images: (bg whole, top-1)."""
-    from moesr_arch.archs.fusion import blend_weights, computed_share, split_cores, support_boxes, support_mask
+    from moesr_arch.archs.fusion import blend_weights
+    from moesr_arch.archs.sparse_crops import split_cores, support_boxes, support_mask
+    from scripts.bench.measure import computed_share
     hr = blend_weights(weights, net.scale, net.dilation, net.feather)
     shares = [computed_share([(0, core) for core in split_cores(
         support_boxes(support_mask(hr[0, k], net.scale), net.crop_margin), tile_size)], net.crop_margin, size, size,

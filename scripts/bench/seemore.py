@@ -19,6 +19,7 @@ if str(ROOT) not in sys.path:
 import moesr_arch  # noqa: E402,F401  (registration, torchvision shim)
 from moesr_arch.archs.seemore_arch import SEEMORE_PRESETS, SeemoRe  # noqa: E402
 from scripts.bench import Table  # noqa: E402
+from scripts.bench.measure import seemore_macs  # noqa: E402
 
 # Paper Table 1, SeemoRe-T (params, GMACs for a 1280x720 output); B and L are not in the notes we have.
 PAPER_T = {2: ('220K', 45), 3: ('225K', 20), 4: ('232K', 12)}
@@ -173,7 +174,7 @@ def cost_table():
             model = SeemoRe(scale=scale, variant=variant)
             params = sum(p.numel() for p in model.parameters())
             lr_size = LR_FOR_720P[scale]
-            gmacs = [model.count_macs(lr_size, pick) / 1e9 for pick in ('mean', 'min', 'max')]
+            gmacs = [seemore_macs(model, lr_size, pick) / 1e9 for pick in ('mean', 'min', 'max')]
             paper = PAPER_T.get(scale) if variant == 'T' else None
             rows.append([f'SeemoRe-{variant}', f'x{scale}', f'{params / 1e3:.1f}K', paper[0] if paper else '-',
                          round(gmacs[0], 2), f'{gmacs[1]:.2f}-{gmacs[2]:.2f}', paper[1] if paper else '-'])
@@ -181,8 +182,9 @@ def cost_table():
         title='SeemoRe presets: parameters and GMACs for a 1280x720 output',
         headers=['model', 'scale', 'params', 'paper params', 'GMACs', 'GMACs range (expert choice)', 'paper GMACs'],
         rows=rows,
-        notes=['GMACs: analytic count of convolution and linear multiply-accumulates (SeemoRe.count_macs), '
-               'equal to a forward-hook count (moesr_arch.utils.macs.count_macs) for the experts actually taken. '
+        notes=['GMACs: analytic count of convolution and linear multiply-accumulates (seemore_macs in '
+               'scripts/bench/measure.py), equal to a forward-hook count (count_macs there) for the experts '
+               'actually taken. '
                'LR input 640x360 (x2), 427x240 (x3), 320x180 (x4).',
                'The cost depends on the routing: "GMACs" assumes every rank expert equally likely, the range '
                'spans always-smallest to always-largest rank. Paper figures: SeemoRe-T only (Table 1).'])

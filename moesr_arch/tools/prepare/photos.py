@@ -25,7 +25,6 @@ import subprocess
 import tarfile
 import tempfile
 from dataclasses import astuple, dataclass
-from fnmatch import fnmatch
 from pathlib import Path
 
 import cv2

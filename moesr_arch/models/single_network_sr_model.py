@@ -19,11 +19,13 @@ from moesr_arch.options import OPTIMIZERS
 from moesr_arch.utils.atomic import atomic_torch_save
 from moesr_arch.utils.checkpoint import load_weights, strip_module_prefix
 from moesr_arch.utils.ensemble import self_ensemble
+from moesr_arch.utils.modes import eval_mode
 
 
 @MODEL_REGISTRY.register()
-class ExpertSRModel(SRModel):
-    """BasicSR's ``SRModel`` for single-network experts and baselines (EDSR, VDSR, SeemoRe), plus:
+class SingleNetworkSRModel(SRModel):
+    """BasicSR's ``SRModel`` for any single network (EDSR, VDSR, SeemoRe, ...), and the base of the package's
+    other models, plus:
 
     - every ``train.<name>_opt`` loss besides pixel/perceptual is applied to (output, gt) and logged as
       ``l_<name>`` (e.g. SeemoRe's ``fft_opt``);
@@ -205,14 +207,11 @@ class ExpertSRModel(SRModel):
             self.test_channels = describe(net).in_channels
         if self.test_channels == 1:
             forward = on_luma(forward)
-        was_training = net.training
-        net.eval()
-        with torch.no_grad(), self.speedups.validation_autocast(self.device):
+        with eval_mode(net), torch.no_grad(), self.speedups.validation_autocast(self.device):
             if self.opt['val']['self_ensemble']:
                 self.output = self_ensemble(forward, self.lq)
             else:
                 self.output = forward(self.lq)
-        net.train(was_training)
 
     def validation(self, dataloader, current_iter, tb_logger, save_img=False):
         self.speedups.validating = True  # fp32 and contiguous, unless val.amp_and_channels_last
@@ -267,6 +266,12 @@ class ExpertSRModel(SRModel):
         self.speedups.load_state_dict(resume_state.get('speedups'), self.device)
         # Restored last, after the network was built, so data sampling continues where it stopped.
         restore_rng_states(resume_state.get('rng'), self.opt, resume_state['iter'])
+
+
+@MODEL_REGISTRY.register()
+class ExpertSRModel(SingleNetworkSRModel):
+    """:class:`SingleNetworkSRModel` under its old name, kept registered so every existing option file with
+    ``model_type: ExpertSRModel`` loads."""
 
 
 def rng_state():
