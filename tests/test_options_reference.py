@@ -56,7 +56,8 @@ def test_every_declared_key_is_in_the_reference_with_its_default(generated):
             assert default_text(field) in rows.get(key, ()), (section.__name__, key, default_text(field))
     # a few written out, as a reader sees them
     for line in ('| `network_g.feather` | int >= 0 | `8` |', '| `train.amp` | one of none\\|bf16\\|fp16 | `none` |',
-                 "| `datasets.<phase>.filename_tmpl` | string | `'{}'` |", '| `gate.conf` | 0 <= number <= 1 | `0.25` |',
+                 "| `datasets.<phase>.filename_tmpl` | string | `'{}'` |",
+                 '| `gate.conf` | 0 <= number <= 1 | `0.25` |',
                  '| `path.param_key_experts` | string or list of string (at least 1) | `[params_ema, params]` |',
                  '| `name` | string | required |', '| `datasets` | mapping name -> [dataset](#datasets) | required |'):
         assert line in generated, line

@@ -489,8 +489,8 @@ class Reference:
                               '`BicubicResidual`, the encoder of a `MoEISR`): a registered arch, chosen by `type`, '
                               "and its constructor's arguments. The keys are shown under `network_g`.")
         self.declared_tables('arch', prefix)
-        self.others('arch', 'Other archs', "The other registered archs (BasicSR's): their options are their constructors' "
-                    'arguments, read from their signatures (a key without a default is required).')
+        self.others('arch', 'Other archs', "The other registered archs (BasicSR's): their options are their "
+                    "constructors' arguments, read from their signatures (a key without a default is required).")
 
     def datasets(self):
         prefix = self.chapter('dataset', '`datasets.<phase>` (`train`, `val`, `val_2`, ..., `test_1`, ...): a '
@@ -519,8 +519,8 @@ class Reference:
         prefix = self.chapter('metric', '`val.metrics.<name>`: a registered metric function, chosen by `type`, its '
                               'arguments and `better`.')
         self.declared_tables('metric', prefix)
-        self.others('metric', 'Other metrics', "The other registered metrics (BasicSR's), their arguments read from their "
-                    'signatures (the images excluded).')
+        self.others('metric', 'Other metrics', "The other registered metrics (BasicSR's), their arguments read "
+                    'from their signatures (the images excluded).')
 
     def optimizers(self):
         self.chapter('optimizer', '`train.optim_g`: `type` is one of ' + ', '.join(
