@@ -19,14 +19,14 @@ class BicubicResidual(nn.Module):
     network keeps its own parameter names under ``network.``: strip that prefix (and drop ``gain``) to
     open the inner weights in tools that know the arch, e.g. spandrel; they are the residual branch only.
 
+    In an option file (``type: BicubicResidual``), its keys with their types and defaults are in
+    docs/options.md#bicubicresidual.
+
     Args:
-        network (dict): Options of the wrapped arch (``{type: <registered arch>, ...}``); it must upscale by
-            ``upscale``. Required.
-        upscale (int): Upsampling factor of the wrapped arch. Required.
-        initial_gain (float): Starting value of ``gain``. Default: 0.
-        upsampler (str): Bicubic kernel of the base: ``'matlab'`` (a = -0.5, symmetric borders: the kernel the
-            LR images are made with) or ``'torch'`` (PyTorch's a = -0.75, what the base was before; checkpoints
-            trained with it need it). Default: 'matlab'.
+        network (dict): Options of the wrapped arch (``{type: <registered arch>, ...}``); required.
+        upscale (int): Upsampling factor of the wrapped arch, which must upscale by it; required.
+        initial_gain (float): Starting value of ``gain``.
+        upsampler (str): Bicubic kernel of the base: ``'matlab'`` (as the LR images are made) or ``'torch'``.
     """
 
     def __init__(self, network=None, upscale=None, initial_gain=0.0, upsampler='matlab'):

@@ -100,30 +100,30 @@ class MoEISR(nn.Module):
     (:meth:`routing_stats`: ``expert_pixels``, ``expert_map``, ``flops``, ``flops_deepest``). The module
     keeps no state from a call.
 
+    An ``encoder`` arch gives the features by its ``forward_features(x)`` or its EDSR-style
+    ``conv_first/body/conv_after_body`` body (its upsampler is removed); it normalises its own input. The
+    mapper is a 3x3 conv on the LR features, then a per-pixel MLP with one hidden layer on [feature, relative
+    coordinate, cell]. In an option file (``type: MoEISR``), its keys with their types and defaults are in
+    docs/options.md#moeisr.
+
     Args:
-        num_in_ch (int): Input channels. Default: 3.
-        num_out_ch (int): Output channels. Default: 3.
-        num_feat (int): Channels of the default EDSR-baseline encoder. Default: 64.
-        num_block (int): Residual blocks of the default encoder. Default: 16.
-        res_scale (float): Residual scale of the default encoder's blocks. Default: 1.
-        encoder (dict | None): Use a registered arch as encoder instead, e.g. ``{type: EDSR, num_feat: 64,
-            ...}``: its ``forward_features(x)`` or its EDSR-style ``conv_first/body/conv_after_body`` body
-            gives the features (its upsampler is removed). The arch normalises its own input. Default: None.
-        expert_depths (list[int]): Hidden layers of each decoder expert, cheapest first. Default: [1, 2, 3, 4].
-        hidden_dim (int): Width of the experts' hidden layers. Default: 256.
-        mapper_dim (int): Width of the mapper (a 3x3 conv on the LR features, then a per-pixel MLP with
-            one hidden layer on [feature, relative coordinate, cell]). Default: 64.
-        feat_unfold (bool): Concatenate each code's 3x3 neighbourhood (LIIF). Default: True.
-        local_ensemble (bool): Blend the predictions from the 4 nearest codes (LIIF). Default: True.
-        cell_decode (bool): Give the decoders the query pixel's size (LIIF). Default: True.
-        image_residual (bool): Add a bicubic sample of the LR image to the decoded values, so an untrained
-            network starts at bicubic (not in LIIF; useful for short trainings). Default: False.
-        temperature (float): Gumbel-softmax temperature during training. Default: 1.0.
-        routing_bias (float): Test-time controllable routing: ``routing_bias * cost_e / cost_max`` is
-            subtracted from expert e's logit, so positive values move pixels to cheaper experts. Default: 0.0.
+        num_in_ch (int): Input channels.
+        num_out_ch (int): Output channels.
+        num_feat (int): Channels of the built-in EDSR-baseline encoder.
+        num_block (int): Residual blocks of the built-in encoder.
+        res_scale (float): Residual scale of the built-in encoder's blocks.
+        encoder (dict | None): A registered arch as encoder instead, e.g. ``{type: EDSR, num_feat: 64, ...}``.
+        expert_depths (list[int]): Hidden layers of each decoder expert, cheapest first.
+        hidden_dim (int): Width of the experts' hidden layers.
+        mapper_dim (int): Width of the mapper.
+        feat_unfold (bool): Concatenate each code's 3x3 neighbourhood (LIIF).
+        local_ensemble (bool): Blend the predictions from the 4 nearest codes (LIIF).
+        cell_decode (bool): Give the decoders the query pixel's size (LIIF).
+        image_residual (bool): Add a bicubic sample of the LR image, so an untrained network starts at bicubic.
+        temperature (float): Gumbel-softmax temperature during training.
+        routing_bias (float): Test-time routing: ``routing_bias * cost_e / cost_max`` off expert e's logit.
         chunk_size (int): Query pixels per image decoded at once in :meth:`upscale` (bounds memory).
-            Default: 16384.
-        scale (float): Output scale of ``forward(lq)``; models set it per validation set. Default: 4.0.
+        scale (float): Output scale of ``forward(lq)``; models set it per validation set.
     """
 
     def __init__(self,

@@ -25,31 +25,28 @@ class MoESRNet(nn.Module):
     In training (or with gradients enabled) every expert runs on the whole input (dense). In eval mode
     without gradients and with ``sparse`` (top-1 sparse), every expert, the background included, runs
     only on margin-widened crops around the pixels where its weight is positive, batched, and is skipped
-    where it has none: each pixel is computed by about one expert, two or more on the feathered seams
-    (:mod:`moesr_arch.archs.sparse_crops`).
+    where it has none: each pixel is computed by about one expert, two or more on the feathered seams.
+    Sparse output equals dense output when ``crop_margin`` is at least the experts' receptive-field radius
+    (:func:`moesr_arch.archs.sparse_crops.receptive_radius`); crops larger than ``tile_size`` are split into tiles
+    (exact with a full margin; 0: whole crops, and ``basicsr infer`` tiles with its ``--tile``).
+
+    The network takes category names only: an option file may name a ``categories_file`` instead, which the
+    options layer reads into ``categories`` (:func:`moesr_arch.options.resolve_categories_files`). In an option
+    file (``type: MoESRNet``), its keys with their types and defaults are in docs/options.md#moesrnet.
 
     Args:
-        experts (dict): Expert name -> network options (``{type: <registered arch>, ...}``), one per
-            category plus ``background`` (required). Every expert must upscale by the same factor.
-        categories (list[str]): Category names in gate channel order. Default: [] (the expert names in
-            option order, background excluded). An option file may name a ``categories_file`` instead: the
-            options layer reads it into ``categories`` (:func:`moesr_arch.options.resolve_derived_options`).
+        experts (dict): Expert name -> network options, one per category plus ``background``; one common scale.
+        categories (list[str]): Category names in gate channel order ([]: the expert names, background excluded).
         expert_weights (dict): Expert name -> checkpoint path (BasicSR format) loaded at build.
-            Default: None.
-        param_key (str | list[str]): Entry of the weights inside those checkpoints ('params' or 'params_ema'),
-            or several entries tried in order; a checkpoint without it is refused. Default: 'params'.
-        scale (int): Expected upscale factor; 0 accepts the experts' common factor. Default: 0.
-        dilation (int): Context dilation of each category region, HR pixels. Default: 4.
-        feather (int): Width of the feathered (linear ramp) edge, HR pixels. Default: 8.
-        sparse (bool): Sparse execution at inference. Default: True.
-        crop_margin (int): Context around each crop, LR pixels; sparse output equals dense output when
-            it is at least the experts' receptive-field radius
-            (:func:`moesr_arch.archs.sparse_crops.receptive_radius`). Default: 16.
-        tile_size (int): Largest LR side an expert sees at once in sparse inference: larger crops are
-            split into tiles of this size (exact with a full margin). 0: whole crops, up to the whole image
-            (``basicsr infer`` then uses its ``--tile``). Default: 0.
-        max_batch (int): Crops per expert call at inference. Default: 8.
-        probe_size (int): Side of the LR probe used to measure each expert's scale at build. Default: 16.
+        param_key (str | list[str]): Entry of the weights in those checkpoints, or several tried in order.
+        scale (int): Expected upscale factor; 0 accepts the experts' common factor.
+        dilation (int): Context dilation of each category region, HR pixels.
+        feather (int): Width of the feathered (linear ramp) edge, HR pixels.
+        sparse (bool): Sparse execution at inference.
+        crop_margin (int): Context around each crop, LR pixels.
+        tile_size (int): Largest LR side an expert sees at once in sparse inference.
+        max_batch (int): Crops per expert call at inference.
+        probe_size (int): Side of the LR probe used to measure each expert's scale at build.
     """
 
     def __init__(self, experts=None, categories=(), expert_weights=None, param_key='params', scale=0, dilation=4,

@@ -320,7 +320,8 @@ class SeemoRe(nn.Module):
     """SeemoRe: See More Details, efficient image SR by mixture of low-rank experts (Zamfir et al., 2024).
 
     ``variant`` picks an official preset; any other argument given explicitly overrides the preset.
-    Arguments left as ``None`` come from the preset.
+    Arguments left as ``None`` come from the preset. In an option file (``type: SeemoRe``), its keys with
+    their types and defaults are in docs/options.md#seemore.
 
     Args:
         scale (int): Upsampling factor (the pixel-shuffle upsampler supports any integer >= 1). Default: 4.

@@ -13,18 +13,17 @@ class VDSR(nn.Module):
     pipeline does. The weights do not depend on the scale: one set serves every ``upscale`` (the published
     weights were trained on x2, x3 and x4 together). The paper's network is the Y-channel one
     (``num_in_ch = num_out_ch = 1``, ``bias: false``, MATLAB's bicubic); the inference layer runs it on colour
-    images (:mod:`moesr_arch.inference.luma`). With 3 channels it is the RGB variant.
+    images (:mod:`moesr_arch.inference.luma`). With 3 channels it is the RGB variant. In an option file
+    (``type: VDSR``), its keys with their types and defaults are in docs/options.md#vdsr.
 
     Args:
-        num_in_ch (int): Input channels (1: the Y channel, as published). Default: 3.
-        num_out_ch (int): Output channels. Default: 3.
-        num_feat (int): Channels of the hidden layers. Default: 64.
-        num_layer (int): Convolution layers in all, first and last included. Default: 20.
-        upscale (int): Upsampling factor (any integer >= 1; 1: the input is already upsampled). Default: 4.
-        bias (bool): Convolutions with biases (the published weights have none). Default: True.
-        upsampler (str): Bicubic kernel of the upsampling: ``'matlab'`` (a = -0.5, symmetric borders, as the
-            paper, the published weights and the benchmarks' LR images) or ``'torch'`` (PyTorch's a = -0.75,
-            what this package's VDSR used before; checkpoints trained with it need it). Default: 'matlab'.
+        num_in_ch (int): Input channels (1: the Y channel, as published).
+        num_out_ch (int): Output channels.
+        num_feat (int): Channels of the hidden layers.
+        num_layer (int): Convolution layers in all, first and last included.
+        upscale (int): Upsampling factor (any integer >= 1; 1: the input is already upsampled).
+        bias (bool): Convolutions with biases (the published weights have none).
+        upsampler (str): Bicubic kernel of the upsampling: ``'matlab'`` (as published) or ``'torch'``.
     """
 
     def __init__(self, num_in_ch=3, num_out_ch=3, num_feat=64, num_layer=20, upscale=4, bias=True,

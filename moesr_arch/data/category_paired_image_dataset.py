@@ -70,17 +70,13 @@ class CategoryPairedImageDataset(CheckedPairedImageDataset):
     Reads image pairs like :class:`CheckedPairedImageDataset` (folders, meta_info file or LMDB) and, per
     HR image, a label file of polygons/boxes (see :mod:`moesr_arch.data.category_labels`). The labels are
     rasterised at LR size; random crops, flips and rotations move images and map together.
+    ``balanced_sampling`` repeats images so that every category (and the group of images without any) is
+    drawn equally often per epoch; with ``focus_crops`` a training crop contains a pixel of its target
+    category: the balanced group's category, else one of ``category_filter``'s, else any of the image's.
 
-    Options (besides those of CheckedPairedImageDataset and BasicSR's loader keys):
-        categories_file (str): YAML ``id: name`` file (required).
-        dataroot_labels (str): folder of ``<stem>.txt`` label files, or a JSON file ``{key: label text}``.
-            Default with ``io_backend: lmdb``: ``<dataroot_gt>/labels.json`` (keys = LMDB keys).
-        labels_required (bool): a missing label file is an error (default false: background only).
-        category_filter (str | list[str]): keep only images containing one of these categories.
-        balanced_sampling (bool): repeat images so that every category (and the group of images without
-            any category) is drawn equally often per epoch.
-        focus_crops (bool): training crops contain a pixel of a target category: the balanced group's
-            category, else one of the filter's categories, else any category of the image. Default false.
+    Options: those of CheckedPairedImageDataset and BasicSR's loader keys, plus the categories and labels
+    (``categories_file``, ``dataroot_labels``, ...); their types and defaults are in
+    docs/options.md#categorypairedimagedataset.
 
     Returns ``lq`` [3, h, w] and ``gt`` [3, H, W] (RGB float in [0, 1]), ``category_map`` int64 [h, w]
     (0..K-1 categories, K background), ``categories`` float [K] (multi-hot of the categories present in

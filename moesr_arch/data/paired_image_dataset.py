@@ -68,9 +68,9 @@ class CheckedPairedImageDataset(data.Dataset):
     become 3-channel float (see :mod:`moesr_arch.utils.image_io`). An unreadable file or an LR image
     whose size is not HR / scale raises an error naming the file(s), instead of a shape error later.
 
-    Options (besides BasicSR's loader keys): dataroot_gt, dataroot_lq, io_backend {type: disk|lmdb},
-    meta_info_file, filename_tmpl ('{}'), gt_size (train crop, HR pixels), use_hflip, use_rot.
-    Returns ``lq``, ``gt`` (RGB CHW float in [0, 1]), ``lq_path``, ``gt_path``.
+    Options: BasicSR's loader keys and those of its PairedImageDataset (``dataroot_gt``, ``dataroot_lq``,
+    ``io_backend``, ...); their types and defaults are in
+    docs/options.md#checkedpairedimagedataset-pairedimagedataset. Returns ``lq``, ``gt`` (RGB CHW float in [0, 1]), ``lq_path``, ``gt_path``.
     """
 
     def __init__(self, opt):

@@ -85,8 +85,9 @@ class RandomScaleSRDataset(data.Dataset):
     file), ``scale``.
     Paired sets with official LR files (DIV2K x2-x4) use ``CheckedPairedImageDataset`` instead.
 
-    Options: dataroot_gt (folder or .lmdb), io_backend {type: disk|lmdb}, meta_info_file, lq_size (48),
-    scale_min (1), scale_max (4), sample_q (2304), use_hflip (true), use_rot (true), scale (val/test).
+    Options: BasicSR's loader keys, ``dataroot_gt`` (folder or .lmdb), ``io_backend``, the training sample
+    (``lq_size``, ``scale_min``, ``scale_max``, ``sample_q``, flips) and ``scale`` (validation and test);
+    their types and defaults are in docs/options.md#randomscalesrdataset.
     """
 
     def __init__(self, opt):

@@ -8,6 +8,8 @@ from moesr_arch.gating.base import Gate, GateError
 class LabelGate(Gate):
     """One-hot weights from ``data['category_map']`` (int64 ``[B, h, w]``, values 0..K, K = background).
 
+    Its option-file keys: docs/options.md#labelgate.
+
     Args:
         categories (list[str]): category names in id order (from ``categories_file`` or ``categories``).
     """

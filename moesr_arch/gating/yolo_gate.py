@@ -131,18 +131,21 @@ def _box_masks(boxes, height, width, device):
 class YOLOGate(Gate):
     """Category weights from YOLO detections (boxes) or instance segmentation (masks).
 
+    Detector classes that ``class_map`` does not map are ignored; the LR image is letterboxed to ``imgsz``.
+    In an option file (``gate: {type: YOLOGate, ...}``), its keys with their types and defaults are in
+    docs/options.md#yologate.
+
     Args:
         categories (list[str]): category names in id order.
         weights (str): a trained ``.pt`` file (e.g. from ``basicsr train-gate``). Exactly one of weights/model.
         model (str): a model yaml such as ``yolov8n-seg.yaml`` (untrained; for tests).
-        class_map (str | dict): ``auto`` (detector classes named like categories), preset ``coco`` or
-            ``oiv7``, or ``{detector class id: category name}``. Unmapped detector classes are ignored.
-        conf (float): confidence threshold. Default 0.25.
-        iou (float): NMS IoU threshold. Default 0.7.
-        min_area (float): drop detections covering less than this fraction of the image. Default 0.
-        imgsz (int | list[int]): detector input size (the LR image is letterboxed to it). Default 640.
+        class_map (str | dict): ``auto`` (classes named like categories), ``coco``, ``oiv7`` or ``{class id: name}``.
+        conf (float): confidence threshold.
+        iou (float): NMS IoU threshold.
+        min_area (float): drop detections covering less than this fraction of the image.
+        imgsz (int | list[int]): detector input size.
         mode (str): ``auto`` (masks when the model segments, else boxes), ``masks`` or ``boxes``.
-        max_det (int): at most this many detections per image. Default 300.
+        max_det (int): at most this many detections per image.
         device (str | None): device for the detector; default: the device of the LR batch.
     """
 

@@ -16,6 +16,8 @@ class ExpertBalanceLoss(nn.Module):
     probabilities alone would be satisfied by near-uniform probabilities whose argmax still picks one
     expert everywhere, which is what inference would then do.
 
+    Its option-file keys (``train.<name>_opt``): docs/options.md#expertbalanceloss.
+
     Args:
         loss_weight (float): Weight of the loss. Default: 1.0.
         target_shares (list[float] | None): Share of pixels each expert should get (K numbers summing to 1),

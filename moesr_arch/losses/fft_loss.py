@@ -10,6 +10,8 @@ class FFTLoss(nn.Module):
     Real and imaginary parts of ``torch.fft.rfft2`` over the last two axes are compared element-wise, so
     the loss penalises missing high-frequency detail that a pixel loss barely sees.
 
+    Its option-file keys (``train.<name>_opt``): docs/options.md#fftloss.
+
     Args:
         loss_weight (float): Multiplier of the loss. Default: 1.0.
         reduction (str): ``'mean'``, ``'sum'`` or ``'none'``, over batch, channels, frequencies and

@@ -11,6 +11,8 @@ def calculate_color_bias(img, img2, crop_border=0, input_order='HWC', **kwargs):
     even where PSNR barely moves; a faithful one stays well within 1 grey level. Use it with
     ``better: lower`` in ``val.metrics``.
 
+    Its option-file keys (``val.metrics.<name>``): docs/options.md#calculate_color_bias.
+
     Args:
         img (ndarray): Image with range [0, 255] (the output).
         img2 (ndarray): Image with range [0, 255] (the ground truth).

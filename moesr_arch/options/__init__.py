@@ -6,7 +6,9 @@ field): the top level and the sections of each ``model_type`` (:mod:`~moesr_arch
 networks (:mod:`~moesr_arch.options.networks`), datasets (:mod:`~moesr_arch.options.datasets`),
 training, validation, losses and metrics (:mod:`~moesr_arch.options.training`) and gates
 (:mod:`~moesr_arch.options.gates`). Every problem raises :class:`OptionError` naming the file, the key
-and the value. ``basicsr schema`` writes the same schema as JSON for YAML editors.
+and the value. ``basicsr schema`` writes the same schema as JSON for YAML editors, and
+``basicsr schema --markdown -o docs/options.md`` as the option reference, every key with its type, default
+and description (:mod:`~moesr_arch.options.reference`; docs/options.md, which a test keeps up to date).
 
 Public functions: :func:`read_options` (what every command runs: read, checked, filled), :func:`load_options`,
 :func:`validate_options`, :func:`check_network`,

@@ -2,7 +2,7 @@
 
 Every dataset has BasicSR's loader keys (:class:`DatasetSection`); the package's datasets and BasicSR's
 paired and single-image datasets are declared; any other registered dataset (another plugin's) is checked
-for the loader keys and its data paths only.
+for the loader keys and its data paths only. The keys, types and defaults: docs/options.md#datasets.
 """
 from typing import Any, List, Literal, Optional, Union
 

@@ -1,4 +1,4 @@
-"""MoE-SR gates (the top-level ``gate``, ``basicsr infer``'s gate) by ``type``."""
+"""MoE-SR gates (the top-level ``gate``, ``basicsr infer``'s gate) by ``type``: docs/options.md#gates."""
 from typing import Dict, List, Literal, Optional, Union
 
 from pydantic import Field, model_validator

@@ -1,7 +1,8 @@
 """Whole option files, by ``model_type``: the top level and the sections each model reads.
 
 Cross-field rules live here as model validators: what training needs, the datasets' scales of MoEISR,
-MoE-SR's stages, gate and network categories, and DDP's ``find_unused_parameters``.
+MoE-SR's stages, gate and network categories, and DDP's ``find_unused_parameters``. The top-level keys of
+each model type: docs/options.md#option-files.
 """
 from typing import Dict, Literal, Optional, Union
 

@@ -3,7 +3,7 @@
 The plugin's archs are declared here; every other registered arch (BasicSR's EDSR, RRDBNet, ...) gets a
 schema read from its constructor signature (:func:`moesr_arch.options.core.signature_section`).
 ``'Network'`` (any of them, by ``type``) is resolved when the schema is assembled
-(:mod:`moesr_arch.options.schema`).
+(:mod:`moesr_arch.options.schema`). The keys, types and defaults: docs/options.md#networks.
 """
 from typing import ClassVar, Dict, List, Literal, Optional
 

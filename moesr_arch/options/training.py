@@ -3,7 +3,8 @@
 Losses are the ``train.<name>_opt`` keys (``'Loss'``, by ``type``), metrics the entries of
 ``val.metrics`` (``'Metric'``); both, and ``'Optimizer'`` and ``'Scheduler'``, are resolved when the
 schema is assembled (:mod:`moesr_arch.options.schema`): the plugin's are declared here, the others read
-from their signatures.
+from their signatures. The keys, types and defaults: docs/options.md#sections (``path``, ``train``, ``val``,
+``logger``), docs/options.md#losses and docs/options.md#metrics.
 """
 from typing import Dict, List, Literal, Optional
 
