@@ -71,7 +71,8 @@ def read_network_options(path):
     opt['network_g'] = filled(validate(schema().network, opt['network_g'], 'network_g', path), opt['network_g'])
     sections = DECLARED.get(opt.get('model_type'), OptionFile).model_fields
     raw = opt.get('path') or {}
-    opt['path'] = filled(validate(TypeAdapter(sections['path'].annotation), raw, 'path', path), raw)
+    # Weights are checked where they are loaded: --model_path may stand in for path.pretrain_network_g.
+    opt['path'] = filled(validate(TypeAdapter(sections['path'].annotation), raw, 'path', path, check_paths=False), raw)
     if opt.get('gate') is not None:
         opt['gate'] = filled(validate(schema().gate, opt['gate'], 'gate', path), opt['gate'])
     return resolve_shipped_paths(opt)
