@@ -57,7 +57,8 @@ def test_force_yml_overrides_are_validated_too(workdir):
     proc = run_cli(['train', '-opt', path, '--force_yml', 'train:total_iter=abc'], workdir, check=False)
     assert proc.returncode != 0 and 'train.total_iter must be' in proc.stderr
     proc = run_cli(['train', '-opt', path, '--force_yml', 'train:total_itr=5'], workdir, check=False)
-    assert proc.returncode != 0 and "has no key 'train:total_itr'" in proc.stderr
+    assert proc.returncode != 0 and "unknown key 'train.total_itr'" in proc.stderr and "did you mean 'total_iter'" \
+        in proc.stderr
 
 
 def test_missing_option_file_is_named(tmp_path):

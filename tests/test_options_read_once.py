@@ -1,7 +1,10 @@
 """Options are read once: what was checked is what runs, with every declared default filled in, and the package
 never states a schema default a second time (`.get(key, default)` on a declared key)."""
 import ast
+import inspect
 from pathlib import Path
+
+import pytest
 
 
 
@@ -58,3 +61,52 @@ def test_the_package_never_restates_a_declared_default():
             if key in declared and (path.name, key) not in NOT_OPTIONS:
                 offenders.append(f'{path.relative_to(ROOT)}:{line}: .get({key!r}, ...) ({", ".join(sorted(declared[key]))})')
     assert not offenders, 'read the filled options instead of restating their defaults:\n' + '\n'.join(offenders)
+
+
+def test_declared_network_defaults_are_the_archs_own():
+    """The schema shows an arch's defaults but leaves them to the arch (archs are built from Python too): the
+    two must be the same values, not just the same names."""
+    from basicsr.utils.registry import ARCH_REGISTRY
+
+    from moesr_arch.options.networks import DECLARED
+    differ = []
+    for name, section in DECLARED.items():
+        parameters = inspect.signature(ARCH_REGISTRY.get(name)).parameters
+        for key, field in section.model_fields.items():
+            if key == 'type' or field.is_required() or key not in parameters:
+                continue
+            default = parameters[key].default
+            default = list(default) if isinstance(default, tuple) else default
+            if default is inspect.Parameter.empty or field.default != default:
+                differ.append(f'{name}.{key}: schema {field.default!r}, arch {default!r}')
+    assert not differ, differ
+
+
+def test_what_runs_is_the_checked_file_filled_with_its_defaults(tmp_path):
+    """basicsr train reads the file once: --force_yml applied before the check and the seed, every declared
+    default filled in, the file's own values as written, BasicSR's run keys added."""
+    from moesr_arch.pipeline import parse_options
+    source = ROOT / 'options' / 'train_moesr.yml'
+    before = source.read_text()
+    opt, _ = parse_options(str(tmp_path), ['-opt', str(source), '--force_yml', 'train:init_experts=false',
+                                           'manual_seed=7'])
+    assert source.read_text() == before
+    assert opt['train']['init_experts'] is False and opt['manual_seed'] == 7  # forced
+    assert opt['train']['amp'] == 'none' and opt['val']['specialisation'] is True  # declared defaults, filled
+    assert opt['path']['param_key_ref'] == 'params_ema'
+    assert opt['train']['total_iter'] == 480 and isinstance(opt['train']['total_iter'], int)  # as YAML read it
+    assert opt['network_g']['categories'] == ['people', 'vehicle'] and 'categories_file' not in opt['network_g']
+    assert 'dilation' not in opt['network_g']['experts']['people']  # an arch's own defaults stay with the arch
+    assert opt['datasets']['train']['phase'] == 'train' and opt['datasets']['train']['scale'] == 2
+    assert opt['path']['models'] == str(tmp_path / 'experiments' / opt['name'] / 'models')
+    import random
+    first = random.random()
+    parse_options(str(tmp_path), ['-opt', str(source), '--force_yml', 'manual_seed=7'])
+    assert random.random() == first  # the forced seed is the one used
+
+
+def test_a_force_yml_mistake_is_reported_like_one_in_the_file(tmp_path):
+    from moesr_arch.pipeline import parse_options
+    with pytest.raises(SystemExit, match=r"train.init_experts must be true or false, got 'maybe'"):
+        parse_options(str(tmp_path), ['-opt', str(ROOT / 'options' / 'train_moesr.yml'), '--force_yml',
+                                      'train:init_experts=maybe'])

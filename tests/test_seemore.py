@@ -10,7 +10,7 @@ from spandrel.architectures.SeemoRe import SeemoRe as ReferenceSeemoRe
 
 from conftest import ROOT, run_cli, tb_scalars, write_options
 from moesr_arch.archs.seemore_arch import SEEMORE_PRESETS, SeemoRe
-from moesr_arch.pipeline import validate_argv_options
+from moesr_arch.options import read_options
 from moesr_arch.losses.fft_loss import FFTLoss
 from moesr_arch.options import OptionError, check_network
 from scripts.bench.measure import count_macs, seemore_macs
@@ -314,7 +314,7 @@ def test_option_files_validate(tmp_path, monkeypatch, demo_root):
         for weights in re.findall(r'pretrain_network_g: (\S+\.pth)', text):
             Path(weights).parent.mkdir(parents=True, exist_ok=True)
             Path(weights).touch()
-        validate_argv_options(['-opt', str(path)], is_train=path.name.startswith('train'))
+        read_options(str(path), is_train=path.name.startswith('train'))
 
 
 def test_demo_training_runs_and_logs_routing(workdir):

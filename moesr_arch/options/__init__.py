@@ -181,7 +181,8 @@ def load_options(path):
 
 
 def apply_force_yml(opt, entries, source):
-    """Apply BasicSR's ``--force_yml a:b=value`` overrides without exec, failing on unknown keys."""
+    """Apply BasicSR's ``--force_yml a:b=value`` entries without exec. A key the file leaves out is added (BasicSR
+    only overrides keys): the schema check that follows refuses a misspelt one, naming it."""
     from basicsr.utils.options import _postprocess_yml_value
     for entry in entries or ():
         if '=' not in entry:
@@ -190,10 +191,8 @@ def apply_force_yml(opt, entries, source):
         node = opt
         *parents, last = keys.split(':')
         for key in parents:
-            if not isinstance(node.get(key), dict):
-                raise OptionError(f'--force_yml {entry!r}: {source} has no section {key!r}')
-            node = node[key]
-        if last not in node:
-            raise OptionError(f'--force_yml {entry!r}: {source} has no key {keys!r} (it only overrides keys)')
+            node = node.setdefault(key, {})
+            if not isinstance(node, dict):
+                raise OptionError(f'--force_yml {entry!r}: {key!r} of {source} is a value, not a section')
         node[last] = _postprocess_yml_value(value)
     return opt

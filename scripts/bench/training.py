@@ -156,9 +156,10 @@ def device_name(device):
 
 
 def training_table(device=torch.device('cpu'), quick=False, budget=None, data_root=ROOT, on_row=None,
-                   compile_rows=True):
+                   compile_rows=True, jobs=tuple(JOBS)):
     """The table; ``budget`` (seconds) skips the rows that would start after it, ``on_row(cells)`` sees each row,
-    ``compile_rows=False`` leaves torch.compile out (the GPU check's dry run: minutes of compiling on a CPU)."""
+    ``compile_rows=False`` leaves torch.compile out (the GPU check's dry run: minutes of compiling on a CPU),
+    ``jobs`` names the networks measured (keys of ``JOBS``)."""
     import tempfile
     torch.backends.cudnn.benchmark = True  # as basicsr train sets it
     started = time.perf_counter()
@@ -166,7 +167,7 @@ def training_table(device=torch.device('cpu'), quick=False, budget=None, data_ro
     rows = []
     native = bf16_native(device)
     with tempfile.TemporaryDirectory() as folder:
-        for name in JOBS:
+        for name in jobs:
             opt = recipe_options(name, device, quick, folder, data_root)
             train_set = opt['datasets']['train']
             size = f"{train_set['batch_size_per_gpu']} x {train_set['gt_size']}"
@@ -228,8 +229,10 @@ def main(argv=None):
     parser.add_argument('--device', default='cpu', help='cpu or cuda[:i]')
     parser.add_argument('--budget', type=float, help='seconds after which no further row starts')
     parser.add_argument('--data', default=str(ROOT), help='folder holding datasets/demo (default: the repository)')
+    parser.add_argument('--jobs', nargs='+', choices=list(JOBS), default=list(JOBS), metavar='NETWORK',
+                        help=f'networks measured (default: all of {", ".join(JOBS)})')
     args = parser.parse_args(argv)
-    table = training_table(torch.device(args.device), args.quick, args.budget, args.data,
+    table = training_table(torch.device(args.device), args.quick, args.budget, args.data, jobs=args.jobs,
                            on_row=lambda cells: print(' | '.join(map(str, cells)), file=sys.stderr, flush=True))
     print(table.markdown())
 
