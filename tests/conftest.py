@@ -132,6 +132,16 @@ def build_checked_model(opt):
     return build_model(checked)
 
 
+def checked_dataset(opt, is_train=False, key=None):
+    """The options ``basicsr train|test`` would hand a dataset for the hand-written dataset section ``opt``: checked
+    and filled with the schema's declared defaults (:func:`moesr_arch.options.check_dataset`; data paths are left to
+    the dataset). The keys BasicSR adds at run time (``phase``, ``scale``) are kept: the schema declares them.
+    ``key``: the set's key under ``datasets`` that messages name (default: its phase, else ``val``)."""
+    from moesr_arch.options import check_dataset
+    key = key or opt.get('phase') or 'val'
+    return check_dataset(opt, f'datasets.{key}', 'test options', is_train, check_paths=False)
+
+
 def tiny_test_setup(folder, images, name='tiny_test'):
     """A ``basicsr test`` set-up in ``folder``: x2 pairs of ``images`` ({stem: HR uint8 array}) in ``HR``/``LR``
     (test set ``pair``), a tiny random EDSR in ``net.pth`` and ``test.yml``, which saves the outputs with the

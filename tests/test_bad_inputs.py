@@ -20,7 +20,7 @@ import pytest
 import torch
 from basicsr.archs import build_network
 
-from conftest import ROOT, run_cli, write_options
+from conftest import ROOT, checked_dataset, run_cli, write_options
 
 from moesr_arch.utils.image_io import ImageReadError, read_image
 from moesr_arch.data.paired_image_dataset import CheckedPairedImageDataset
@@ -72,13 +72,14 @@ def paired_folders(tmp_path, hr_size, lr_size, extra_files=()):
 
 
 def test_lr_of_the_wrong_size_names_both_files(tmp_path):
-    dataset = CheckedPairedImageDataset(paired_folders(tmp_path, (64, 64), (15, 16)))
+    dataset = CheckedPairedImageDataset(checked_dataset(paired_folders(tmp_path, (64, 64), (15, 16))))
     with pytest.raises(ValueError, match=r'LR .*LR/a.png is 16x15 but HR .*HR/a.png is 64x64'):
         dataset[0]
 
 
 def test_hr_not_a_multiple_of_the_scale_is_cropped_and_non_images_ignored(tmp_path):
-    dataset = CheckedPairedImageDataset(paired_folders(tmp_path, (66, 67), (16, 16), ['README.txt', 'Thumbs.db']))
+    dataset = CheckedPairedImageDataset(checked_dataset(paired_folders(tmp_path, (66, 67), (16, 16),
+                                                                       ['README.txt', 'Thumbs.db'])))
     assert len(dataset) == 1
     sample = dataset[0]
     assert sample['gt'].shape == (3, 64, 64) and sample['lq'].shape == (3, 16, 16)
@@ -88,10 +89,10 @@ def test_empty_or_unpaired_folders_fail_clearly(tmp_path):
     opt = paired_folders(tmp_path, (64, 64), (16, 16))
     (tmp_path / 'LR' / 'a.png').unlink()
     with pytest.raises(ValueError, match='HR/a.png: no LR partner a.* in'):
-        CheckedPairedImageDataset(opt)
+        CheckedPairedImageDataset(checked_dataset(opt))
     (tmp_path / 'HR' / 'a.png').unlink()
     with pytest.raises(ValueError, match='HR: no image files'):
-        CheckedPairedImageDataset(opt)
+        CheckedPairedImageDataset(checked_dataset(opt))
 
 
 def test_wrong_extensions_are_read_by_content(tmp_path):
@@ -430,6 +431,7 @@ def test_a_training_set_that_makes_no_batch_stops_at_start(tmp_path):
     from moesr_arch.data.loader_check import build_dataloader
     opt = paired_folders(tmp_path, (64, 64), (16, 16))
     opt.update(phase='train', batch_size_per_gpu=2, num_worker_per_gpu=0, name='tiny_train')
+    opt = checked_dataset(opt, is_train=True)
     dataset = CheckedPairedImageDataset(opt)
     with pytest.raises(ValueError, match=r'datasets.train \(tiny_train\): 1 training images make no batch of '
                                          r'batch_size_per_gpu 2'):
@@ -528,15 +530,13 @@ def test_check_dataset_reports_looping_links_doubled_stems_and_images_smaller_th
     assert 'LR image without an HR partner' not in text  # b's LR partner is not an orphan
     assert 'two images for one stem' in text and 'LR/a.jpg' in text
     assert 'HR/a.png: 32x32 is smaller than gt_size 48' in text
+    pair = {'name': 't', 'type': 'CheckedPairedImageDataset', 'phase': 'val', 'scale': 2,
+            'dataroot_gt': str(tmp_path / 'HR'), 'dataroot_lq': str(tmp_path / 'LR'), 'io_backend': {'type': 'disk'}}
     with pytest.raises(ValueError, match='HR/b.png: Too many levels of symbolic links'):  # training: at start
-        CheckedPairedImageDataset({'name': 't', 'type': 'CheckedPairedImageDataset', 'phase': 'val', 'scale': 2,
-                                   'dataroot_gt': str(tmp_path / 'HR'), 'dataroot_lq': str(tmp_path / 'LR'),
-                                   'io_backend': {'type': 'disk'}})
+        CheckedPairedImageDataset(checked_dataset(pair))
     os.remove(tmp_path / 'HR' / 'b.png')
     with pytest.raises(ValueError, match='LR/a.jpg and .*LR/a.png: two LR images for one stem'):
-        CheckedPairedImageDataset({'name': 't', 'type': 'CheckedPairedImageDataset', 'phase': 'val', 'scale': 2,
-                                   'dataroot_gt': str(tmp_path / 'HR'), 'dataroot_lq': str(tmp_path / 'LR'),
-                                   'io_backend': {'type': 'disk'}})
+        CheckedPairedImageDataset(checked_dataset(pair))
 
 
 def test_derived_path_keys_are_refused_not_ignored(workdir):

@@ -13,6 +13,7 @@ import torch
 import torch.nn.functional as F
 from PIL import Image
 
+from conftest import checked_dataset
 from moesr_arch.archs.moeisr_arch import MoEISR, make_coord
 from moesr_arch.data.random_scale_dataset import RandomScaleSRDataset
 
@@ -166,9 +167,9 @@ def test_random_scale_training_sample_is_liifs(tmp_path):
     image[10:40, 5:50] = 200  # flat areas and edges, so the bicubic filter's rounding shows
     cv2.imwrite(str(tmp_path / 'HR' / 'a.png'), image)
     hr = torch.from_numpy(image[:, :, ::-1].copy()).permute(2, 0, 1).float().div(255)
-    opt = {'name': 'rs', 'phase': 'train', 'dataroot_gt': str(tmp_path / 'HR'), 'io_backend': {'type': 'disk'},
-           'lq_size': 12, 'scale_min': 1, 'scale_max': 4, 'sample_q': 144}
-    dataset = RandomScaleSRDataset(opt)
+    opt = {'name': 'rs', 'type': 'RandomScaleSRDataset', 'phase': 'train', 'dataroot_gt': str(tmp_path / 'HR'),
+           'io_backend': {'type': 'disk'}, 'lq_size': 12, 'scale_min': 1, 'scale_max': 4, 'sample_q': 144}
+    dataset = RandomScaleSRDataset(checked_dataset(opt))
     for seed in range(6):  # different scales, crops and flips
         random.seed(seed)
         np.random.seed(seed)
@@ -190,8 +191,9 @@ def test_random_scale_validation_sample_is_liifs(tmp_path, scale):
     image = np.random.default_rng(4).integers(0, 256, (41, 37, 3), dtype=np.uint8)
     cv2.imwrite(str(tmp_path / 'HR' / 'a.png'), image)
     hr = torch.from_numpy(image[:, :, ::-1].copy()).permute(2, 0, 1).float().div(255)
-    sample = RandomScaleSRDataset({'name': 'rs', 'phase': 'val', 'dataroot_gt': str(tmp_path / 'HR'),
-                                   'io_backend': {'type': 'disk'}, 'scale': scale})[0]
+    sample = RandomScaleSRDataset(checked_dataset({'name': 'rs', 'type': 'RandomScaleSRDataset', 'phase': 'val',
+                                                   'dataroot_gt': str(tmp_path / 'HR'), 'io_backend': {'type': 'disk'},
+                                                   'scale': scale}))[0]
     # LIIF, inp_size None: h_lr = floor(H / s + 1e-9), the image cut to round(h_lr * s), then resize_fn.
     h_lr, w_lr = int(41 / scale + 1e-9), int(37 / scale + 1e-9)
     crop = hr[:, :round(h_lr * scale), :round(w_lr * scale)]

@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 import torch
 
-from conftest import ROOT, run_cli, tb_scalars, write_options
+from conftest import ROOT, checked_dataset, run_cli, tb_scalars, write_options
 from moesr_arch.archs.moeisr_arch import MoEISR
 from moesr_arch.data.random_scale_dataset import RandomScaleSRDataset
 from moesr_arch.losses.expert_balance_loss import ExpertBalanceLoss
@@ -168,9 +168,9 @@ def write_photo(folder, name, height, width, seed=0):
 
 def test_random_scale_dataset_train_and_val_samples(tmp_path):
     write_photo(tmp_path / 'HR', 'a.png', 80, 90)
-    opt = {'name': 'rs', 'phase': 'train', 'dataroot_gt': str(tmp_path / 'HR'), 'io_backend': {'type': 'disk'},
-           'lq_size': 12, 'scale_min': 1, 'scale_max': 4, 'sample_q': 100}
-    sample = RandomScaleSRDataset(opt)[0]
+    opt = {'name': 'rs', 'type': 'RandomScaleSRDataset', 'phase': 'train', 'dataroot_gt': str(tmp_path / 'HR'),
+           'io_backend': {'type': 'disk'}, 'lq_size': 12, 'scale_min': 1, 'scale_max': 4, 'sample_q': 100}
+    sample = RandomScaleSRDataset(checked_dataset(opt))[0]
     assert sample['lq'].shape == (3, 12, 12)
     assert sample['coord'].shape == sample['cell'].shape == (100, 2) and sample['gt'].shape == (100, 3)
     assert 1 <= sample['scale'] <= 4 and sample['coord'].abs().max() < 1
@@ -178,7 +178,8 @@ def test_random_scale_dataset_train_and_val_samples(tmp_path):
     assert torch.allclose(sample['cell'], torch.full((100, 2), 2 / size))
 
     # Without augmentation each query's value is the HR pixel at its coordinate.
-    fixed = RandomScaleSRDataset({**opt, 'scale_min': 2, 'scale_max': 2, 'use_hflip': False, 'use_rot': False})
+    fixed = RandomScaleSRDataset(checked_dataset({**opt, 'scale_min': 2, 'scale_max': 2, 'use_hflip': False,
+                                                  'use_rot': False}))
     sample = fixed[0]
     hr = cv2.imread(str(tmp_path / 'HR' / 'a.png'))[:, :, ::-1].astype(np.float32) / 255
     rows, cols = ((sample['coord'] + 1) / 2 * 24 - 0.5).round().long().unbind(-1)
@@ -186,20 +187,21 @@ def test_random_scale_dataset_train_and_val_samples(tmp_path):
                if np.allclose(hr[y + rows, x + cols], sample['gt'].numpy(), atol=1e-6)]
     assert offsets  # the values come from one 24x24 crop
 
-    val = RandomScaleSRDataset({**opt, 'phase': 'val', 'scale': 2.5})[0]
+    val = RandomScaleSRDataset(checked_dataset({**opt, 'phase': 'val', 'scale': 2.5}))[0]
     assert val['lq'].shape == (3, 32, 36) and val['gt'].shape == (3, 80, 90)
     with pytest.raises(ValueError, match='sample_q'):
-        RandomScaleSRDataset({**opt, 'sample_q': 1000})
+        RandomScaleSRDataset(checked_dataset({**opt, 'sample_q': 1000}))
     with pytest.raises(ValueError, match='needs a positive scale'):
-        RandomScaleSRDataset({**opt, 'phase': 'val'})
+        RandomScaleSRDataset(checked_dataset({**opt, 'phase': 'val'}))
 
 
 def test_random_scale_dataset_reads_lmdb(tmp_path):
     from basicsr.utils.lmdb_util import make_lmdb_from_imgs
     write_photo(tmp_path / 'HR', 'a.png', 40, 50)
     make_lmdb_from_imgs(str(tmp_path / 'HR'), str(tmp_path / 'HR.lmdb'), ['a.png'], ['a'])
-    dataset = RandomScaleSRDataset({'name': 'rs', 'phase': 'train', 'dataroot_gt': str(tmp_path / 'HR.lmdb'),
-                                    'io_backend': {'type': 'lmdb'}, 'lq_size': 8, 'sample_q': 64})
+    dataset = RandomScaleSRDataset(checked_dataset({'name': 'rs', 'type': 'RandomScaleSRDataset', 'phase': 'train',
+                                                    'dataroot_gt': str(tmp_path / 'HR.lmdb'),
+                                                    'io_backend': {'type': 'lmdb'}, 'lq_size': 8, 'sample_q': 64}))
     assert len(dataset) == 1 and dataset[0]['lq'].shape == (3, 8, 8) and dataset[0]['gt'].shape == (64, 3)
 
 

@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 import torch
 
+from conftest import checked_dataset
 from moesr_arch.data.categories import CategoriesError, load_categories
 from moesr_arch.data.category_labels import LabelError, parse_label_text, read_labels, rasterize_category_map
 from moesr_arch.data.category_paired_image_dataset import CategoryPairedImageDataset
@@ -184,7 +185,7 @@ MIXED = {
 
 def test_random_crops_and_augmentation_keep_images_and_map_aligned(tmp_path):
     random.seed(0)
-    dataset = CategoryPairedImageDataset(make_colour_set(tmp_path, MIXED))
+    dataset = CategoryPairedImageDataset(checked_dataset(make_colour_set(tmp_path, MIXED)))
     seen = set()
     for _ in range(40):
         for i in range(len(dataset)):
@@ -203,7 +204,7 @@ def test_random_crops_and_augmentation_keep_images_and_map_aligned(tmp_path):
 def test_validation_returns_whole_image_map(tmp_path):
     opt = make_colour_set(tmp_path, MIXED)
     opt['phase'] = 'val'
-    sample = CategoryPairedImageDataset(opt)[0]
+    sample = CategoryPairedImageDataset(checked_dataset(opt))[0]
     assert sample['category_map'].shape == (24, 24)
     np.testing.assert_array_equal(colour_class(sample['lq']), sample['category_map'].numpy())
     assert sample['categories'].tolist() == [1.0, 1.0, 0.0]
@@ -212,21 +213,21 @@ def test_validation_returns_whole_image_map(tmp_path):
 
 def test_category_filter_keeps_only_images_with_the_category(tmp_path):
     opt = make_colour_set(tmp_path, MIXED)
-    dataset = CategoryPairedImageDataset({**opt, 'category_filter': 'cat'})
+    dataset = CategoryPairedImageDataset(checked_dataset({**opt, 'category_filter': 'cat'}))
     assert sorted(Path(dataset.paths[i]['gt_path']).stem for i, _ in dataset.index) == ['a', 'c']
-    dataset = CategoryPairedImageDataset({**opt, 'category_filter': ['vehicle', 'people']})
+    dataset = CategoryPairedImageDataset(checked_dataset({**opt, 'category_filter': ['vehicle', 'people']}))
     assert len(dataset) == 2
     with pytest.raises(ValueError, match="unknown categories \\['dog'\\]"):
-        CategoryPairedImageDataset({**opt, 'category_filter': 'dog'})
+        CategoryPairedImageDataset(checked_dataset({**opt, 'category_filter': 'dog'}))
 
 
 def test_balanced_sampling_draws_every_category_equally(tmp_path):
     regions = {'p1': MIXED['a'].splitlines()[0], 'p2': MIXED['a'].splitlines()[0], 'p3': MIXED['a'].splitlines()[0],
                'c': MIXED['c'], 'v': MIXED['b'], 'bg': ''}
     opt = make_colour_set(tmp_path, regions)
-    plain = CategoryPairedImageDataset(opt)
+    plain = CategoryPairedImageDataset(checked_dataset(opt))
     assert len(plain) == 6
-    dataset = CategoryPairedImageDataset({**opt, 'balanced_sampling': True})
+    dataset = CategoryPairedImageDataset(checked_dataset({**opt, 'balanced_sampling': True}))
     assert group_sizes(dataset) == {'people': 3, 'cat': 3, 'vehicle': 3, 'background': 3}
     counts = {}
     for i, _ in dataset.index:
@@ -239,7 +240,7 @@ def test_focus_crops_contain_the_target_category(tmp_path):
     # a tiny cat box in one corner: random crops would mostly miss it
     opt = make_colour_set(tmp_path, {'a': '1 0.0 0.0 0.125 0.0 0.125 0.125 0.0 0.125\n'})
     opt.update(focus_crops=True, gt_size=8)
-    dataset = CategoryPairedImageDataset(opt)
+    dataset = CategoryPairedImageDataset(checked_dataset(opt))
     random.seed(1)
     for _ in range(30):
         assert dataset[0]['categories'].tolist() == [0.0, 1.0, 0.0]
@@ -248,16 +249,16 @@ def test_focus_crops_contain_the_target_category(tmp_path):
 def test_missing_label_file_fails_when_labels_are_required(tmp_path):
     opt = make_colour_set(tmp_path, MIXED)
     (Path(opt['dataroot_labels']) / 'c.txt').unlink()
-    assert CategoryPairedImageDataset(opt).image_categories[2] == []  # background when not required
+    assert CategoryPairedImageDataset(checked_dataset(opt)).image_categories[2] == []  # background when not required
     with pytest.raises(LabelError, match=r'labels[/\\]c.txt: label file missing'):
-        CategoryPairedImageDataset({**opt, 'labels_required': True})
+        CategoryPairedImageDataset(checked_dataset({**opt, 'labels_required': True}))
 
 
 def test_bad_label_fails_at_dataset_build_naming_file_and_line(tmp_path):
     opt = make_colour_set(tmp_path, MIXED)
     (Path(opt['dataroot_labels']) / 'b.txt').write_text('2 0.1 0.1 0.2 0.2\n7 0.1 0.1 0.2 0.2\n')
     with pytest.raises(LabelError, match=r'b.txt:2: unknown class id 7'):
-        CategoryPairedImageDataset(opt)
+        CategoryPairedImageDataset(checked_dataset(opt))
 
 
 def test_lmdb_backend_reads_labels_json_beside_the_images(tmp_path):
@@ -271,15 +272,15 @@ def test_lmdb_backend_reads_labels_json_beside_the_images(tmp_path):
     lmdb_opt = {**opt, 'dataroot_gt': str(tmp_path / 'gt.lmdb'), 'dataroot_lq': str(tmp_path / 'lq.lmdb'),
                 'io_backend': {'type': 'lmdb'}, 'phase': 'val', 'labels_required': True}
     lmdb_opt.pop('dataroot_labels')
-    dataset = CategoryPairedImageDataset(lmdb_opt)
-    disk = CategoryPairedImageDataset({**opt, 'phase': 'val'})
+    dataset = CategoryPairedImageDataset(checked_dataset(lmdb_opt))
+    disk = CategoryPairedImageDataset(checked_dataset({**opt, 'phase': 'val'}))
     for i in range(len(disk)):
         np.testing.assert_array_equal(dataset[i]['category_map'], disk[i]['category_map'])
         torch.testing.assert_close(dataset[i]['lq'], disk[i]['lq'])
     partial = {key: text for key, text in MIXED.items() if key != 'd'}  # 'd' missing from labels.json
     (tmp_path / 'gt.lmdb' / 'labels.json').write_text(json.dumps(partial))
     with pytest.raises(LabelError, match="no labels for 'd'"):
-        CategoryPairedImageDataset(lmdb_opt)
+        CategoryPairedImageDataset(checked_dataset(lmdb_opt))
 
 
 def test_dataset_options_are_checked(tmp_path):
@@ -319,11 +320,12 @@ def test_demo_dataset_has_category_labels_for_every_photo(demo_root):
     assert load_categories(demo / 'categories.yml') == DEMO_CATEGORIES
     found = {}
     for split in ('train', 'val', 'heldout'):
-        dataset = CategoryPairedImageDataset({
-            'name': split, 'phase': 'val', 'scale': 4, 'io_backend': {'type': 'disk'},
+        dataset = CategoryPairedImageDataset(checked_dataset({
+            'name': split, 'type': 'CategoryPairedImageDataset', 'phase': 'val', 'scale': 4,
+            'io_backend': {'type': 'disk'},
             'dataroot_gt': str(demo / split / 'HR'), 'dataroot_lq': str(demo / split / 'LR_bicubic' / 'X4'),
             'dataroot_labels': str(demo / split / 'labels'), 'categories_file': str(demo / 'categories.yml'),
-            'labels_required': True})
+            'labels_required': True}))
         for i in range(len(dataset)):
             sample = dataset[i]
             name = Path(sample['gt_path']).stem

@@ -14,7 +14,7 @@ from basicsr.archs import build_network
 from basicsr.metrics import calculate_psnr
 from basicsr.utils.matlab_functions import imresize
 
-from conftest import ROOT, run_cli
+from conftest import ROOT, checked_dataset, run_cli
 from moesr_arch.cli import main as cli_main
 from moesr_arch.inference import InferenceError, build_from_options
 from moesr_arch.tools import published
@@ -262,7 +262,7 @@ def test_shipped_option_files_read_the_layout_prepare_benchmark_writes(tmp_path,
     monkeypatch.chdir(tmp_path)  # the option files name their data relative to the folder basicsr runs in
     opt = yaml.safe_load((ROOT / 'options' / option_file).read_text())
     for key, dataset_opt in reads_benchmark(ROOT / 'options' / option_file).items():
-        dataset = build_dataset({**dataset_opt, 'phase': 'val', 'scale': opt['scale']})
+        dataset = build_dataset(checked_dataset({**dataset_opt, 'phase': 'val', 'scale': opt['scale']}, key=key))
         pair = dataset[0]
         assert len(dataset) == 1, key
         assert pair['lq'].shape[-2:] == (48 // opt['scale'], 36 // opt['scale']), key

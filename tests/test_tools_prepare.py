@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 from basicsr.utils.matlab_functions import imresize
 
-from conftest import ROOT, cli_env, run_cli
+from conftest import ROOT, checked_dataset, cli_env, run_cli
 from moesr_arch.cli import main as cli_main
 from moesr_arch.data.category_labels import rasterize_category_map, read_labels
 from moesr_arch.data.lmdb_util import paired_paths_from_lmdb, read_lmdb_labels, read_meta_info
@@ -169,10 +169,10 @@ def test_create_lmdb_dotted_names_mixed_sizes_labels_and_dataset_reads_it(tmp_pa
         stored = cv2.imdecode(np.frombuffer(txn.get(b'z_noise'), np.uint8), cv2.IMREAD_UNCHANGED)
     np.testing.assert_array_equal(stored, noise)
 
-    dataset = CheckedPairedImageDataset({
+    dataset = CheckedPairedImageDataset(checked_dataset({
         'name': 'lmdb', 'type': 'CheckedPairedImageDataset', 'phase': 'val', 'scale': 2,
         'dataroot_gt': str(tmp_path / 'hr.lmdb'), 'dataroot_lq': str(tmp_path / 'lr.lmdb'),
-        'io_backend': {'type': 'lmdb'}})
+        'io_backend': {'type': 'lmdb'}}))
     assert [p['gt_path'] for p in dataset.paths] == ['a_tiny', 'img.v2.final', 'photo', 'z_noise']
     item = dataset[1]
     disk = cv2.imread(str(tmp_path / 'HR' / 'img.v2.final.png'))[:, :, ::-1] / 255.
@@ -300,10 +300,10 @@ def test_category_dataset_reads_labels_from_the_lmdb(tmp_path):
     assert create_lmdb.create_lmdb(tmp_path / 'HR', tmp_path / 'hr.lmdb', [tmp_path / 'LR'], [tmp_path / 'lr.lmdb'],
                                    labels=tmp_path / 'labels', categories=tmp_path / 'cats.yml') == []
     from moesr_arch.data.category_paired_image_dataset import CategoryPairedImageDataset
-    dataset = CategoryPairedImageDataset({
+    dataset = CategoryPairedImageDataset(checked_dataset({
         'name': 'lmdb', 'type': 'CategoryPairedImageDataset', 'phase': 'val', 'scale': 2,
         'dataroot_gt': str(tmp_path / 'hr.lmdb'), 'dataroot_lq': str(tmp_path / 'lr.lmdb'),
-        'io_backend': {'type': 'lmdb'}, 'categories_file': str(tmp_path / 'hr.lmdb' / 'categories.yml')})
+        'io_backend': {'type': 'lmdb'}, 'categories_file': str(tmp_path / 'hr.lmdb' / 'categories.yml')}))
     item = dataset[0]
     assert item['gt_path'] == 'cat.photo.v2'
     category_map = item['category_map'].numpy()

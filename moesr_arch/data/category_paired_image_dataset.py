@@ -76,7 +76,9 @@ class CategoryPairedImageDataset(CheckedPairedImageDataset):
 
     Options: those of CheckedPairedImageDataset and BasicSR's loader keys, plus the categories and labels
     (``categories_file``, ``dataroot_labels``, ...); their types and defaults are in
-    docs/options.md#categorypairedimagedataset.
+    docs/options.md#categorypairedimagedataset. ``opt`` is the dataset section checked and filled with those
+    defaults, as ``basicsr train|test`` give it (docs/options.md#datasets); from Python,
+    :func:`moesr_arch.options.check_dataset` fills a hand-written dict.
 
     Returns ``lq`` [3, h, w] and ``gt`` [3, H, W] (RGB float in [0, 1]), ``category_map`` int64 [h, w]
     (0..K-1 categories, K background), ``categories`` float [K] (multi-hot of the categories present in
@@ -108,7 +110,7 @@ class CategoryPairedImageDataset(CheckedPairedImageDataset):
             keep = list(range(len(self.paths)))
 
         # Each entry: (image index, category the crop should contain or None).
-        if opt.get('balanced_sampling', False):
+        if opt['balanced_sampling']:
             self.index = self._balanced_index(keep)
         else:
             self.index = [(i, None) for i in keep]
@@ -116,7 +118,7 @@ class CategoryPairedImageDataset(CheckedPairedImageDataset):
     # ------------------------------------------------------------------------------------------
     def _load_regions(self, gt_path):
         labels = self.opt.get('dataroot_labels')
-        required = self.opt.get('labels_required', False)
+        required = self.opt['labels_required']
         key = label_key(gt_path, self.backend_type)
         if labels is None and self.backend_type == 'lmdb':
             labels = os.path.join(self.gt_folder, LMDB_LABELS_FILE)
@@ -172,17 +174,17 @@ class CategoryPairedImageDataset(CheckedPairedImageDataset):
         category_map = rasterize_category_map(self.regions[index], h_lq, w_lq, self.num_categories,
                                               extent=(w_hr / self.scale, h_hr / self.scale))
         if self.opt.get('phase', 'val') == 'train':
-            if self.opt.get('focus_crops', False) and focus is None:
+            if self.opt['focus_crops'] and focus is None:
                 choices = self.image_categories[index]
                 if self.filter_ids is not None:
                     choices = [c for c in choices if c in self.filter_ids]
                 focus = random.choice(choices) if choices else None
-            elif not self.opt.get('focus_crops', False):
+            elif not self.opt['focus_crops']:
                 focus = None
             img_gt, img_lq, category_map = random_crop_with_map(img_gt, img_lq, category_map, self.opt['gt_size'],
                                                                 self.scale, gt_path, focus)
             img_gt, img_lq, category_map = augment_all([img_gt, img_lq, category_map],
-                                                       self.opt.get('use_hflip', False), self.opt.get('use_rot', False))
+                                                       self.opt['use_hflip'], self.opt['use_rot'])
         img_gt, img_lq = img2tensor([img_gt, img_lq], bgr2rgb=True, float32=True)
         return {
             'lq': img_lq,

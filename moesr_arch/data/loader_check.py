@@ -13,12 +13,15 @@ class EmptyLoaderError(ValueError):
 
 
 def build_dataloader(dataset, dataset_opt, *args, **kwargs):
-    """BasicSR's ``build_dataloader`` (same arguments), refusing a training loader without a batch."""
+    """BasicSR's ``build_dataloader`` (same arguments), refusing a training loader without a batch.
+
+    ``dataset_opt`` is the dataset section checked and filled (:func:`moesr_arch.options.check_dataset`), as the
+    training pipeline hands it over."""
     loader = basicsr_build_dataloader(dataset, dataset_opt, *args, **kwargs)
     if dataset_opt.get('phase') == 'train' and len(loader) == 0:
         sampler = kwargs.get('sampler')
         samples = len(sampler) if sampler is not None else len(dataset)
-        ratio = dataset_opt.get('dataset_enlarge_ratio', 1)
+        ratio = dataset_opt['dataset_enlarge_ratio']
         per_process = f' ({samples} samples per process with dataset_enlarge_ratio {ratio})' \
             if samples != len(dataset) else ''
         raise EmptyLoaderError(

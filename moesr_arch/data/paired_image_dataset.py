@@ -70,7 +70,11 @@ class CheckedPairedImageDataset(data.Dataset):
 
     Options: BasicSR's loader keys and those of its PairedImageDataset (``dataroot_gt``, ``dataroot_lq``,
     ``io_backend``, ...); their types and defaults are in
-    docs/options.md#checkedpairedimagedataset-pairedimagedataset. Returns ``lq``, ``gt`` (RGB CHW float in [0, 1]), ``lq_path``, ``gt_path``.
+    docs/options.md#checkedpairedimagedataset-pairedimagedataset. ``opt`` is the dataset section checked and
+    filled with those defaults, as ``basicsr train|test`` give it (docs/options.md#datasets); from Python,
+    :func:`moesr_arch.options.check_dataset` fills a hand-written dict.
+
+    Returns ``lq``, ``gt`` (RGB CHW float in [0, 1]), ``lq_path``, ``gt_path``.
     """
 
     def __init__(self, opt):
@@ -79,7 +83,7 @@ class CheckedPairedImageDataset(data.Dataset):
         self.file_client = None
         self.io_backend_opt = dict(opt['io_backend'])
         self.gt_folder, self.lq_folder = opt['dataroot_gt'], opt['dataroot_lq']
-        self.filename_tmpl = opt.get('filename_tmpl', '{}')
+        self.filename_tmpl = opt['filename_tmpl']
         self.scale = int(opt['scale'])
         if self.io_backend_opt['type'] == 'lmdb':
             self.io_backend_opt['db_paths'] = [self.lq_folder, self.gt_folder]
@@ -112,7 +116,7 @@ class CheckedPairedImageDataset(data.Dataset):
         img_gt, img_lq, gt_path, lq_path = self.read_pair(index)
         if self.opt['phase'] == 'train':
             img_gt, img_lq = paired_random_crop(img_gt, img_lq, self.opt['gt_size'], self.scale, gt_path)
-            img_gt, img_lq = augment([img_gt, img_lq], self.opt.get('use_hflip', False), self.opt.get('use_rot', False))
+            img_gt, img_lq = augment([img_gt, img_lq], self.opt['use_hflip'], self.opt['use_rot'])
         img_gt, img_lq = img2tensor([img_gt, img_lq], bgr2rgb=True, float32=True)
         return {'lq': img_lq, 'gt': img_gt, 'lq_path': lq_path, 'gt_path': gt_path}
 

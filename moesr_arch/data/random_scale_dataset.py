@@ -87,7 +87,9 @@ class RandomScaleSRDataset(data.Dataset):
 
     Options: BasicSR's loader keys, ``dataroot_gt`` (folder or .lmdb), ``io_backend``, the training sample
     (``lq_size``, ``scale_min``, ``scale_max``, ``sample_q``, flips) and ``scale`` (validation and test);
-    their types and defaults are in docs/options.md#randomscalesrdataset.
+    their types and defaults are in docs/options.md#randomscalesrdataset. ``opt`` is the dataset section checked
+    and filled with those defaults, as ``basicsr train|test`` give it (docs/options.md#datasets); from Python,
+    :func:`moesr_arch.options.check_dataset` fills a hand-written dict.
     """
 
     def __init__(self, opt):
@@ -96,9 +98,9 @@ class RandomScaleSRDataset(data.Dataset):
         self.train = opt.get('phase', 'train') == 'train'
         self.io_backend_opt = dict(opt['io_backend'])
         self.file_client = None
-        self.lq_size = int(opt.get('lq_size', 48))
-        self.scale_min, self.scale_max = float(opt.get('scale_min', 1)), float(opt.get('scale_max', 4))
-        self.sample_q = int(opt.get('sample_q', 2304))
+        self.lq_size = int(opt['lq_size'])
+        self.scale_min, self.scale_max = float(opt['scale_min']), float(opt['scale_max'])
+        self.sample_q = int(opt['sample_q'])
         if self.io_backend_opt['type'] == 'lmdb':
             self.io_backend_opt['db_paths'] = [opt['dataroot_gt']]
             self.io_backend_opt['client_keys'] = ['gt']
@@ -141,7 +143,7 @@ class RandomScaleSRDataset(data.Dataset):
         # differ by PIL's rounding).
         hr = img2tensor(np.ascontiguousarray(image[top:top + size, left:left + size]), bgr2rgb=True, float32=True)
         lq = bicubic_resize(hr, (self.lq_size, self.lq_size))
-        hr, lq = liif_augment([hr, lq], self.opt.get('use_hflip', True), self.opt.get('use_rot', True))
+        hr, lq = liif_augment([hr, lq], self.opt['use_hflip'], self.opt['use_rot'])
         coord = make_coord((size, size))
         picked = torch.from_numpy(np.random.choice(size * size, self.sample_q, replace=False))
         cell = torch.ones(self.sample_q, 2)

@@ -187,7 +187,7 @@ def inference_times(recipe, references, repeats=3):
     from basicsr.data import build_dataset
     import torch
     from moesr_arch.gating import build_gate
-    from moesr_arch.options import resolve_derived_options
+    from moesr_arch.options import check_dataset, resolve_derived_options
     opt = yaml.safe_load((ROOT / recipe).read_text())
     cwd = os.getcwd()
     os.chdir(ROOT)
@@ -200,7 +200,8 @@ def inference_times(recipe, references, repeats=3):
         for key, dataset_opt in opt['datasets'].items():
             if not key.startswith('val'):
                 continue
-            dataset = build_dataset(dict(dataset_opt, phase='val', scale=opt['scale']))
+            dataset = build_dataset(check_dataset(dict(dataset_opt, phase='val', scale=opt['scale']), f'datasets.{key}',
+                                                  recipe, is_train=False))
             times = {'MoE-SR': [], **{label: [] for label in singles}}
             for index in range(len(dataset)):
                 item = dataset[index]

@@ -83,8 +83,10 @@ def load_network(opt, weights):
 def validation_images(demo, scale, quick):
     """(LR, HR) tensor pairs of the demo validation photos at ``scale``."""
     from moesr_arch.data.random_scale_dataset import RandomScaleSRDataset
-    dataset = RandomScaleSRDataset({'name': f'demo_val_x{scale}', 'phase': 'val', 'scale': scale,
-                                    'dataroot_gt': str(demo / 'val' / 'HR'), 'io_backend': {'type': 'disk'}})
+    from moesr_arch.options import check_dataset
+    val_set = {'name': f'demo_val_x{scale}', 'type': 'RandomScaleSRDataset', 'phase': 'val', 'scale': scale,
+               'dataroot_gt': str(demo / 'val' / 'HR'), 'io_backend': {'type': 'disk'}}
+    dataset = RandomScaleSRDataset(check_dataset(val_set, 'datasets.val', 'bench moeisr', is_train=False))
     pairs = []
     for index in range(len(dataset)):
         sample = dataset[index]
