@@ -53,16 +53,13 @@ def sync(device):
 
 
 def recipe_options(name, device, quick, folder, data_root):
-    """The recipe's options for a training model on ``device``, without validation, logging or weights to load."""
-    from moesr_arch.options import check_dataset, load_options, resolve_derived_options
+    """The recipe's options for a training model on ``device`` as ``basicsr train`` hands them over (checked and
+    filled), without logging or weights to load; its data may be missing (the table says so in its row)."""
+    from moesr_arch.options import load_options, validate_options
     source, cpu_size = JOBS[name]
     opt = load_options(str(ROOT / source))
-    opt.update(is_train=True, dist=False, rank=0, world_size=1, num_gpu=1 if device.type == 'cuda' else 0,
-               auto_resume=False)
-    opt['path'] = {'pretrain_network_g': None, 'strict_load_g': True, 'resume_state': None,
-                   'models': str(folder), 'training_states': str(folder), 'log': str(folder),
-                   'visualization': str(folder)}
-    opt['val'] = {'metrics': {}}
+    opt['num_gpu'] = 1 if device.type == 'cuda' else 0
+    opt['path'] = {}
     train_set = opt['datasets']['train']
     batch, gt_size = (cpu_size if cpu_size and device.type == 'cpu'
                       else (train_set['batch_size_per_gpu'], train_set['gt_size']))
@@ -77,13 +74,13 @@ def recipe_options(name, device, quick, folder, data_root):
     for key in ('dataroot_gt', 'dataroot_lq', 'dataroot_labels', 'categories_file'):
         if key in train_set:
             train_set[key] = str(Path(data_root) / train_set[key])
-    # The training set as basicsr train hands it to the dataset: checked and filled (its data may be missing:
-    # the table says so in its row).
-    opt['datasets']['train'] = check_dataset(train_set, 'datasets.train', source, is_train=True, check_paths=False)
     for network in ('network_g', 'network_ref', 'gate'):
         if isinstance(opt.get(network), dict) and 'categories_file' in opt[network]:
             opt[network]['categories_file'] = str(Path(data_root) / opt[network]['categories_file'])
-    return resolve_derived_options(opt, source)
+    opt = validate_options(opt, source, is_train=True, check_paths=False)
+    opt.update(is_train=True, dist=False, rank=0, world_size=1, auto_resume=False)
+    opt['path'].update(models=str(folder), training_states=str(folder), log=str(folder), visualization=str(folder))
+    return opt
 
 
 def batches(opt, count, seed=0):
