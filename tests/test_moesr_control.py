@@ -69,7 +69,7 @@ def test_an_expert_whose_category_is_absent_keeps_its_weights():
     model = MoESRModel.__new__(MoESRModel)  # the training-step parts only, without BasicSR's set-up
     model.net_g = build_network({'type': 'MoESRNet', 'experts': {name: TINY_EXPERT for name in names},
                                  'categories': names[:-1]})
-    model.opt = {'dist': False, 'train': {}}
+    model.opt = {'dist': False, 'train': {'background_in_experts': False, 'other_pixels_weight': 0.0}}
     model.speedups = Speedups(model.opt)  # no amp, channels_last or compile (outside training)
     model.cri_pix = L1Loss()
     model.get_bare_model = lambda net: net

@@ -67,7 +67,7 @@ def test_expert_weights_are_loaded_per_expert(tmp_path):
     with torch.no_grad():
         assert torch.equal(net.experts['people'](lq), trained.eval()(lq))
         assert not torch.equal(net.experts['background'](lq), trained(lq))
-    with pytest.raises(ValueError, match="expert_weights: no expert named 'dog'"):
+    with pytest.raises(ValueError, match="expert_weights.dog: no such expert; experts: people, cat, background"):
         moesr(expert_weights={'dog': str(tmp_path / 'people.pth')})
     torch.save({'params': build_network(dict(VDSR)).state_dict()}, tmp_path / 'vdsr.pth')
     with pytest.raises(RuntimeError, match=r"vdsr.pth does not fit MoESRNet expert 'people': 16 missing"):
@@ -80,7 +80,8 @@ def test_option_validation_checks_nested_experts(tmp_path):
     check_network(good, 'network_g', 'x.yml')
     with pytest.raises(OptionError, match=r"x.yml: unknown key 'network_g.experts.people.num_feats'"):
         check_network(dict(good, experts={'people': dict(EDSR, num_feats=3), 'background': EDSR}), 'network_g', 'x.yml')
-    with pytest.raises(OptionError, match=r"network_g.experts needs a 'background' expert"):
+    with pytest.raises(OptionError, match=r"x.yml: network_g: MoESRNet needs a 'background' expert \(it answers "
+                                          r"wherever no category is found\); experts: people"):
         check_network(dict(good, experts={'people': EDSR}), 'network_g', 'x.yml')
     with pytest.raises(OptionError, match=r'expert_weights.people: no such file'):
         check_network(dict(good, expert_weights={'people': str(tmp_path / 'nope.pth')}), 'network_g', 'x.yml')

@@ -82,8 +82,14 @@ class Section(BaseModel):
             if not cls.accepts_extra(key):
                 known = [name for name in cls.model_fields if name not in ('type', 'model_type')]
                 raise PydanticCustomError('unknown_key', 'unknown key {key}', {
-                    'key': str(key), 'owner': cls.owner, 'hint': cls.extra_hint() or suggestion(key, known)})
+                    'key': str(key), 'owner': cls.owner, 'hint': close_match(key, known) or cls.extra_hint() or suggestion(key, known)})
         return data
+
+
+def close_match(key, names):
+    """``did you mean 'x'?`` for a key close to one of ``names``; None otherwise."""
+    close = difflib.get_close_matches(str(key), [str(n) for n in names], n=1)
+    return f'did you mean {close[0]!r}?' if close else None
 
 
 def suggestion(key, names):
