@@ -3,7 +3,8 @@
 Usage: ``python scripts/benchmark.py [--only archs,seemore] [--quick] [--output docs/benchmarks.md]``
 
 The ``## GPU`` section of an existing output file (figures from a machine with a GPU, naming it) is
-carried over into the new report.
+carried over into the new report. With ``--only``, the sections asked for replace their namesakes in an existing
+output file and everything else in it stays (new sections go before ``## GPU``).
 
 Each section prints its tables as it finishes; the report names the machine and the commands used.
 ``--quick`` shrinks every input to smoke-test the script itself (its figures mean nothing).
@@ -19,6 +20,8 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path[:0] = [str(ROOT), str(ROOT / 'scripts')]
+
+from moesr_arch.utils.atomic import atomic_write_text  # noqa: E402
 
 
 def machine_description():
@@ -51,6 +54,22 @@ def kept_gpu_section(previous_report):
     return text[start + 1:end if end > 0 else len(text)].rstrip() + '\n'
 
 
+def splice(previous, new_sections):
+    """``previous`` (a report's text) with each of ``new_sections`` ({name: text starting '## name'}) in place of the
+    section of that name, or before ``## GPU`` (else at the end) when it has none."""
+    text = previous.rstrip() + '\n'
+    for name, body in new_sections.items():
+        body = body.rstrip() + '\n'
+        start = text.find(f'\n## {name}\n')
+        if start >= 0:
+            end = text.find('\n## ', start + 1)
+            text = text[:start + 1] + body + (text[end:] if end >= 0 else '')
+        else:
+            gpu = text.find('\n## GPU')
+            text = text[:gpu + 1] + body + '\n' + text[gpu + 1:] if gpu >= 0 else text + '\n' + body
+    return text
+
+
 def sections():
     """The modules of ``scripts/bench/`` that define ``run(quick)``; the others (``measure.py``) are their helpers."""
     return sorted(p.stem for p in (ROOT / 'scripts' / 'bench').glob('*.py')
@@ -71,19 +90,26 @@ def main(argv=None):
     report = ['# Benchmarks', '', f'Generated {datetime.date.today()} by `python scripts/benchmark.py'
               + (f' --only {args.only}' if args.only else '') + (' --quick' if args.quick else '') + '`.', '',
               machine_description(), '']
+    measured = {}
     for name in chosen:
         started = time.perf_counter()
         module = importlib.import_module(f'bench.{name}')
-        report.append(f'## {name}\n')
+        parts = [f'## {name}\n']
         for table in module.run(args.quick):
             text = table.markdown()
             print(text, flush=True)
-            report.append(text)
-        report.append(f'_Section `{name}` took {time.perf_counter() - started:.0f} s._\n')
+            parts.append(text)
+        parts.append(f'_Section `{name}` took {time.perf_counter() - started:.0f} s (`python scripts/benchmark.py --only '
+                     f'{name}`, {datetime.date.today()})._\n')
+        measured[name] = '\n'.join(parts)
     if args.output:
-        Path(args.output).parent.mkdir(parents=True, exist_ok=True)
-        report.append(kept_gpu_section(Path(args.output)))
-        Path(args.output).write_text('\n'.join(report))
+        output = Path(args.output)
+        output.parent.mkdir(parents=True, exist_ok=True)
+        if args.only and output.is_file():
+            text = splice(output.read_text(), measured)
+        else:
+            text = '\n'.join(report + list(measured.values()) + [kept_gpu_section(output)])
+        atomic_write_text(output, text)
         print(f'report written to {args.output}')
 
 

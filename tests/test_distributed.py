@@ -38,7 +38,9 @@ def torchrun(workdir, options, nproc=2):
     return proc
 
 
-@pytest.mark.parametrize('system', sorted(RUNS))
+# EDSR runs in make test; the MoE-SR and SeemoRe runs (25-50 s each) in make test-all.
+@pytest.mark.parametrize('system', [pytest.param(name, marks=[pytest.mark.slow] if name != 'edsr' else [])
+                                    for name in sorted(RUNS)])
 def test_two_process_gloo_training_keeps_replicas_identical(workdir, system):
     source, overrides = RUNS[system]
     options = write_options(source, workdir / 'ddp.yml', name=f'ddp_{system}', **COMMON, **overrides)
@@ -53,6 +55,7 @@ def test_two_process_gloo_training_keeps_replicas_identical(workdir, system):
     assert torch.load(run_dir / 'models' / 'net_g_4.pth', weights_only=True)['params']
 
 
+@pytest.mark.slow  # make test-all: two torchrun processes through every MoE-SR stage, about 50 s
 def test_shipped_moesr_recipe_trains_under_torchrun(workdir):
     """The main job as shipped (no find_unused_parameters): its stages leave experts without gradients,
     which DDP must be told about; the model derives it."""
@@ -97,6 +100,7 @@ def test_nccl_for_a_cpu_model_fails_naming_the_option():
         pipeline.dist_backend({'num_gpu': 0, 'dist_params': {'backend': 'nccl'}}, 'x.yml')
 
 
+@pytest.mark.slow  # make test-all: three torchrun runs, about 40 s
 def test_resumed_ddp_run_continues_like_an_uninterrupted_one(workdir):
     """torchrun, 2 ranks: a run resumed mid-epoch continues the same batches, and each rank gets its own
     random generators back (ranks keep drawing different crops), so it ends with the same weights.

@@ -1,6 +1,7 @@
 """MoE-SR's evidence: the equal-budget control, bicubic and the specialisation matrix, and experts that
 stand still when their category is absent."""
 import cv2
+import pytest
 import torch
 import yaml
 from basicsr.losses.basic_loss import L1Loss
@@ -89,6 +90,7 @@ def test_an_expert_whose_category_is_absent_keeps_its_weights():
         assert not moved[name], f'expert {name} moved although its category was absent'
 
 
+@pytest.mark.slow  # make test-all: a training, killed and resumed, beside a whole one, about 16 s
 def test_a_run_with_its_control_resumes_both(workdir):
     stages = [{'stage': 'generalist', 'iters': 2}, {'stage': 'experts', 'iters': 2}]
 

@@ -94,6 +94,7 @@ def test_non_finite_loss_stops_training_naming_iteration_and_term(workdir):
         assert all(torch.isfinite(v).all() for v in params.values())
 
 
+@pytest.mark.slow  # make test-all: three trainings; test_options_read_once checks the forced seed in-process
 def test_force_yml_manual_seed_changes_the_seed(workdir):
     """BasicSR seeds before it applies --force_yml; a forced manual_seed must still train another seed."""
     weights = {}
