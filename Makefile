@@ -39,11 +39,14 @@ demo-edsr: demo-data
 	$(VENV)/bin/basicsr test -opt options/test_edsr_demo.yml
 	@echo "Pictures: results/demo_EDSR_x2_f32b4/visualization/  Logs: experiments/demo_EDSR_x2_f32b4/"
 
+# One pytest worker per core (pytest-xdist), each with one torch thread; the 15 slowest tests listed at the end.
+TEST_RUN := OMP_NUM_THREADS=1 $(PY) -m pytest -q -n auto --durations=15
+
 test: $(STAMP)
-	$(PY) -m pytest -q -m "not slow and not gpu" tests
+	$(TEST_RUN) -m "not slow and not gpu" tests
 
 test-all: $(STAMP)
-	$(PY) -m pytest -q tests
+	$(TEST_RUN) tests
 
 bench: $(STAMP)
 	$(PY) scripts/benchmark.py --output docs/benchmarks.md

@@ -33,7 +33,7 @@ setup(
         'safetensors',       # the shipped weights (moesr_arch/weights/)
     ],
     extras_require={
-        'test': ['pytest', 'pytest-timeout', 'spandrel', 'onnx', 'onnxruntime', 'safetensors', 'jsonschema'],
+        'test': ['pytest', 'pytest-timeout', 'pytest-xdist', 'spandrel', 'onnx', 'onnxruntime', 'safetensors', 'jsonschema'],
         'export': ['onnx', 'onnxruntime', 'safetensors'],
     },
     entry_points={'console_scripts': ['basicsr=moesr_arch.cli:main', 'moesr=moesr_arch.cli:main']},

@@ -83,7 +83,7 @@ def run_guarded(prog, function, *args):
 def main(argv=None):
     argv = sys.argv[1:] if argv is None else list(argv)
     prog = os.path.basename(sys.argv[0]) or 'basicsr'
-    if prog in ('__main__.py', 'cli.py'):  # python -m moesr_arch
+    if prog in ('__main__.py', 'cli.py', '-c'):  # python -m moesr_arch, or main() called from python -c
         prog = 'basicsr'
     if argv and argv[0] in ('train', 'test') and not {'-h', '--help'} & set(argv[1:]):
         return run_guarded(f'{prog} {argv[0]}', run_pipeline, argv[0], argv[1:], f'{prog} {argv[0]}')

@@ -13,7 +13,7 @@ sys.path.insert(0, str(ROOT))
 
 import moesr_arch  # noqa: E402,F401  (registration for in-process tests)
 
-# 2 threads as on CI; OMP_NUM_THREADS=1 when several test runs share the machine.
+# make test runs one pytest worker per core with OMP_NUM_THREADS=1; alone, 2 threads as on a 2-core CI machine.
 TEST_THREADS = int(os.environ.get('OMP_NUM_THREADS') or 2)
 torch.set_num_threads(TEST_THREADS)
 

@@ -95,7 +95,6 @@ def test_option_files_are_valid(demo_root, tmp_path, monkeypatch):
         validate_options(opt, name, is_train=is_train)
 
 
-@pytest.mark.slow  # make test-all: a three-stage training, its validation and a YOLO-gated test, about 40 s
 def test_staged_training_validation_table_and_test_with_yolo_gate(workdir):
     """One run through all three stages; then `basicsr test` through the YOLO gate and sparse experts."""
     run_cli(['train', '-opt', tiny_train_options(workdir)], workdir)
