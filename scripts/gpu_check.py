@@ -181,8 +181,10 @@ class GpuCheck:
         # num_gpu auto: CUDA when there is one (the CPU in a dry run, where CUDA is hidden)
         seemore = {'name': 'gpu_seemore', 'num_gpu': 'auto', 'network_g.network.num_layers': 1,
                    'datasets.train.batch_size_per_gpu': 4, **SHORT}
+        # Tiny experts: the recipe's shipped generalist (path.pretrain_network_experts) does not fit them.
         moesr = {'name': 'gpu_moesr', 'num_gpu': gpus, 'train.stages': MOESR_STAGES,
                  'network_g.experts': dict.fromkeys(('people', 'vehicle', 'background'), TINY_EDSR),
+                 'path.pretrain_network_experts': None,
                  'datasets.train.batch_size_per_gpu': 4, 'datasets.train.gt_size': 32,
                  'datasets.train.prefetch_mode': 'cuda' if self.cuda else 'cpu', 'datasets.train.pin_memory': True,
                  'datasets.train.num_worker_per_gpu': 2, **SHORT}
