@@ -11,7 +11,7 @@ from pydantic import Field, ValidationInfo, model_validator
 from moesr_arch.options.core import IS_TRAIN, Number, Section, context_flag, problem
 from moesr_arch.options.datasets import check_training_set
 from moesr_arch.options.networks import MoESRNetOptions, expert_categories
-from moesr_arch.options.training import (DistSection, ExpertTrainSection, ExpertValSection, LoggerSection,
+from moesr_arch.options.training import (DistSection, PluginTrainSection, PluginValSection, LoggerSection,
                                          MoEISRValSection, MoESRPathSection, MoESRTrainSection, MoESRValSection,
                                          PathSection, TrainSection, ValSection)
 
@@ -97,8 +97,8 @@ class SingleNetworkSROptions(OptionFile):
     # ExpertSRModel: the model's old name, which option files written before the rename still give.
     model_type: Literal['SingleNetworkSRModel', 'ExpertSRModel'] = Field(
         description='BasicSR SRModel plus extra losses, NaN guard, gradient clipping, self-ensemble.')
-    train: Optional[ExpertTrainSection] = Field(default=None, description='Training (required by basicsr train).')
-    val: Optional[ExpertValSection] = Field(default=None, description='Validation and test metrics.')
+    train: Optional[PluginTrainSection] = Field(default=None, description='Training (required by basicsr train).')
+    val: Optional[PluginValSection] = Field(default=None, description='Validation and test metrics.')
 
 
 class MoEISRModelOptions(SingleNetworkSROptions):

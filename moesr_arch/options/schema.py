@@ -99,7 +99,7 @@ class Schema:
                       'scheduler': scheduler_arms, 'dataset': dataset_arms, 'gate': gates.GATES, 'model': model_arms}
         # Sections naming other sections by union, leaves first (each is rebuilt against these unions).
         for cls in (networks.MoESRNetOptions, networks.BicubicResidualOptions, networks.MoEISROptions,
-                    training.TrainSection, training.ExpertTrainSection, training.MoESRTrainSection,
+                    training.TrainSection, training.PluginTrainSection, training.MoESRTrainSection,
                     training.ValSection, training.MoEISRValSection, training.MoESRValSection,
                     models.OptionFile, models.SingleNetworkSROptions, models.MoEISRModelOptions, models.MoESRModelOptions,
                     *([other_file] if other_file else [])):

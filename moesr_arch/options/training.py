@@ -156,7 +156,7 @@ AMP_MODES = ('none', 'bf16', 'fp16')
 COMPILE_MODES = (False, 'default', 'reduce-overhead', 'max-autotune', 'max-autotune-no-cudagraphs')
 
 
-class ExpertTrainSection(TrainSection):
+class PluginTrainSection(TrainSection):
     """Training of the package's models (SingleNetworkSRModel and its subclasses)."""
 
     grad_clip_norm: Optional[Number] = Field(default=None, gt=0, description='Clip the norm of all gradients '
@@ -199,7 +199,7 @@ class StageEntry(Section):
     iters: int = Field(ge=1, description='Iterations of this stage.')
 
 
-class MoESRTrainSection(ExpertTrainSection):
+class MoESRTrainSection(PluginTrainSection):
     """Training of MoE-SR: one stage, or stages switched by iteration."""
 
     stage: Optional[Literal[STAGES]] = Field(default=None, description='The stage of the whole run.')
@@ -239,7 +239,7 @@ class ValSection(Section):
     self_ensemble: bool = Field(default=False, description='Test with the x8 geometric self-ensemble (EDSR+).')
 
 
-class ExpertValSection(ValSection):
+class PluginValSection(ValSection):
     """Validation of the package's models (SingleNetworkSRModel and its subclasses)."""
 
     amp_and_channels_last: bool = Field(default=False, description='Validate during training under train.amp '
@@ -247,13 +247,13 @@ class ExpertValSection(ValSection):
                                         'infer run). Never compiled: every validation image has its own size.')
 
 
-class MoEISRValSection(ExpertValSection):
+class MoEISRValSection(PluginValSection):
     """Validation of MoEISR."""
 
     expert_maps: bool = Field(default=True, description='With save_img, save an expert map beside each image.')
 
 
-class MoESRValSection(ExpertValSection):
+class MoESRValSection(PluginValSection):
     """Validation of MoE-SR."""
 
     region_metrics: bool = Field(default=True, description="PSNR/SSIM inside each category's labelled regions.")
