@@ -1,24 +1,9 @@
-"""What MoE-SR's evaluation compares: bicubic upscaling, and the expert-by-region specialisation matrix."""
+"""The expert-by-region specialisation matrix of MoE-SR's evaluation: every expert alone, scored inside every region."""
 from collections import OrderedDict
 
 import numpy as np
-import torch
 
 from moesr_arch.utils.atomic import atomic_write
-
-
-def bicubic_upscale(lq, scale, size=None):
-    """MATLAB-style bicubic upscaling (the SR literature's bicubic baseline) of a CHW tensor in [0, 1],
-    clamped, cut or padded by edge replication to ``size`` (H, W) when given."""
-    from basicsr.utils.matlab_functions import imresize
-    up = imresize(lq.float(), scale).clamp(0, 1)
-    if size is not None:
-        height, width = size
-        up = up[:, :height, :width]
-        pad_h, pad_w = height - up.shape[1], width - up.shape[2]
-        if pad_h or pad_w:
-            up = torch.nn.functional.pad(up[None], (0, pad_w, 0, pad_h), mode='replicate')[0]
-    return up
 
 
 BASELINE_ROWS = ('MoE-SR', 'single network', 'bicubic')  # rows that are not one expert alone
