@@ -5,7 +5,6 @@ import numpy as np
 
 from moesr_arch.utils.atomic import atomic_write
 
-
 BASELINE_ROWS = ('MoE-SR', 'single network', 'bicubic')  # rows that are not one expert alone
 
 
