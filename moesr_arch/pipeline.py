@@ -98,7 +98,7 @@ def parse_argv(argv):
 
 def uses_cuda(opt):
     """Whether the model of ``opt`` runs on CUDA (``num_gpu`` > 0, or ``auto`` with a visible GPU)."""
-    num_gpu = opt.get('num_gpu', 0)
+    num_gpu = opt['num_gpu']
     if num_gpu == 'auto':
         return torch.cuda.is_available() and torch.cuda.device_count() > 0
     return bool(num_gpu)

@@ -123,7 +123,7 @@ class MoEISR(nn.Module):
         temperature (float): Gumbel-softmax temperature during training.
         routing_bias (float): Test-time routing: ``routing_bias * cost_e / cost_max`` off expert e's logit.
         chunk_size (int): Query pixels per image decoded at once in :meth:`upscale` (bounds memory).
-        scale (float): Output scale of ``forward(lq)``; models set it per validation set.
+        scale (float): Output scale of ``forward(lq)``; :meth:`upscale` takes any other.
     """
 
     def __init__(self,

@@ -48,6 +48,7 @@ def evaluate(model, dataloader, current_iter, tb_logger, save_img):
         if save_img and opt['val']['expert_maps']:
             picture = expert_map_picture(stats['expert_map'][0].cpu().numpy(), depth_names(net.expert_depths))
             write_png(f'{stem}_experts.png', np.ascontiguousarray(picture[:, :, ::-1]))
+    model.release_batch()
     results = sums.means()
     if not hasattr(model, 'best_metric_results'):
         model.best_metric_results = {}

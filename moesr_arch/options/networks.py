@@ -143,8 +143,8 @@ class MoEISROptions(ChannelsSection):
     temperature: float = Field(default=1.0, gt=0, description='Gumbel-softmax temperature during training.')
     routing_bias: float = Field(default=0.0, description='Test-time routing bias towards cheaper experts.')
     chunk_size: PositiveInt = Field(default=16384, description='Query pixels per image decoded at once.')
-    scale: float = Field(default=4.0, gt=0, description='Output scale of forward(lq); models set it per '
-                         'validation set.')
+    scale: float = Field(default=4.0, gt=0, description='Output scale of forward(lq) (basicsr infer and '
+                         'export); validation decodes each set at its own scale.')
 
 
 class VDSROptions(ChannelsSection):

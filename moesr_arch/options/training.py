@@ -288,4 +288,5 @@ class DistSection(Section):
 
     backend: Optional[Literal['nccl', 'gloo']] = Field(default=None, description='Process-group backend (default: '
                                                        'NCCL on CUDA, gloo on the CPU).')
-    port: int = Field(default=29500, description='Port of the process group.')
+    port: Optional[int] = Field(default=None, description='Port of the process group under --launcher slurm '
+                                '(default: MASTER_PORT, else 29500).')
