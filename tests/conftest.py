@@ -126,7 +126,12 @@ def build_checked_model(opt):
     paths = {key: opt['path'].pop(key) for key in DERIVED_PATHS if key in opt.get('path', {})}
     opt.setdefault('datasets', copy.deepcopy(PLACEHOLDER_SETS))
     opt.setdefault('name', 'test')
-    checked = validate_options(opt, 'test options', is_train=False, check_paths=False)
+    is_train = bool(run.get('is_train'))
+    if is_train:  # what basicsr train needs besides the model's own sections (no loop runs here)
+        opt.setdefault('logger', {'print_freq': 1, 'save_checkpoint_freq': 1, 'use_tb_logger': False})
+        if opt.get('val') is not None:
+            opt['val'] = {'val_freq': 1, 'save_img': False, **opt['val']}
+    checked = validate_options(opt, 'test options', is_train=is_train, check_paths=False)
     checked.update(run)
     checked['path'].update(paths)
     return build_model(checked)

@@ -17,9 +17,9 @@ NETWORKS = {
     'MoESRModel': {'type': 'MoESRNet', 'categories': ['people', 'vehicle'],
                    'experts': dict.fromkeys(('people', 'vehicle', 'background'), EDSR)},
 }
-# MoE-SR: one iteration of each stage, with the equal-budget control beside it.
+# MoE-SR: each stage in turn (joint for the rest of total_iter), with the equal-budget control beside it.
 MOESR_TRAIN = {'stages': [{'stage': 'generalist', 'iters': 1}, {'stage': 'experts', 'iters': 1},
-                          {'stage': 'joint', 'iters': 1}], 'background_in_experts': True}
+                          {'stage': 'joint', 'iters': 2}], 'background_in_experts': True}
 
 
 def has_compiler():

@@ -74,8 +74,8 @@ def log_image(dataset_name, img_name, scale, stats, expert_depths):
     height, width = stats['expert_map'].shape[-2:]
     get_root_logger().info(
         f"{dataset_name} {img_name} x{scale:g} ({width}x{height}): decoder {describe_flops(stats['flops'])}FLOPs vs "
-        f"{describe_flops(stats['flops_deepest'])}FLOPs with the deepest decoder alone ({saving:.1%} fewer); pixels per "
-        'expert (hidden layers): ' + ', '.join(f'{d}: {s:.1%}' for d, s in zip(expert_depths, shares)))
+        f"{describe_flops(stats['flops_deepest'])}FLOPs with the deepest decoder alone ({saving:.1%} fewer); pixels "
+        'per expert (hidden layers): ' + ', '.join(f'{d}: {s:.1%}' for d, s in zip(expert_depths, shares)))
 
 
 def decoder_shares(pixels, flops, flops_deepest):

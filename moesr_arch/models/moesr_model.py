@@ -8,10 +8,9 @@ from basicsr.utils.registry import MODEL_REGISTRY
 
 from moesr_arch.evaluation.moesr import evaluate
 from moesr_arch.inference.gated import run_gated
+from moesr_arch.models.expert_init import BACKGROUND, copy_background_into_experts, load_experts
 from moesr_arch.models.single_network_sr_model import SingleNetworkSRModel
 from moesr_arch.utils.modes import eval_mode
-
-BACKGROUND = 'background'
 
 
 @MODEL_REGISTRY.register()
@@ -51,7 +50,8 @@ class MoESRModel(SingleNetworkSRModel):
         from moesr_arch.gating import build_gate
         net = self.bare_net
         # The schema holds a given gate's categories to the network's.
-        self.gate = build_gate(dict(opt.get('gate') or {'type': 'LabelGate', 'categories': net.categories}), source='gate')
+        gate_opt = opt.get('gate') or {'type': 'LabelGate', 'categories': net.categories}
+        self.gate = build_gate(dict(gate_opt), source='gate')
         if self.is_train:
             self.train_gate = build_gate({'type': 'LabelGate', 'categories': net.categories}, source='train')
             self.schedule = stage_schedule(opt['train'])
@@ -72,7 +72,7 @@ class MoESRModel(SingleNetworkSRModel):
     def init_training_settings(self):
         path_opt = self.opt['path']
         if path_opt.get('pretrain_network_experts') and not path_opt.get('pretrain_network_g'):
-            self.load_experts(path_opt['pretrain_network_experts'], path_opt['param_key_experts'])
+            load_experts(self.bare_net, path_opt['pretrain_network_experts'], path_opt['param_key_experts'])
         self.net_ref = self.build_reference('params') if self.opt.get('network_ref') is not None else None
         super().init_training_settings()
         if self.net_ref is not None:
@@ -191,46 +191,9 @@ class MoESRModel(SingleNetworkSRModel):
         first_experts = next(first for name, first, _ in self.schedule if name == 'experts') \
             if any(name == 'experts' for name, _, _ in self.schedule) else None
         if stage == 'experts' and current_iter == first_experts and self.opt['train']['init_experts']:
-            copied = self.init_experts_from_background()
+            nets = [self.bare_net] + ([self.net_g_ema] if hasattr(self, 'net_g_ema') else [])
+            copied = copy_background_into_experts(nets)
             logger.info(f'Category experts initialised from the background expert: {", ".join(copied) or "none"}')
-
-    def load_experts(self, path, param_key):
-        """Start every expert that ``path``'s weights fit (same keys and shapes) from them: the generalist of
-        the MoE-SR reference. Runs before BasicSR copies net_g into its EMA, so the EMA starts there too."""
-        from moesr_arch.utils.checkpoint import mismatch, read_weights
-        state = read_weights(path, param_key, what='path.pretrain_network_experts').state
-        loaded, skipped = [], []
-        for name, expert in self.bare_net.experts.items():
-            if mismatch(expert.state_dict(), state):
-                skipped.append(f'{name} ({type(expert).__name__})')
-            else:
-                expert.load_state_dict(state)
-                loaded.append(name)
-        if not loaded:
-            raise ValueError(f'path.pretrain_network_experts {path}: its weights fit none of the experts '
-                             f'({", ".join(skipped)}); give the weights of one expert of network_g')
-        logger = get_root_logger()
-        logger.info(f'Experts {", ".join(loaded)} start from {path}')
-        if skipped:
-            logger.warning(f'path.pretrain_network_experts {path}: does not fit {", ".join(skipped)}, which start fresh')
-
-    def init_experts_from_background(self):
-        """Copy the background expert's weights into every category expert of the same architecture."""
-        nets = [self.bare_net] + ([self.net_g_ema] if hasattr(self, 'net_g_ema') else [])
-        copied = []
-        for net in nets:
-            source = net.experts[BACKGROUND].state_dict()
-            for name in net.categories:
-                target = net.experts[name]
-                shapes = {k: v.shape for k, v in target.state_dict().items()}
-                if type(target) is type(net.experts[BACKGROUND]) and shapes == {k: v.shape for k, v in source.items()}:
-                    target.load_state_dict(source)
-                    if net is self.bare_net:
-                        copied.append(name)
-                elif net is self.bare_net:
-                    get_root_logger().warning(f'Expert {name} ({type(target).__name__}) differs from the background '
-                                              f'expert ({type(net.experts[BACKGROUND]).__name__}): not initialised')
-        return copied
 
     # ------------------------------------------------------------------------------------------
     # Inference and validation

@@ -11,7 +11,8 @@ and the value. ``basicsr schema`` writes the same schema as JSON for YAML editor
 and description (:mod:`~moesr_arch.options.reference`; docs/options.md, which a test keeps up to date).
 
 Public functions: :func:`read_options` (what every command runs: read, checked, filled),
-:func:`read_network_options` (the sections inference reads), :func:`load_options`, :func:`validate_options`, :func:`check_network`,
+:func:`read_network_options` (the sections inference reads), :func:`load_options`, :func:`validate_options`,
+:func:`check_network`,
 :func:`check_dataset`, :func:`validate_gate`, :func:`apply_force_yml`, :func:`resolve_derived_options`,
 :func:`json_schema`.
 """
@@ -21,7 +22,8 @@ from moesr_arch.options.core import OptionError
 from moesr_arch.options.training import OPTIMIZERS
 
 __all__ = ['OptionError', 'OPTIMIZERS', 'load_options', 'read_options', 'read_network_options', 'validate_options',
-           'check_network', 'check_dataset', 'validate_gate', 'apply_force_yml', 'resolve_derived_options', 'json_schema']
+           'check_network', 'check_dataset', 'validate_gate', 'apply_force_yml', 'resolve_derived_options',
+           'json_schema']
 
 
 def validate_options(opt, source, is_train=True, check_paths=True):

@@ -82,7 +82,8 @@ class Section(BaseModel):
             if not cls.accepts_extra(key):
                 known = [name for name in cls.model_fields if name not in ('type', 'model_type')]
                 raise PydanticCustomError('unknown_key', 'unknown key {key}', {
-                    'key': str(key), 'owner': cls.owner, 'hint': close_match(key, known) or cls.extra_hint() or suggestion(key, known)})
+                    'key': str(key), 'owner': cls.owner,
+                    'hint': close_match(key, known) or cls.extra_hint() or suggestion(key, known)})
         return data
 
 
