@@ -59,23 +59,32 @@ def test_the_package_never_restates_a_declared_default():
     assert not offenders, 'read the filled options instead of restating their defaults:\n' + '\n'.join(offenders)
 
 
-def test_declared_network_defaults_are_the_archs_own():
-    """The schema shows an arch's defaults but leaves them to the arch (archs are built from Python too): the
-    two must be the same values, not just the same names."""
-    from basicsr.utils.registry import ARCH_REGISTRY
+def test_declared_defaults_are_the_callees_own():
+    """The schema shows the defaults of the package's archs, gates, losses and metric; the arch and signature
+    sections leave them to the callee and the others fill them in: either way the two must be the same values."""
+    from basicsr.utils.registry import ARCH_REGISTRY, LOSS_REGISTRY, METRIC_REGISTRY
 
-    from moesr_arch.options.networks import DECLARED
-    differ = []
-    for name, section in DECLARED.items():
-        parameters = inspect.signature(ARCH_REGISTRY.get(name)).parameters
+    from moesr_arch.gating.base import gate_class
+    from moesr_arch.options import gates, networks, training
+    pairs = [(cls, ARCH_REGISTRY.get(name)) for name, cls in networks.DECLARED.items()]
+    pairs += [(cls, gate_class(name)) for name, cls in gates.GATES.items()]
+    pairs += [(cls, LOSS_REGISTRY.get(name)) for name, cls in training.DECLARED_LOSSES.items()]
+    pairs += [(cls, METRIC_REGISTRY.get(name)) for name, cls in training.DECLARED_METRICS.items()]
+    differ, compared = [], 0
+    for section, callee in pairs:
+        parameters = inspect.signature(callee).parameters
         for key, field in section.model_fields.items():
-            if key == 'type' or field.is_required() or key not in parameters:
+            # A key the callee requires (a gate's categories: the schema takes them or their file) has no default.
+            if key == 'type' or field.is_required() or key not in parameters or \
+                    parameters[key].default is inspect.Parameter.empty:
                 continue
             default = parameters[key].default
             default = list(default) if isinstance(default, tuple) else default
-            if default is inspect.Parameter.empty or field.default != default:
-                differ.append(f'{name}.{key}: schema {field.default!r}, arch {default!r}')
+            compared += 1
+            if field.default != default:
+                differ.append(f'{section.__name__}.{key}: schema {field.default!r}, {callee.__name__} {default!r}')
     assert not differ, differ
+    assert compared > 40  # every declared class took part
 
 
 def test_what_runs_is_the_checked_file_filled_with_its_defaults(workdir):
