@@ -27,8 +27,9 @@ def evaluate(model, dataloader, current_iter, tb_logger, save_img):
     metrics = opt['val'].get('metrics') or {}
     net = model.get_bare_model(model.test_network())
     sums, pixels, flops, flops_deepest = MetricSums(), OrderedDict(), 0, 0
-    for data in tqdm(dataloader, unit='image', disable=not opt['val'].get('pbar')):
+    for data in (bar := tqdm(dataloader, unit='image', disable=not opt['val'].get('pbar'))):
         img_name = osp.splitext(osp.basename(data['lq_path'][0]))[0]
+        bar.set_description(f'Test {img_name}')  # as BasicSR's bar
         model.feed_data(data)
         stats = model.test(scale)
         sr = tensor2img([model.output.detach().cpu()])

@@ -49,7 +49,8 @@ def evaluate(model, dataloader, current_iter, tb_logger, save_img):
     if val_opt['specialisation'] and 'psnr' in region_opts:
         matrix = SpecialisationMatrix(net.names, net.categories + [BACKGROUND])
     sums, routed, times = MetricSums(), OrderedDict(), np.zeros(3)
-    for data in tqdm(dataloader, unit='image', disable=not val_opt.get('pbar')):
+    for data in (bar := tqdm(dataloader, unit='image', disable=not val_opt.get('pbar'))):
+        bar.set_description(f"Test {osp.splitext(osp.basename(data['lq_path'][0]))[0]}")  # BasicSR's bar says so
         model.feed_data(data)
         result = model.test()
         start = synchronized_clock(model.device)
