@@ -40,7 +40,7 @@ def test_archs_import_nothing_from_the_layers_above():
 
 def test_the_import_check_sees_imports_inside_functions(tmp_path):
     source = tmp_path / 'fake_arch.py'
-    source.write_text('import torch\nfrom moesr_arch.utils.macs import activation_bytes\n\n\ndef f():\n'
+    source.write_text('import torch\nfrom moesr_arch.utils.activations import activation_bytes\n\n\ndef f():\n'
                       '    from moesr_arch.gating.base import Gate\n    import moesr_arch.tools.common\n'
                       '    from moesr_arch import inference\n')
     assert forbidden_imports(source) == [(6, 'moesr_arch.gating.base'), (7, 'moesr_arch.tools.common'),

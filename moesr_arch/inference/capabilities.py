@@ -24,7 +24,7 @@ import torch
 from moesr_arch.archs.moeisr_arch import MoEISR
 from moesr_arch.archs.moesr_arch import BACKGROUND, MoESRNet, first_conv_channels, probe_scale
 from moesr_arch.inference.maps import depth_names
-from moesr_arch.utils.macs import activation_bytes
+from moesr_arch.utils.activations import activation_bytes
 
 KINDS = ('plain', 'arbitrary_scale', 'gated')
 

@@ -8,7 +8,7 @@ import math
 from torch import nn
 
 from moesr_arch.archs.sparse_crops import CPU_BATCH_PIXELS, batch_groups, crop_windows
-from moesr_arch.utils.macs import run_with_hooks, tensors
+from moesr_arch.utils.activations import run_with_hooks, tensors
 
 
 def count_params(model):
