@@ -268,8 +268,14 @@ class Reference:
                 declared.setdefault(cls, []).append(name)
             else:
                 others.append((name, cls))
-        self.model_groups = [(', '.join(names), cls) for cls, names in
-                             sorted(declared.items(), key=lambda item: (len(item[0].__mro__), item[1][0]))]
+        # A class serving several names is shown under the first its model_type lists; the others are aliases.
+        self.aliases = {}
+        self.model_groups = []
+        for cls, names in sorted(declared.items(), key=lambda item: (len(item[0].__mro__), item[1][0])):
+            listed = list(getattr(cls.model_fields['model_type'].annotation, '__args__', ()))
+            names = sorted(names, key=lambda name: listed.index(name) if name in listed else len(listed))
+            self.aliases[names[0]] = names[1:]
+            self.model_groups.append((names[0], cls))
         self.other_models = [name for name, _ in others]
         if others:
             self.model_groups.append(('Other models', others[0][1]))
@@ -418,7 +424,9 @@ class Reference:
         for label, cls in self.model_groups:
             self.heading(3, label)
             if cls in models.DECLARED.values():
-                self.add(prose(summary(cls)), '')
+                aliases = self.aliases.get(label)
+                also = f" Also accepted as {', '.join(f'`model_type: {name}`' for name in aliases)}." if aliases else ''
+                self.add(prose(summary(cls) + also), '')
                 self.section_table(cls, '')
             else:
                 self.add(prose(f"BasicSR's models: {', '.join(f'`{name}`' for name in self.other_models)}. "
