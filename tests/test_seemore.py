@@ -13,7 +13,7 @@ from moesr_arch.archs.seemore_arch import SEEMORE_PRESETS, SeemoRe
 from moesr_arch.options import read_options
 from moesr_arch.losses.fft_loss import FFTLoss
 from moesr_arch.options import OptionError, check_network
-from scripts.bench.measure import count_macs, seemore_macs
+from scripts.bench.measure import count_macs, diverse_router, seemore_macs
 
 
 def randomized(model, seed=0):
@@ -68,30 +68,6 @@ def test_official_checkpoint_layout_loads_strictly(tmp_path):
     x = torch.rand(1, 3, 17, 16)
     with torch.no_grad():
         assert (model(x) - official(x)).abs().max() < 1e-5
-
-
-def diverse_router(model, images, seed=0):
-    """Router weights that send different ``images`` to different experts in every layer.
-
-    The pooled router input is nearly the same for all images; weights orthogonal to its batch mean
-    make the logits depend on what differs between the images only.
-    """
-    generator = torch.Generator().manual_seed(seed)
-    model.eval()
-    for layer in model._moe_layers():
-        pooled = []
-        handle = layer.gate.body[1].register_forward_hook(lambda module, args, out: pooled.append(out))
-        with torch.no_grad():
-            model.forward_batch(images)
-        handle.remove()
-        features = pooled[0]
-        mean = features.mean(0)
-        weight = torch.randn(layer.gate.body[2].weight.shape, generator=generator)
-        weight -= (weight @ mean)[:, None] * mean[None] / mean.dot(mean)
-        spread = (features @ weight.t()).std()
-        with torch.no_grad():
-            layer.gate.body[2].weight.copy_(weight * 5 / spread)
-    return model
 
 
 def varied_images(count, size=20, seed=1):

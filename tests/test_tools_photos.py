@@ -1,8 +1,9 @@
 """`basicsr prepare photos`: the photo corpus, from a folder of photos and from (tiny, home-made) Debian packages."""
+import io
 import json
 import os
 import shutil
-import subprocess
+import tarfile
 from pathlib import Path
 
 import cv2
@@ -150,13 +151,9 @@ License: Expat
 
 
 def tiny_deb(tmp_path):
-    """``moesr-test-photos_1.0_all.deb``: two photos, a copyright file and a link, made with dpkg-deb."""
-    if shutil.which('dpkg-deb') is None:
-        pytest.skip('dpkg-deb is not installed (Debian/Ubuntu only): the package path cannot be exercised')
+    """``moesr-test-photos_1.0_all.deb``: two photos, a copyright file and a link, laid out as dpkg-deb builds it
+    (an ar archive of debian-binary, control.tar.xz and data.tar.xz, paths ``./usr/...`` owned by root)."""
     root = tmp_path / 'pkg'
-    (root / 'DEBIAN').mkdir(parents=True)
-    (root / 'DEBIAN' / 'control').write_text('Package: moesr-test-photos\nVersion: 1.0\nArchitecture: all\n'
-                                             'Maintainer: tests <t@example.org>\nDescription: test photos\n')
     pictures = root / 'usr' / 'share' / 'backgrounds'
     pictures.mkdir(parents=True)
     shutil.copy(SKIMAGE / 'rocket.jpg', pictures / 'rocket_by_Nasa.jpg')
@@ -164,9 +161,28 @@ def tiny_deb(tmp_path):
     (pictures / 'link.jpg').symlink_to('rocket_by_Nasa.jpg')
     (root / 'usr' / 'share' / 'doc' / 'moesr-test-photos').mkdir(parents=True)
     (root / 'usr' / 'share' / 'doc' / 'moesr-test-photos' / 'copyright').write_text(COPYRIGHT)
+    (tmp_path / 'control').mkdir()
+    (tmp_path / 'control' / 'control').write_text('Package: moesr-test-photos\nVersion: 1.0\nArchitecture: all\n'
+                                                  'Maintainer: tests <t@example.org>\nDescription: test photos\n')
+
+    def tar_xz(folder):
+        def as_root(info):
+            info.uid = info.gid = 0
+            info.uname = info.gname = 'root'
+            return info
+        buffer = io.BytesIO()
+        with tarfile.open(fileobj=buffer, mode='w:xz') as tar:
+            tar.add(folder, arcname='.', filter=as_root)
+        return buffer.getvalue()
+
+    members = [('debian-binary', b'2.0\n'), ('control.tar.xz', tar_xz(tmp_path / 'control')),
+               ('data.tar.xz', tar_xz(root))]
     deb = tmp_path / 'moesr-test-photos_1.0_all.deb'
-    subprocess.run(['dpkg-deb', '-Zxz', '--root-owner-group', '--build', str(root), str(deb)], check=True,
-                   capture_output=True)
+    with open(deb, 'wb') as f:
+        f.write(b'!<arch>\n')
+        for name, data in members:  # ar headers: name, mtime, uid, gid, mode, size, magic; even-size padding
+            f.write(f'{name:<16}{0:<12}{0:<6}{0:<6}{100644:<8}{len(data):<10}`\n'.encode('ascii') + data
+                    + b'\n' * (len(data) % 2))
     return deb
 
 
@@ -266,12 +282,15 @@ def test_the_shipped_photo_list_matches_the_packages_copyright_files_and_content
             assert photo.author in text, photo.name
 
 
-def test_the_packages_hold_the_kept_copyright_files_and_decodable_photos():
+@pytest.mark.slow  # make test-all: fetches the three wallpaper packages (about 120 MB) unless datasets/photos has them
+def test_the_packages_hold_the_kept_copyright_files_and_decodable_photos(tmp_path):
     listed = photos.read_photo_list()
-    debs = {p.package: photos.find_deb(DOWNLOADED, p.package) for p in listed}
-    if None in debs.values():
-        pytest.skip(f'the packages are not downloaded into {DOWNLOADED} (basicsr prepare photos -o datasets/photos); '
-                    'the test above checks the list against their copyright files kept in tests/data')
+    packages = sorted({p.package for p in listed})
+    folder = DOWNLOADED
+    if any(photos.find_deb(folder, package) is None for package in packages):
+        folder = tmp_path  # as basicsr prepare photos fetches them (apt-get download from the package registry)
+        photos.download_packages(packages, folder)
+    debs = {package: photos.find_deb(folder, package) for package in packages}
     for package, deb in debs.items():
         mine = [p for p in listed if p.package == package]
         copyright_file = f'usr/share/doc/{package}/copyright'

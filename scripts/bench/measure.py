@@ -1,10 +1,11 @@
 """What the benchmark sections and the tests measure that no product command needs: parameter and
-multiply-accumulate counts, and the pixels MoE-SR's sparse experts compute.
+multiply-accumulate counts, the pixels MoE-SR's sparse experts compute, and SeemoRe routers that mix a batch.
 
 Not a section of the report (it defines no ``run``): the sections and tests import it.
 """
 import math
 
+import torch
 from torch import nn
 
 from moesr_arch.archs.sparse_crops import CPU_BATCH_PIXELS, batch_groups, crop_windows
@@ -83,3 +84,28 @@ def computed_share(boxes, margin, height, width, max_batch=8, max_pixels=CPU_BAT
         y0, y1, x0, x1 = crop_windows([cores[i] for i in members], margin, height, width)[0]
         pixels += len(members) * (y1 - y0) * (x1 - x0)
     return pixels / (height * width)
+
+
+def diverse_router(model, images, seed=0):
+    """``model`` (a SeemoRe) with router weights that send different ``images`` to different experts in every
+    layer, as a trained network's routers do (at initialisation a whole batch tends to pick one expert per layer).
+
+    The pooled router input is nearly the same for all images; weights orthogonal to its batch mean
+    make the logits depend on what differs between the images only.
+    """
+    generator = torch.Generator().manual_seed(seed)
+    model.eval()
+    for layer in model._moe_layers():
+        pooled = []
+        handle = layer.gate.body[1].register_forward_hook(lambda module, args, out: pooled.append(out))
+        with torch.no_grad():
+            model.forward_batch(images)
+        handle.remove()
+        features = pooled[0]
+        mean = features.mean(0)
+        weight = torch.randn(layer.gate.body[2].weight.shape, generator=generator)
+        weight -= (weight @ mean)[:, None] * mean[None] / mean.dot(mean)
+        spread = (features @ weight.t()).std()
+        with torch.no_grad():
+            layer.gate.body[2].weight.copy_(weight * 5 / spread)
+    return model

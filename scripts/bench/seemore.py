@@ -19,7 +19,7 @@ if str(ROOT) not in sys.path:
 import moesr_arch  # noqa: E402,F401  (registration, torchvision shim)
 from moesr_arch.archs.seemore_arch import SEEMORE_PRESETS, SeemoRe  # noqa: E402
 from scripts.bench import Table  # noqa: E402
-from scripts.bench.measure import seemore_macs  # noqa: E402
+from scripts.bench.measure import diverse_router, seemore_macs  # noqa: E402
 
 # Paper Table 1, SeemoRe-T (params, GMACs for a 1280x720 output); B and L are not in the notes we have.
 PAPER_T = {2: ('220K', 45), 3: ('225K', 20), 4: ('232K', 12)}
@@ -80,29 +80,10 @@ def speed_table(quick):
 
 
 def mixed_routing(model, images, seed=0):
-    """``model`` with router weights that send the ``images`` of a batch to different experts, as a trained
-    network's routers do (at initialisation a whole batch tends to pick one expert per layer): each router's
-    weights are made orthogonal to the batch's mean pooled features, so only what differs between images
-    decides. Returns the mean number of experts picked per layer."""
-    generator = torch.Generator().manual_seed(seed)
-    pooled = {}
-    hooks = [layer.gate.body[1].register_forward_hook(
-        lambda module, args, out, layer=layer: pooled.setdefault(layer, out)) for layer in model._moe_layers()]
+    """``model`` in training mode with routers that send the ``images`` of a batch to different experts
+    (:func:`scripts.bench.measure.diverse_router`); returns the mean number of experts picked per layer."""
+    diverse_router(model, images, seed).train()
     with torch.no_grad():
-        model.eval()(images)  # one image at a time on a CPU: one pooled batch per layer is enough
-        for hook in hooks:
-            hook.remove()
-        model.train()
-        for layer in model._moe_layers():
-            pooled.clear()
-            hook = layer.gate.body[1].register_forward_hook(lambda module, args, out: pooled.setdefault(0, out))
-            model.forward_batch(images)
-            hook.remove()
-            features = pooled[0]
-            mean = features.mean(0)
-            weight = torch.randn(layer.gate.body[2].weight.shape, generator=generator)
-            weight -= (weight @ mean)[:, None] * mean[None] / mean.dot(mean)
-            layer.gate.body[2].weight.copy_(weight * 5 / (features @ weight.t()).std())
         _, stats = model(images, return_stats=True)
     return sum(pixels > 0 for pixels in stats['expert_pixels'].values()) / len(model._moe_layers())
 
